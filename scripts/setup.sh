@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# One-command set-up of the workspace on a machine with no ROS installed (Debian 12, Python 3.11):
+# a venv with the ROS 2 Kilted core from PyPI wheels, torch (CPU) and every other dependency,
+# pinned in requirements.lock; dynamo_msgs built with CMake into the venv; the Python packages
+# installed editable. Called by `make setup`, which reruns only the steps whose inputs changed.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+venv="$root/.venv"
+step=${1:-all}
+
+python_bin=${PYTHON:-}
+if [ -z "$python_bin" ]; then
+  for candidate in python3.11 python3; do
+    if command -v "$candidate" >/dev/null && "$candidate" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
+      python_bin=$candidate; break
+    fi
+  done
+fi
+[ -n "$python_bin" ] || { echo "setup: Python 3.11 is required (the ROS 2 Kilted wheels are built for it); set PYTHON=/path/to/python3.11" >&2; exit 1; }
+
+deps() {
+  [ -x "$venv/bin/python" ] || "$python_bin" -m venv "$venv"
+  # The pinned torch==2.13.0 resolves to the CPU build; ROS wheels need no index beyond PyPI.
+  # `ros-rmw-fastrtps-cpp` and the rosidl build tools are listed explicitly in the lock because
+  # the wheels do not declare them (workaround 1 of the ROS-from-PyPI notes).
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$root/requirements.lock"
+}
+
+packages() {
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation \
+    -e "$root/src/dynamo_encoder" -e "$root/src/dynamo_policy" -e "$root/src/dynamo_sim" -e "$root/src/dynamo_bringup"
+}
+
+case "$step" in
+  deps) deps ;;
+  msgs) "$root/scripts/build_msgs.sh" ;;
+  packages) packages ;;
+  all) deps; "$root/scripts/build_msgs.sh"; packages ;;
+  *) echo "setup: unknown step '$step' (deps, msgs, packages, all)" >&2; exit 2 ;;
+esac

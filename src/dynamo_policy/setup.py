@@ -1,0 +1,31 @@
+import os
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE = 'dynamo_policy'
+
+setup(
+    name=PACKAGE,
+    version='0.1.0',
+    packages=find_packages(exclude=['test']),
+    package_data={'': ['*.yaml', '*.xml']},
+    data_files=[
+        ('share/ament_index/resource_index/packages', ['resource/' + PACKAGE]),
+        (os.path.join('share', PACKAGE), ['package.xml']),
+    ],
+    install_requires=['setuptools'],
+    zip_safe=True,
+    maintainer='dynamo-ros developers',
+    maintainer_email='dev@dynamo-ros.org',
+    description='Imitation policies on frozen DynaMo embeddings (kNN, MLP), their training, the policy node and closed-loop evaluation.',
+    license='MIT',
+    extras_require={'test': ['pytest']},
+    entry_points={
+        'console_scripts': [
+            'policy_node = dynamo_policy.policy_node:main',
+            'train_policy = dynamo_policy.training.cli:main',
+            'evaluate = dynamo_policy.evaluation.cli:main',
+        ],
+    },
+)

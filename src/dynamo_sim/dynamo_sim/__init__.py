@@ -1,0 +1,1 @@
+"""Simulated UFactory xArm7 kitchen and Wonik Allegro hand in MuJoCo, with the ROS interfaces of the real drivers, scripted experts and demonstration recording."""
