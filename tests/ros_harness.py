@@ -1,0 +1,249 @@
+"""Pytest fixtures for tests that run real ROS 2 nodes over real DDS.
+
+Loaded for every test directory by the root conftest.py. Each test session claims its own
+ROS_DOMAIN_ID (a lock file per id, so parallel sessions on one machine never hear each other) and
+keeps discovery on loopback. Node executables run as subprocesses with `--ros-args`, their
+output goes to a log file, and teardown stops each one with SIGINT, then SIGTERM, then SIGKILL,
+and fails the test if anything of the process group is left behind.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+DOMAIN_ID_RANGE = range(1, 102)
+SIGINT_GRACE_S = 10.0
+SIGTERM_GRACE_S = 3.0
+
+
+def _claim_domain_id() -> tuple[int, object]:
+    lock_dir = Path(tempfile.gettempdir()) / 'dynamo_ros_domains'
+    lock_dir.mkdir(exist_ok=True)
+    # Start at a pid-dependent id so concurrent sessions rarely contend for the same lock.
+    offset = os.getpid() % len(DOMAIN_ID_RANGE)
+    for i in range(len(DOMAIN_ID_RANGE)):
+        domain_id = DOMAIN_ID_RANGE[(offset + i) % len(DOMAIN_ID_RANGE)]
+        handle = open(lock_dir / f'{domain_id}.lock', 'w')
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            continue
+        return domain_id, handle
+    raise RuntimeError(f'every ROS_DOMAIN_ID in {DOMAIN_ID_RANGE} is taken by another test session')
+
+
+@pytest.fixture(scope='session')
+def ros_env():
+    """Environment of this session's ROS processes, also applied to this process."""
+    domain_id, lock = _claim_domain_id()
+    env = {
+        'ROS_DOMAIN_ID': str(domain_id),
+        'ROS_AUTOMATIC_DISCOVERY_RANGE': 'LOCALHOST',
+        'RMW_IMPLEMENTATION': 'rmw_fastrtps_cpp',
+        'PYTHONUNBUFFERED': '1',
+        'MUJOCO_GL': os.environ.get('MUJOCO_GL', 'egl'),
+    }
+    saved = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
+    yield dict(os.environ)
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    lock.close()
+
+
+def resolve_executable(name: str) -> str:
+    """A console script of the workspace (in this interpreter's bin/) or anything on PATH."""
+    local = Path(sys.prefix) / 'bin' / name
+    if local.exists():
+        return str(local)
+    found = shutil.which(name)
+    if found is None:
+        raise FileNotFoundError(f'executable {name!r} is neither in {local.parent} nor on PATH')
+    return found
+
+
+class RosProcess:
+    """A node executable started as its own process group, output captured to a log file."""
+
+    def __init__(self, command: list[str], name: str, env: dict, log_dir: Path):
+        self.name = name
+        self.command = [resolve_executable(command[0]), *command[1:]]
+        self.log_path = log_dir / f'{name}.log'
+        self._log = open(self.log_path, 'wb')
+        self.popen = subprocess.Popen(
+            self.command, env=env, stdout=self._log, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=True)
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self.popen.poll()
+
+    def output(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors='replace')
+
+    def wait(self, timeout: float) -> int:
+        """Wait for the process to exit by itself; its exit code."""
+        try:
+            return self.popen.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(
+                f'{self.name} still running after {timeout} s; output:\n{self.output()}') from None
+
+    def wait_for_output(self, pattern: str, timeout: float) -> re.Match:
+        """Wait until the process output matches a regular expression."""
+        deadline = time.monotonic() + timeout
+        regex = re.compile(pattern)
+        while time.monotonic() < deadline:
+            match = regex.search(self.output())
+            if match:
+                return match
+            if self.popen.poll() is not None:
+                match = regex.search(self.output())
+                if match:
+                    return match
+                raise AssertionError(
+                    f'{self.name} exited ({self.popen.returncode}) before printing {pattern!r}; '
+                    f'output:\n{self.output()}')
+            time.sleep(0.05)
+        raise AssertionError(f'{self.name} did not print {pattern!r} in {timeout} s; output:\n{self.output()}')
+
+    def _group_alive(self) -> bool:
+        try:
+            os.killpg(self.popen.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+    def stop(self) -> int:
+        """SIGINT (as launch and Ctrl-C do), then SIGTERM, then SIGKILL; the exit code."""
+        for sig, grace in ((signal.SIGINT, SIGINT_GRACE_S), (signal.SIGTERM, SIGTERM_GRACE_S)):
+            if self.popen.poll() is None:
+                os.kill(self.popen.pid, sig)
+                try:
+                    self.popen.wait(timeout=grace)
+                except subprocess.TimeoutExpired:
+                    continue
+        if self.popen.poll() is None:
+            os.killpg(self.popen.pid, signal.SIGKILL)
+            self.popen.wait()
+        self._log.close()
+        return self.popen.returncode
+
+    def orphans_left(self) -> bool:
+        """Whether any process of this node's group outlived it (checked after stop())."""
+        deadline = time.monotonic() + 2.0
+        while self._group_alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        alive = self._group_alive()
+        if alive:
+            os.killpg(self.popen.pid, signal.SIGKILL)
+        return alive
+
+
+class RosProcesses:
+    """Starts node executables for one test and stops them all at its end."""
+
+    def __init__(self, env: dict, log_dir: Path):
+        self._env = env
+        self._log_dir = log_dir
+        self.processes: list[RosProcess] = []
+
+    def start(self, command: list[str], name: str | None = None, env: dict | None = None) -> RosProcess:
+        name = name or Path(command[0]).name
+        proc = RosProcess(command, name, {**self._env, **(env or {})}, self._log_dir)
+        self.processes.append(proc)
+        return proc
+
+    def stop_all(self) -> list[str]:
+        orphaned = []
+        for proc in reversed(self.processes):
+            proc.stop()
+            if proc.orphans_left():
+                orphaned.append(proc.name)
+        return orphaned
+
+
+@pytest.fixture
+def ros_processes(ros_env, tmp_path):
+    """Launcher of node executables; every process is stopped and checked for orphans at teardown."""
+    launcher = RosProcesses(ros_env, tmp_path)
+    yield launcher
+    orphaned = launcher.stop_all()
+    assert not orphaned, f'processes left behind by: {orphaned}'
+
+
+class TestNode:
+    """An rclpy node inside the test process, with helpers to wait on the graph and on messages."""
+
+    def __init__(self, rclpy, context, name: str):
+        from rclpy.executors import SingleThreadedExecutor
+        self._rclpy = rclpy
+        self.node = rclpy.create_node(name, context=context)
+        self.executor = SingleThreadedExecutor(context=context)
+        self.executor.add_node(self.node)
+
+    def spin_until(self, predicate: Callable[[], bool], timeout: float, what: str = 'condition') -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            if time.monotonic() > deadline:
+                raise AssertionError(f'timed out after {timeout} s waiting for {what}')
+            self.executor.spin_once(timeout_sec=0.05)
+
+    def spin_for(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            self.executor.spin_once(timeout_sec=0.05)
+
+    def collect(self, msg_type, topic: str, qos=10) -> list:
+        """Subscribe and return the list the received messages are appended to."""
+        received = []
+        self.node.create_subscription(msg_type, topic, received.append, qos)
+        return received
+
+    def wait_for_topic(self, topic: str, timeout: float = 20.0) -> None:
+        """Wait until some other participant publishes `topic`."""
+        self.spin_until(lambda: self.node.count_publishers(topic) > 0, timeout, f'a publisher on {topic}')
+
+    def wait_for_subscriber(self, topic: str, timeout: float = 20.0) -> None:
+        self.spin_until(lambda: self.node.count_subscribers(topic) > 0, timeout, f'a subscriber on {topic}')
+
+    def destroy(self) -> None:
+        self.executor.shutdown()
+        self.node.destroy_node()
+
+
+@pytest.fixture
+def ros_node(ros_env, request):
+    """A fresh rclpy context and node for this test."""
+    import rclpy
+    from rclpy.context import Context
+    context = Context()
+    rclpy.init(context=context)
+    name = 'test_' + re.sub(r'\W', '_', request.node.name)[:40]
+    node = TestNode(rclpy, context, name)
+    yield node
+    node.destroy()
+    rclpy.shutdown(context=context)
