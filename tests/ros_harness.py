@@ -81,8 +81,10 @@ def resolve_executable(name: str) -> str:
 class RosProcess:
     """A node executable started as its own process group, output captured to a log file."""
 
-    def __init__(self, command: list[str], name: str, env: dict, log_dir: Path):
+    def __init__(self, command: list[str], name: str, env: dict, log_dir: Path,
+                 sigint_grace_s: float = SIGINT_GRACE_S):
         self.name = name
+        self.sigint_grace_s = sigint_grace_s
         self.command = [resolve_executable(command[0]), *command[1:]]
         self.log_path = log_dir / f'{name}.log'
         self._log = open(self.log_path, 'wb')
@@ -139,7 +141,7 @@ class RosProcess:
 
     def stop(self) -> int:
         """SIGINT (as launch and Ctrl-C do), then SIGTERM, then SIGKILL; the exit code."""
-        for sig, grace in ((signal.SIGINT, SIGINT_GRACE_S), (signal.SIGTERM, SIGTERM_GRACE_S)):
+        for sig, grace in ((signal.SIGINT, self.sigint_grace_s), (signal.SIGTERM, SIGTERM_GRACE_S)):
             if self.popen.poll() is None:
                 os.kill(self.popen.pid, sig)
                 try:
@@ -171,9 +173,10 @@ class RosProcesses:
         self._log_dir = log_dir
         self.processes: list[RosProcess] = []
 
-    def start(self, command: list[str], name: str | None = None, env: dict | None = None) -> RosProcess:
+    def start(self, command: list[str], name: str | None = None, env: dict | None = None,
+              sigint_grace_s: float = SIGINT_GRACE_S) -> RosProcess:
         name = name or Path(command[0]).name
-        proc = RosProcess(command, name, {**self._env, **(env or {})}, self._log_dir)
+        proc = RosProcess(command, name, {**self._env, **(env or {})}, self._log_dir, sigint_grace_s)
         self.processes.append(proc)
         return proc
 
