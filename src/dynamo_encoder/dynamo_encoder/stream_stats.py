@@ -1,0 +1,86 @@
+"""Rates, latency percentiles and drop counters of a stream-processing node (ROS-free).
+
+The encoder node reports these on /diagnostics; keeping the bookkeeping here lets it be tested
+without ROS and keeps the node a thin translation layer. Thread-safe: frames are counted in
+subscription callbacks while outputs are counted in the inference thread.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from typing import Callable, Iterable
+
+import numpy as np
+
+__all__ = ["StreamStatistics"]
+
+
+class StreamStatistics:
+    """Sliding-window rates and latency percentiles plus cumulative counters.
+
+    Rates are events in the last `window_s` seconds divided by the window (or by the time since
+    start while the window is not yet full), so a stream that stops decays to 0 Hz.
+    """
+
+    def __init__(self, inputs: Iterable[str], window_s: float = 5.0,
+                 clock: Callable[[], float] = time.monotonic):
+        if window_s <= 0:
+            raise ValueError(f"window_s must be > 0, got {window_s}")
+        self.window_s = float(window_s)
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._start = clock()
+        self._inputs = {name: deque() for name in inputs}
+        self._outputs: deque[tuple[float, float]] = deque()  # (time, latency seconds)
+        self.frames_received = {name: 0 for name in self._inputs}
+        self.outputs_published = 0
+        self.frames_dropped_stale = 0
+        self.frames_malformed = 0
+
+    def frame_received(self, name: str) -> None:
+        with self._lock:
+            self._inputs[name].append(self._clock())
+            self.frames_received[name] += 1
+
+    def output_published(self, latency_s: float) -> None:
+        with self._lock:
+            self._outputs.append((self._clock(), float(latency_s)))
+            self.outputs_published += 1
+
+    def frames_dropped(self, count: int) -> None:
+        """Frames that were received in time but superseded by newer ones before being used."""
+        with self._lock:
+            self.frames_dropped_stale += int(count)
+
+    def frame_malformed(self) -> None:
+        with self._lock:
+            self.frames_malformed += 1
+
+    def snapshot(self) -> dict[str, float | int]:
+        """Current values: rates in Hz, latency in ms (NaN before the first output), counters."""
+        with self._lock:
+            now = self._clock()
+            horizon = now - self.window_s
+            span = min(self.window_s, max(now - self._start, 1e-9))
+            for times in self._inputs.values():
+                while times and times[0] < horizon:
+                    times.popleft()
+            while self._outputs and self._outputs[0][0] < horizon:
+                self._outputs.popleft()
+            input_rates = {name: len(times) / span for name, times in self._inputs.items()}
+            latencies_ms = np.array([latency for _, latency in self._outputs]) * 1e3
+            values: dict[str, float | int] = {
+                # The slowest camera bounds how many synchronised sets can be formed.
+                "input_rate_hz": min(input_rates.values()) if input_rates else 0.0,
+                "output_rate_hz": len(self._outputs) / span,
+                "latency_p50_ms": float(np.percentile(latencies_ms, 50)) if latencies_ms.size else float("nan"),
+                "latency_p99_ms": float(np.percentile(latencies_ms, 99)) if latencies_ms.size else float("nan"),
+                "frames_dropped_stale": self.frames_dropped_stale,
+                "frames_malformed": self.frames_malformed,
+                "frames_received": sum(self.frames_received.values()),
+                "outputs_published": self.outputs_published,
+            }
+            for name, rate in input_rates.items():
+                values[f"input_rate_hz.{name}"] = rate
+            return values
