@@ -26,9 +26,25 @@ deps() {
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$root/requirements.lock"
 }
 
+python_packages=(dynamo_encoder dynamo_policy dynamo_sim dynamo_bringup)
+
 packages() {
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation \
-    -e "$root/src/dynamo_encoder" -e "$root/src/dynamo_policy" -e "$root/src/dynamo_sim" -e "$root/src/dynamo_bringup"
+  local pkg args=()
+  for pkg in "${python_packages[@]}"; do args+=(-e "$root/src/$pkg"); done
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation "${args[@]}" \
+    2> >(grep -v -e BuildBackendWarning -e 'Editable installation' -e '^ *!!' -e '^ *\*\*\*' -e 'Please be careful' \
+          -e 'name as your package' -e 'with strategy, WheelFile' -e '^ *$' >&2)
+  # Editable installs skip setup.py's data_files, so register each package in the ament index
+  # and link its share files (package.xml, launch/, config/) as `colcon build --symlink-install`
+  # does: get_package_share_directory() then finds them and edits take effect without a rebuild.
+  for pkg in "${python_packages[@]}"; do
+    mkdir -p "$venv/share/ament_index/resource_index/packages" "$venv/share/$pkg"
+    touch "$venv/share/ament_index/resource_index/packages/$pkg"
+    ln -sfn "$root/src/$pkg/package.xml" "$venv/share/$pkg/package.xml"
+    for dir in launch config; do
+      if [ -d "$root/src/$pkg/$dir" ]; then ln -sfn "$root/src/$pkg/$dir" "$venv/share/$pkg/$dir"; fi
+    done
+  done
 }
 
 case "$step" in
