@@ -1,0 +1,349 @@
+"""ROS 2 node: camera images in, DynaMo embeddings out (`ros2 run dynamo_encoder encoder_node`).
+
+A lifecycle node: configure loads the encoder artifact, activate subscribes to the cameras.
+With `autostart` (the default) it configures and activates itself, so a plain `ros2 run` works.
+
+Threading: subscription callbacks (single-threaded executor) only decode and synchronise frames
+and put the newest complete set into a one-item slot; a dedicated inference thread takes the
+newest set whenever it is free, encodes it and publishes. A set replaced in the slot before
+inference took it is counted as dropped, so the node never builds a backlog and inference never
+blocks the callbacks (torch releases the GIL while it computes).
+"""
+from __future__ import annotations
+
+import array
+import threading
+import traceback
+from dataclasses import dataclass
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from dynamo_msgs.msg import Embedding
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.exceptions import ParameterException
+from rclpy.executors import ExternalShutdownException
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.time import Time
+from sensor_msgs.msg import CompressedImage, Image
+
+from dynamo_encoder.frame_sync import FrameSynchronizer, SyncedFrames
+from dynamo_encoder.image_codec import ImageDecodeError, decode_compressed_image, decode_image
+from dynamo_encoder.latest_slot import LatestSlot
+from dynamo_encoder.stream_stats import StreamStatistics
+
+DEVICES = ('cpu', 'cuda', 'auto')
+TRANSPORTS = ('raw', 'compressed')
+RELIABILITIES = {'best_effort': ReliabilityPolicy.BEST_EFFORT, 'reliable': ReliabilityPolicy.RELIABLE}
+STATISTICS_WINDOW_S = 5.0
+LOG_THROTTLE_S = 5.0
+
+PARAMETERS = {
+    # name: (default, description)
+    'checkpoint': ('', 'Path of the exported encoder artifact (encoder.pt written by `pretrain`).'),
+    'device': ('auto', "Torch device: 'cpu', 'cuda', or 'auto' (cuda if available, else cpu with a warning)."),
+    'threads': (0, 'Torch CPU threads for inference; 0 keeps torch\'s default.'),
+    'camera_topics': (['/camera/color/image_raw'],
+                      "One image topic per camera, in the encoder artifact's camera order."),
+    'camera_transports': (['raw'],
+                          "Per camera topic: 'raw' (sensor_msgs/Image) or 'compressed' "
+                          '(sensor_msgs/CompressedImage, jpeg/png, subscribed on the topic as given).'),
+    'slop': (0.02, 'Seconds by which the header stamps of one synchronised frame set may differ.'),
+    'sync_queue_size': (3, 'Newest frames kept per camera as candidates for synchronisation.'),
+    'qos_reliability': ('best_effort', "Camera subscriptions' reliability: 'best_effort' or 'reliable'."),
+    'qos_depth': (1, "Camera subscriptions' history depth (keep last)."),
+    'diagnostics_period': (1.0, 'Seconds between /diagnostics messages.'),
+    'autostart': (True, 'Configure and activate at start-up (a plain `ros2 run` then works).'),
+}
+
+
+class ParameterError(ValueError):
+    """A parameter value the node cannot run with; the message names the parameter."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    checkpoint: str
+    device: str
+    threads: int
+    camera_topics: tuple[str, ...]
+    compressed: tuple[bool, ...]
+    slop_ns: int
+    sync_queue_size: int
+    qos: QoSProfile
+    diagnostics_period: float
+
+
+class EncoderNode(LifecycleNode):
+    def __init__(self, **kwargs):
+        super().__init__('encoder_node', **kwargs)
+        for name, (default, description) in PARAMETERS.items():
+            self.declare_parameter(name, default, ParameterDescriptor(description=description))
+        self._settings: Settings | None = None
+        self._encoder = None
+        self._embedding_publisher = None
+        self._diagnostics_publisher = None
+        self._subscriptions = []
+        self._diagnostics_timer = None
+        self._synchronizer: FrameSynchronizer | None = None
+        self._statistics: StreamStatistics | None = None
+        self._slot: LatestSlot | None = None
+        self._inference_thread: threading.Thread | None = None
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            settings = self._read_settings()
+            self._encoder = self._load_encoder(settings)
+        except ParameterError as exc:
+            self.get_logger().error(f'cannot configure: {exc}')
+            return TransitionCallbackReturn.FAILURE
+        except Exception:  # rclpy would turn it into a bare ERROR transition without a word
+            self.get_logger().error(f'cannot configure:\n{traceback.format_exc()}')
+            return TransitionCallbackReturn.FAILURE
+        self._settings = settings
+        self._embedding_publisher = self.create_lifecycle_publisher(Embedding, 'embedding', 10)
+        self._diagnostics_publisher = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
+        cameras = ', '.join(f'{name} <- {topic}{" (compressed)" if compressed else ""}' for name, topic, compressed
+                            in zip(self._encoder.camera_names, settings.camera_topics, settings.compressed))
+        self.get_logger().info(
+            f'loaded encoder {self._encoder.name} (checksum {self._encoder.checksum}) from {settings.checkpoint} '
+            f'on {settings.device}; cameras: {cameras}')
+        return super().on_configure(state)
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        settings, camera_names = self._settings, list(self._encoder.camera_names)
+        self._synchronizer = FrameSynchronizer(camera_names, settings.slop_ns, settings.sync_queue_size)
+        self._statistics = StreamStatistics(camera_names, window_s=STATISTICS_WINDOW_S)
+        self._slot = LatestSlot()
+        self._inference_thread = threading.Thread(target=self._inference_loop, name='inference', daemon=True)
+        self._inference_thread.start()
+        for camera, topic, compressed in zip(camera_names, settings.camera_topics, settings.compressed):
+            msg_type = CompressedImage if compressed else Image
+            self._subscriptions.append(self.create_subscription(
+                msg_type, topic, lambda msg, camera=camera: self._on_image(camera, msg), settings.qos))
+        self._diagnostics_timer = self.create_timer(settings.diagnostics_period, self._publish_diagnostics)
+        self.get_logger().info('active: encoding the newest synchronised frame set')
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_pipeline()
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release()
+        return super().on_cleanup(state)
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.stop()
+        return super().on_shutdown(state)
+
+    def stop(self) -> None:
+        """Stop inference and release everything (safe to call in any state, more than once)."""
+        self._stop_pipeline()
+        self._release()
+
+    # --- parameters and model ----------------------------------------------------------------
+
+    def _read_settings(self) -> Settings:
+        value = {name: self.get_parameter(name).value for name in PARAMETERS}
+        if not value['checkpoint']:
+            raise ParameterError("parameter 'checkpoint' is empty: give the encoder artifact path "
+                                 '(--ros-args -p checkpoint:=/path/to/encoder.pt)')
+        if value['device'] not in DEVICES:
+            raise ParameterError(f"parameter 'device' is {value['device']!r}; expected one of {list(DEVICES)}")
+        if value['threads'] < 0:
+            raise ParameterError(f"parameter 'threads' is {value['threads']}; expected >= 0 (0 = torch default)")
+        topics, transports = list(value['camera_topics']), list(value['camera_transports'])
+        if not topics or any(not topic for topic in topics):
+            raise ParameterError(f"parameter 'camera_topics' is {topics}; expected one non-empty topic per camera")
+        if len(transports) != len(topics):
+            raise ParameterError(
+                f"parameter 'camera_transports' has {len(transports)} entries {transports} but 'camera_topics' has "
+                f'{len(topics)}; give one transport per camera topic')
+        for transport in transports:
+            if transport not in TRANSPORTS:
+                raise ParameterError(
+                    f"parameter 'camera_transports' contains {transport!r}; expected one of {list(TRANSPORTS)}")
+        if value['slop'] < 0:
+            raise ParameterError(f"parameter 'slop' is {value['slop']}; expected >= 0 seconds")
+        if value['sync_queue_size'] < 1:
+            raise ParameterError(f"parameter 'sync_queue_size' is {value['sync_queue_size']}; expected >= 1")
+        if value['qos_reliability'] not in RELIABILITIES:
+            raise ParameterError(f"parameter 'qos_reliability' is {value['qos_reliability']!r}; "
+                                 f'expected one of {list(RELIABILITIES)}')
+        if value['qos_depth'] < 1:
+            raise ParameterError(f"parameter 'qos_depth' is {value['qos_depth']}; expected >= 1")
+        if value['diagnostics_period'] <= 0:
+            raise ParameterError(f"parameter 'diagnostics_period' is {value['diagnostics_period']}; expected > 0")
+        return Settings(
+            checkpoint=value['checkpoint'], device=value['device'], threads=value['threads'],
+            camera_topics=tuple(topics), compressed=tuple(t == 'compressed' for t in transports),
+            slop_ns=int(round(value['slop'] * 1e9)), sync_queue_size=value['sync_queue_size'],
+            qos=QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=value['qos_depth'],
+                           reliability=RELIABILITIES[value['qos_reliability']]),
+            diagnostics_period=value['diagnostics_period'])
+
+    def _load_encoder(self, settings: Settings):
+        import torch
+
+        from dynamo_encoder.artifact import ArtifactError, EncoderArtifact
+
+        device = settings.device
+        if device == 'auto':
+            device = 'cuda' if torch.cuda.is_available() else 'cpu'
+            if device == 'cpu':
+                self.get_logger().warning(
+                    '!!! device:=auto found no CUDA device: the encoder runs on the CPU, expect much higher '
+                    'latency. Set device:=cpu to silence this warning. !!!')
+        elif device == 'cuda' and not torch.cuda.is_available():
+            raise ParameterError("parameter 'device' is 'cuda' but torch sees no CUDA device")
+        if settings.threads:
+            torch.set_num_threads(settings.threads)
+        try:
+            encoder = EncoderArtifact.load(settings.checkpoint, device=device)
+        except ArtifactError as exc:
+            raise ParameterError(f"parameter 'checkpoint': {exc}") from exc
+        if len(encoder.camera_names) != len(settings.camera_topics):
+            raise ParameterError(
+                f"parameter 'camera_topics' has {len(settings.camera_topics)} topics "
+                f'{list(settings.camera_topics)} but the encoder {settings.checkpoint} was trained on '
+                f'{len(encoder.camera_names)} cameras {list(encoder.camera_names)}; give one topic per camera, '
+                'in that order')
+        self._settings = settings
+        return encoder
+
+    def _release(self) -> None:
+        if self._embedding_publisher is not None:
+            self.destroy_lifecycle_publisher(self._embedding_publisher)
+            self._embedding_publisher = None
+        if self._diagnostics_publisher is not None:
+            self.destroy_publisher(self._diagnostics_publisher)
+            self._diagnostics_publisher = None
+        self._encoder = None
+
+    # --- frames in (executor thread) -----------------------------------------------------------
+
+    def _on_image(self, camera: str, msg) -> None:
+        self._statistics.frame_received(camera)
+        try:
+            if isinstance(msg, CompressedImage):
+                image = decode_compressed_image(msg.format, msg.data)
+            else:
+                image = decode_image(msg.encoding, msg.height, msg.width, msg.step, msg.is_bigendian, msg.data)
+            if image.dtype != np.uint8 or image.shape[-1] != 3:
+                raise ImageDecodeError(f'{getattr(msg, "encoding", msg.format)!r} gives {image.dtype} images with '
+                                       f'{image.shape[-1]} channel(s); the encoder needs colour (rgb8, bgr8, '
+                                       'rgba8, bgra8, jpeg or png)')
+        except ImageDecodeError as exc:
+            self._statistics.frame_malformed()
+            self.get_logger().warning(f'skipping a malformed image from camera {camera!r}: {exc}',
+                                      throttle_duration_sec=LOG_THROTTLE_S)
+            return
+        stamp_ns = Time.from_msg(msg.header.stamp).nanoseconds
+        dropped_before = self._synchronizer.dropped_stale
+        synced = self._synchronizer.add(camera, stamp_ns, (image, msg.header))
+        self._statistics.frames_dropped(self._synchronizer.dropped_stale - dropped_before)
+        if synced is not None:
+            replaced = self._slot.put(synced)
+            if replaced is not None:
+                self._statistics.frames_dropped(len(replaced.frames))
+
+    # --- inference (its own thread) ----------------------------------------------------------
+
+    def _inference_loop(self) -> None:
+        slot, encoder, statistics = self._slot, self._encoder, self._statistics
+        camera_names = list(encoder.camera_names)
+        camera_dims = [int(encoder.embedding_dim)] * len(camera_names)
+        while True:
+            synced: SyncedFrames | None = slot.take()
+            if synced is None:
+                return
+            images = {name: image for name, (image, _) in zip(camera_names, synced.frames)}
+            embedding = np.ascontiguousarray(encoder.encode(images), dtype=np.float32)
+            msg = Embedding()
+            msg.header.stamp = Time(nanoseconds=synced.stamp_ns).to_msg()
+            msg.header.frame_id = synced.frames[0][1].frame_id
+            msg.encoder_name = encoder.name
+            msg.encoder_checksum = encoder.checksum
+            msg.camera_names = camera_names
+            msg.camera_dims = camera_dims
+            data = array.array('f')
+            data.frombytes(embedding.tobytes())
+            msg.data = data
+            publisher = self._embedding_publisher
+            if slot.closed or publisher is None:
+                return
+            publisher.publish(msg)
+            statistics.output_published((self.get_clock().now().nanoseconds - synced.stamp_ns) / 1e9)
+
+    def _stop_pipeline(self) -> None:
+        for subscription in self._subscriptions:
+            self.destroy_subscription(subscription)
+        self._subscriptions = []
+        if self._diagnostics_timer is not None:
+            self.destroy_timer(self._diagnostics_timer)
+            self._diagnostics_timer = None
+        if self._slot is not None:
+            self._slot.close()
+        if self._inference_thread is not None:
+            self._inference_thread.join(timeout=10.0)
+            self._inference_thread = None
+
+    # --- diagnostics ---------------------------------------------------------------------------
+
+    def _publish_diagnostics(self) -> None:
+        values = self._statistics.snapshot()
+        silent = [name for name in self._encoder.camera_names if values[f'input_rate_hz.{name}'] == 0.0]
+        status = DiagnosticStatus(name=f'{self.get_name()}: embedding', hardware_id=self._encoder.checksum)
+        if silent:
+            topics = dict(zip(self._encoder.camera_names, self._settings.camera_topics))
+            status.level = DiagnosticStatus.WARN
+            status.message = 'no frames from ' + ', '.join(f'camera {name!r} ({topics[name]})' for name in silent)
+        elif values['output_rate_hz'] == 0.0:
+            status.level = DiagnosticStatus.WARN
+            status.message = 'frames arrive but no embeddings are published (no synchronised sets within slop?)'
+        else:
+            status.level = DiagnosticStatus.OK
+            status.message = 'encoding'
+        values['encoder_checksum'] = self._encoder.checksum
+        status.values = [KeyValue(key=key, value=f'{value:.3f}' if isinstance(value, float) else str(value))
+                         for key, value in values.items()]
+        array_msg = DiagnosticArray(status=[status])
+        array_msg.header.stamp = self.get_clock().now().to_msg()
+        self._diagnostics_publisher.publish(array_msg)
+
+
+def main(args=None):
+    rclpy.init(args=args)
+    node = None
+    exit_code = 0
+    try:
+        node = EncoderNode()
+        if node.get_parameter('autostart').value:
+            if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+                exit_code = 1
+            elif node.trigger_activate() != TransitionCallbackReturn.SUCCESS:
+                exit_code = 1
+        if exit_code == 0:
+            rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except ParameterException as exc:  # e.g. -p threads:=many (wrong type)
+        print(f'encoder_node: bad parameter: {exc}', flush=True)
+        exit_code = 2
+    finally:
+        try:
+            if node is not None:
+                node.stop()
+                node.destroy_node()
+            rclpy.try_shutdown()
+        except KeyboardInterrupt:  # a second Ctrl-C while shutting down
+            pass
+    return exit_code
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())
