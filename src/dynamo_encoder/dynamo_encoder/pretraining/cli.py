@@ -1,0 +1,72 @@
+"""`pretrain`: learn a visual encoder from demonstrations with DynaMo.
+
+  pretrain --dataset DATASET_DIR --output RUN_DIR [--config PRESET_OR_YAML] [--resume] [--set key=value ...]
+
+Examples:
+  pretrain --dataset data/fridge --output runs/fridge --config cpu_small
+  pretrain --dataset data/fridge --output runs/fridge --set optim.epochs=10 --set train.threads=2
+  pretrain --dataset data/fridge --output runs/fridge_noinv --set objective.inverse_model=false
+  pretrain --dataset data/fridge --output runs/fridge --resume      # continue after Ctrl-C / a crash
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..artifact import ArtifactError
+from ..dataset import DatasetError
+from .config import ABLATIONS, ConfigError, PRESETS_DIR, apply_overrides, load_config
+from .trainer import CHECKPOINT, load_run_config, pretrain
+
+
+def build_parser() -> argparse.ArgumentParser:
+    presets = ', '.join(sorted(p.stem for p in PRESETS_DIR.glob('*.yaml')))
+    parser = argparse.ArgumentParser(
+        prog='pretrain', description='Pretrain a visual encoder on a LeRobot v3 dataset with DynaMo.',
+        epilog='Ablations of the paper as --set values: '
+               + '; '.join(f'{name}: ' + ' '.join(f'{k}={v}' for k, v in s.items()) for name, s in ABLATIONS.items()),
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--dataset', required=True, help='LeRobot v3 dataset directory')
+    parser.add_argument('--output', required=True, help='run directory (checkpoint, curves, encoder.pt)')
+    parser.add_argument('--config', default=None,
+                        help=f'preset name ({presets}) or YAML file; default: "default", or the '
+                             f'checkpoint\'s config with --resume')
+    parser.add_argument('--resume', action='store_true',
+                        help=f'continue from RUN_DIR/{CHECKPOINT} if it exists (else start)')
+    parser.add_argument('--set', dest='overrides', action='append', default=[], metavar='KEY=VALUE',
+                        help='override a config value, e.g. optim.epochs=10 (repeatable; values are YAML)')
+    parser.add_argument('--stop-after-steps', type=int, default=None, metavar='N',
+                        help='checkpoint and exit after N steps of this invocation (continue with --resume)')
+    parser.add_argument('--no-progress', action='store_true', help='no progress bar')
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        resuming = args.resume and (Path(args.output) / CHECKPOINT).exists()
+        if resuming and args.config is None:
+            config = load_run_config(args.output)
+        else:
+            config = load_config(args.config or 'default')
+        if args.overrides:
+            config = apply_overrides(config, args.overrides)
+        encoder_path = pretrain(args.dataset, args.output, config, resume=args.resume,
+                                stop_after_steps=args.stop_after_steps, progress=not args.no_progress)
+    except (ConfigError, DatasetError, ArtifactError) as exc:
+        print(f'pretrain: error: {exc}', file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    if encoder_path is None:
+        print(f'pretrain: stopped early; continue with: pretrain --dataset {args.dataset} '
+              f'--output {args.output} --resume')
+    else:
+        print(f'pretrain: encoder written to {encoder_path}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

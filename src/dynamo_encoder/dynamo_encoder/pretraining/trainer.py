@@ -1,0 +1,323 @@
+"""The pretraining loop: windows from the in-memory cache -> objective -> AdamW, with checkpoints.
+
+Files in RUN_DIR:
+  config.yaml        the resolved config of the run
+  checkpoint.pt      model + optimiser + scheduler + config + step + torch RNG state + history
+                     (written atomically every `train.checkpoint_every` steps, at each epoch end,
+                     on Ctrl-C and at the end; `--resume` continues from it bit-for-bit on CPU)
+  metrics.csv        per-step loss components and lr, per-epoch validation loss
+  loss_curves.png    the same as a plot
+  encoder.pt         the encoder artifact (dynamo_encoder.artifact), written at the end
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import math
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from ..artifact import EncoderArtifact
+from ..dataset import DatasetError, LeRobotDataset
+from ..model import build_encoder, build_objective
+from .config import ConfigError, PretrainConfig, config_from_dict, save_config
+from .data import check_arrays_finite, load_windows, resolve_cameras, split_episodes
+
+CHECKPOINT = 'checkpoint.pt'
+ENCODER = 'encoder.pt'
+VALIDATION_WINDOWS = 512   # cap per validation pass; a fixed subset so values are comparable across epochs
+# Settings that may differ when resuming: they change speed, not the training run.
+RESUMABLE_DIFFERENCES = {'train.threads', 'train.device', 'train.checkpoint_every'}
+
+
+def _atomic_torch_save(obj, path: Path) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _flatten(values: dict, prefix: str = '') -> dict:
+    flat = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f'{prefix}{key}.'))
+        else:
+            flat[f'{prefix}{key}'] = value
+    return flat
+
+
+def lr_factor(step: int, total_steps: int, warmup_steps: int, min_fraction: float) -> float:
+    """Linear warm-up to 1, then cosine decay to `min_fraction` at `total_steps`."""
+    if warmup_steps > 0 and step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = (step - warmup_steps) / max(total_steps - warmup_steps, 1)
+    return min_fraction + (1.0 - min_fraction) * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == 'auto':
+        return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    device = torch.device(name)
+    if device.type == 'cuda' and not torch.cuda.is_available():
+        raise ConfigError(f'train.device {name!r}: CUDA is not available on this machine')
+    return device
+
+
+class Pretrainer:
+    """Owns data, objective, optimiser and schedule of one run; `run()` trains to the end."""
+
+    def __init__(self, config: PretrainConfig, dataset_dir: str | os.PathLike, output_dir: str | os.PathLike,
+                 *, progress: bool = True):
+        self.config = config.validate()
+        self.output_dir = Path(output_dir)
+        self.progress = progress
+        if config.train.threads > 0:
+            torch.set_num_threads(config.train.threads)
+        torch.manual_seed(config.train.seed)
+        self.device = resolve_device(config.train.device)
+        precision = config.train.precision
+        if precision == 'auto':
+            precision = 'bf16' if self.device.type == 'cuda' else 'fp32'
+        self.autocast_dtype = torch.bfloat16 if precision == 'bf16' else None
+
+        dataset = LeRobotDataset(dataset_dir)
+        self.camera_names = resolve_cameras(dataset, config.data.cameras)
+        check_arrays_finite(dataset, list(range(dataset.num_episodes)), dataset.array_keys)
+        train_episodes, val_episodes = split_episodes(dataset.num_episodes, config.data.val_fraction,
+                                                      config.data.split_seed)
+        size = tuple(config.encoder.input_size)
+        self.train_set = load_windows(dataset, train_episodes, self.camera_names, config.data.window, size,
+                                      progress, 'training frames')
+        self.val_set = load_windows(dataset, val_episodes, self.camera_names, config.data.window, size,
+                                    progress, 'validation frames')
+        if len(self.train_set) == 0:
+            raise DatasetError(f'{dataset.root}: no training windows')
+        if self.device.type == 'cuda':
+            # The uint8 cache is small next to GPU memory at these image sizes; gathering there avoids
+            # a host-to-device copy per step.
+            self.train_set.frames = self.train_set.frames.to(self.device)
+            self.val_set.frames = self.val_set.frames.to(self.device)
+
+        encoder = build_encoder(config.encoder.arch, size)
+        self.objective = build_objective(config.objective, encoder, config.data.window).to(self.device)
+        trainable = [p for p in self.objective.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(trainable, lr=config.optim.lr, betas=tuple(config.optim.betas),
+                                           weight_decay=config.optim.weight_decay)
+        self.steps_per_epoch = math.ceil(len(self.train_set) / config.optim.batch_size)
+        self.total_steps = self.steps_per_epoch * config.optim.epochs
+        warmup = int(round(config.optim.warmup_fraction * self.total_steps))
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda step: lr_factor(step, self.total_steps, warmup, config.optim.min_lr_fraction))
+        self.step = 0
+        self.history: list[dict] = []       # per step: step, epoch, lr, loss components
+        self.val_history: list[dict] = []   # per epoch: step, epoch, val_loss
+
+    # -- one step -------------------------------------------------------------------------------
+    def _autocast(self):
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+
+    def train_step(self, frames: torch.Tensor) -> dict[str, float]:
+        """One optimisation step on uint8 (B, T, V, H, W, 3) frames; returns the loss components."""
+        self.objective.train()
+        with self._autocast():
+            loss, components = self.objective(frames.to(self.device, non_blocking=True))
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.objective.parameters(), self.config.optim.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.step += 1
+        self.objective.after_optimizer_step(self.step / self.total_steps)
+        return {k: float(v.detach()) for k, v in components.items()}
+
+    def epoch_order(self, epoch: int) -> torch.Tensor:
+        """The shuffled window order of an epoch: a function of (seed, epoch), so resuming mid-epoch is exact."""
+        generator = torch.Generator().manual_seed(self.config.train.seed * 1_000_003 + epoch)
+        return torch.randperm(len(self.train_set), generator=generator)
+
+    @torch.no_grad()
+    def validate(self) -> float | None:
+        if len(self.val_set) == 0:
+            return None
+        self.objective.eval()
+        generator = torch.Generator().manual_seed(12345)
+        indices = torch.randperm(len(self.val_set), generator=generator)[:VALIDATION_WINDOWS]
+        total, count = 0.0, 0
+        for start in range(0, len(indices), self.config.optim.batch_size):
+            chunk = indices[start:start + self.config.optim.batch_size]
+            with self._autocast():
+                loss, _ = self.objective(self.val_set.batch(chunk.to(self.val_set.frames.device)))
+            total += float(loss) * len(chunk)
+            count += len(chunk)
+        return total / count
+
+    # -- the loop -------------------------------------------------------------------------------
+    def run(self, stop_after_steps: int | None = None) -> bool:
+        """Train until the end (or until `stop_after_steps` steps of this call); True when finished.
+
+        Ctrl-C writes a checkpoint before it propagates, so `--resume` loses nothing.
+        """
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        save_config(self.config, self.output_dir / 'config.yaml')
+        batch_size = self.config.optim.batch_size
+        stop_at = self.total_steps if stop_after_steps is None else min(self.total_steps, self.step + stop_after_steps)
+        bar = tqdm(total=self.total_steps, initial=self.step, desc='pretrain', unit='step',
+                   disable=not self.progress, dynamic_ncols=True)
+        try:
+            while self.step < stop_at:
+                epoch, position = divmod(self.step, self.steps_per_epoch)
+                order = self.epoch_order(epoch)
+                indices = order[position * batch_size:(position + 1) * batch_size]
+                components = self.train_step(self.train_set.batch(indices.to(self.train_set.frames.device)))
+                lr = self.scheduler.get_last_lr()[0]
+                self.history.append({'step': self.step, 'epoch': epoch, 'lr': lr, **components})
+                bar.update(1)
+                bar.set_postfix({k: f'{v:.4f}' for k, v in components.items()} | {'lr': f'{lr:.2e}'})
+                epoch_done = self.step % self.steps_per_epoch == 0
+                if epoch_done:
+                    val_loss = self.validate()
+                    if val_loss is not None:
+                        self.val_history.append({'step': self.step, 'epoch': epoch, 'val_loss': val_loss})
+                        bar.write(f'epoch {epoch + 1}/{self.config.optim.epochs}: '
+                                  f'train loss {components["loss"]:.4f}, val loss {val_loss:.4f}')
+                if epoch_done or self.step % self.config.train.checkpoint_every == 0 or self.step == stop_at:
+                    self.save_checkpoint()
+                if epoch_done:
+                    self.write_metrics()
+        except KeyboardInterrupt:
+            self.save_checkpoint()
+            bar.write(f'interrupted: checkpoint at step {self.step} in {self.output_dir / CHECKPOINT}; '
+                      f'continue with --resume')
+            raise
+        finally:
+            bar.close()
+        if self.step < self.total_steps:
+            return False
+        self.write_metrics()
+        self.export_encoder().save(self.output_dir / ENCODER)
+        return True
+
+    # -- outputs --------------------------------------------------------------------------------
+    def export_encoder(self) -> EncoderArtifact:
+        encoder = build_encoder(self.config.encoder.arch, tuple(self.config.encoder.input_size))
+        encoder.load_state_dict(self.objective.encoder.state_dict())
+        return EncoderArtifact(encoder, self.camera_names, name=f'{self.objective.name}-{self.config.encoder.arch}',
+                               training_config=self.config.to_dict())
+
+    def save_checkpoint(self) -> None:
+        state = {
+            'step': self.step,
+            'config': self.config.to_dict(),
+            'camera_names': self.camera_names,
+            'objective': self.objective.state_dict(),
+            'optimizer': self.optimizer.state_dict(),
+            'scheduler': self.scheduler.state_dict(),
+            'torch_rng': torch.get_rng_state(),
+            'cuda_rng': torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            'history': self.history,
+            'val_history': self.val_history,
+        }
+        _atomic_torch_save(state, self.output_dir / CHECKPOINT)
+
+    def load_checkpoint(self, path: Path) -> None:
+        try:
+            state = torch.load(path, map_location='cpu', weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - any failure means the checkpoint is unusable
+            raise ConfigError(f'{path}: unreadable checkpoint ({type(exc).__name__}: {exc})') from None
+        ours, theirs = _flatten(self.config.to_dict()), _flatten(state['config'])
+        differing = sorted(k for k in set(ours) | set(theirs)
+                           if ours.get(k) != theirs.get(k) and k not in RESUMABLE_DIFFERENCES)
+        if differing:
+            raise ConfigError(f'{path}: cannot resume with a different config; differing: '
+                              + ', '.join(f'{k} (checkpoint {theirs.get(k)!r}, now {ours.get(k)!r})' for k in differing))
+        if state['camera_names'] != self.camera_names:
+            raise ConfigError(f'{path}: checkpoint cameras {state["camera_names"]} != dataset cameras {self.camera_names}')
+        self.objective.load_state_dict(state['objective'])
+        self.optimizer.load_state_dict(state['optimizer'])
+        self.scheduler.load_state_dict(state['scheduler'])
+        torch.set_rng_state(state['torch_rng'])
+        if state['cuda_rng'] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state['cuda_rng'])
+        self.step = int(state['step'])
+        self.history = list(state['history'])
+        self.val_history = list(state['val_history'])
+
+    def write_metrics(self) -> None:
+        """metrics.csv and loss_curves.png (both atomic)."""
+        if not self.history:
+            return
+        keys = list(self.history[-1].keys())
+        val_by_step = {v['step']: v['val_loss'] for v in self.val_history}
+        fd, tmp = tempfile.mkstemp(prefix='.metrics.csv.', dir=self.output_dir)
+        with os.fdopen(fd, 'w', newline='') as handle:
+            writer = csv.DictWriter(handle, fieldnames=keys + ['val_loss'])
+            writer.writeheader()
+            for row in self.history:
+                writer.writerow({**row, 'val_loss': val_by_step.get(row['step'], '')})
+        os.replace(tmp, self.output_dir / 'metrics.csv')
+        plot_loss_curves(self.history, self.val_history, self.output_dir / 'loss_curves.png')
+
+
+def plot_loss_curves(history: list[dict], val_history: list[dict], path: Path) -> None:
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    components = [k for k in history[0] if k not in ('step', 'epoch', 'lr')]
+    steps = [row['step'] for row in history]
+    fig, axes = plt.subplots(1, len(components), figsize=(4.5 * len(components), 3.5), squeeze=False)
+    window = max(1, len(history) // 50)
+    for ax, key in zip(axes[0], components):
+        values = torch.tensor([row[key] for row in history], dtype=torch.float64)
+        ax.plot(steps, values.numpy(), alpha=0.3, color='C0', label='train (per step)')
+        if window > 1:
+            smooth = torch.nn.functional.avg_pool1d(values.view(1, 1, -1), window, 1).view(-1)
+            ax.plot(steps[window - 1:], smooth.numpy(), color='C0', label=f'train (mean of {window})')
+        if key == 'loss' and val_history:
+            ax.plot([v['step'] for v in val_history], [v['val_loss'] for v in val_history], 'o-',
+                    color='C1', label='validation')
+        ax.set_title(key)
+        ax.set_xlabel('step')
+        if key == 'covariance':
+            ax.set_yscale('log')
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fd, tmp = tempfile.mkstemp(prefix='.loss_curves.', suffix='.png', dir=path.parent)
+    os.close(fd)
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def pretrain(dataset_dir: str | os.PathLike, output_dir: str | os.PathLike, config: PretrainConfig, *,
+             resume: bool = False, stop_after_steps: int | None = None, progress: bool = True) -> Path | None:
+    """Train (or resume) a run; returns RUN_DIR/encoder.pt when finished, None when stopped early."""
+    output_dir = Path(output_dir)
+    checkpoint = output_dir / CHECKPOINT
+    if checkpoint.exists() and not resume:
+        raise ConfigError(f'{output_dir}: a run already exists there ({CHECKPOINT}); pass --resume to continue '
+                          f'it or choose another --output')
+    trainer = Pretrainer(config, dataset_dir, output_dir, progress=progress)
+    if resume and checkpoint.exists():
+        trainer.load_checkpoint(checkpoint)
+    finished = trainer.run(stop_after_steps=stop_after_steps)
+    return output_dir / ENCODER if finished else None
+
+
+def load_run_config(output_dir: str | os.PathLike) -> PretrainConfig:
+    """The config stored in a run's checkpoint."""
+    path = Path(output_dir) / CHECKPOINT
+    state = torch.load(path, map_location='cpu', weights_only=True)
+    return config_from_dict(state['config'], where=str(path))

@@ -1,0 +1,221 @@
+"""Representation checks of a frozen encoder on a dataset.
+
+(a) Linear probe: ridge regression (closed form) from frozen embeddings to
+    `observation.environment_state` (privileged object state, when the dataset has it),
+    `observation.state` and `action`, fitted on some episodes and scored (R^2) on held-out ones.
+(b) Nearest neighbours like Fig. 2 of the DynaMo paper: for a few query frames, the k frames of
+    OTHER episodes closest in embedding space (cosine), as a PNG grid.
+
+  probe --dataset DIR --encoder RUN_DIR/encoder.pt --output DIR [--random-baseline]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .artifact import ArtifactError, EncoderArtifact
+from .dataset import DatasetError, LeRobotDataset
+
+PROBE_KEYS = ('observation.environment_state', 'observation.state', 'action')
+RIDGE_ALPHAS = tuple(10.0 ** p for p in range(-3, 5))
+
+
+def embed_dataset(artifact: EncoderArtifact, dataset: LeRobotDataset, batch_size: int = 256) -> list[np.ndarray]:
+    """Embeddings of every frame: one float32 (T, D) array per episode."""
+    missing = [c for c in artifact.camera_names if c not in dataset.camera_names]
+    if missing:
+        raise DatasetError(f'{dataset.root}: encoder {artifact.name!r} needs camera(s) {missing}, '
+                           f'the dataset has {dataset.camera_names}')
+    out = []
+    for episode in range(dataset.num_episodes):
+        frames = {c: dataset.frames(episode, c) for c in artifact.camera_names}
+        length = len(next(iter(frames.values())))
+        out.append(np.concatenate([
+            artifact.encode_batch({c: f[start:start + batch_size] for c, f in frames.items()})
+            for start in range(0, length, batch_size)]))
+    return out
+
+
+def split_probe_episodes(num_episodes: int, test_fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    if num_episodes < 2:
+        raise DatasetError(f'a linear probe on held-out episodes needs at least 2 episodes, got {num_episodes}')
+    order = np.random.default_rng(seed).permutation(num_episodes)
+    num_test = min(max(int(round(num_episodes * test_fraction)), 1), num_episodes - 1)
+    return sorted(order[num_test:].tolist()), sorted(order[:num_test].tolist())
+
+
+def _ridge_solutions(x: np.ndarray, y: np.ndarray, alphas) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Ridge weights for each alpha from one SVD; x is standardised, the intercept is not penalised."""
+    x_mean, y_mean = x.mean(0), y.mean(0)
+    u, s, vt = np.linalg.svd(x - x_mean, full_matrices=False)
+    uty = u.T @ (y - y_mean)
+    solutions = []
+    for alpha in alphas:
+        w = vt.T @ ((s / (s ** 2 + alpha))[:, None] * uty)
+        solutions.append((w, y_mean - x_mean @ w))
+    return solutions
+
+
+def r2_score(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Coefficient of determination, averaged over the output dimensions that vary."""
+    variance = ((y_true - y_true.mean(0)) ** 2).sum(0)
+    varying = variance > 1e-12 * max(float(variance.max()), 1e-30)
+    if not varying.any():
+        raise ValueError('R^2 is undefined: the held-out targets do not vary')
+    residual = ((y_true - y_pred) ** 2).sum(0)
+    return float(np.mean(1.0 - residual[varying] / variance[varying]))
+
+
+def fit_ridge_probe(train_x: list[np.ndarray], train_y: list[np.ndarray], alphas=RIDGE_ALPHAS):
+    """Standardise, pick alpha by leave-episodes-out cross-validation, refit on all; -> predict(x)."""
+    x_all = np.concatenate(train_x).astype(np.float64)
+    mean, std = x_all.mean(0), x_all.std(0) + 1e-6
+    xs = [(x - mean) / std for x in train_x]
+    folds = min(5, len(xs))
+    if folds >= 2:
+        scores = np.zeros(len(alphas))
+        for fold in range(folds):
+            fit_idx = [i for i in range(len(xs)) if i % folds != fold]
+            val_idx = [i for i in range(len(xs)) if i % folds == fold]
+            x_fit, y_fit = np.concatenate([xs[i] for i in fit_idx]), np.concatenate([train_y[i] for i in fit_idx])
+            x_val, y_val = np.concatenate([xs[i] for i in val_idx]), np.concatenate([train_y[i] for i in val_idx])
+            for a, (w, b) in enumerate(_ridge_solutions(x_fit, y_fit, alphas)):
+                scores[a] += ((x_val @ w + b - y_val) ** 2).sum()
+        alpha = alphas[int(np.argmin(scores))]
+    else:
+        alpha = 1.0
+    w, b = _ridge_solutions(np.concatenate(xs), np.concatenate(train_y).astype(np.float64), [alpha])[0]
+    return lambda x: ((np.asarray(x, np.float64) - mean) / std) @ w + b
+
+
+def linear_probe_r2(artifact: EncoderArtifact, dataset: LeRobotDataset, keys=None, test_fraction: float = 0.3,
+                    seed: int = 0, embeddings: list[np.ndarray] | None = None) -> dict[str, float]:
+    """R^2 on held-out episodes of a ridge probe from frozen embeddings to each array feature.
+
+    keys: array features to probe (default: those of PROBE_KEYS the dataset has).
+    embeddings: precomputed `embed_dataset(artifact, dataset)` to avoid encoding twice.
+    """
+    keys = [k for k in PROBE_KEYS if k in dataset.array_keys] if keys is None else list(keys)
+    for key in keys:
+        if key not in dataset.array_keys:
+            raise DatasetError(f'{dataset.root}: no array feature {key!r} to probe (have {dataset.array_keys})')
+    if embeddings is None:
+        embeddings = embed_dataset(artifact, dataset)
+    train, test = split_probe_episodes(dataset.num_episodes, test_fraction, seed)
+    results = {}
+    for key in keys:
+        targets = [dataset.array(e, key).astype(np.float64) for e in range(dataset.num_episodes)]
+        predict = fit_ridge_probe([embeddings[e] for e in train], [targets[e] for e in train])
+        test_x = np.concatenate([embeddings[e] for e in test])
+        test_y = np.concatenate([targets[e] for e in test])
+        results[key] = r2_score(test_y, predict(test_x))
+    return results
+
+
+def nearest_neighbours(embeddings: list[np.ndarray], num_queries: int, k: int, seed: int):
+    """[(query (episode, frame), [(episode, frame, cosine) x k from other episodes])]."""
+    normalised = [e / (np.linalg.norm(e, axis=1, keepdims=True) + 1e-8) for e in embeddings]
+    owner = np.concatenate([np.full(len(e), i) for i, e in enumerate(normalised)])
+    frame = np.concatenate([np.arange(len(e)) for e in normalised])
+    bank = np.concatenate(normalised)
+    rng = np.random.default_rng(seed)
+    episodes = rng.choice(len(embeddings), size=min(num_queries, len(embeddings)), replace=False)
+    results = []
+    for episode in episodes:
+        query_frame = int(rng.integers(len(embeddings[episode])))
+        similarity = bank @ normalised[episode][query_frame]
+        similarity[owner == episode] = -np.inf
+        best = np.argsort(-similarity)[:k]
+        results.append(((int(episode), query_frame),
+                        [(int(owner[i]), int(frame[i]), float(similarity[i])) for i in best if np.isfinite(similarity[i])]))
+    return results
+
+
+def plot_nearest_neighbours(dataset: LeRobotDataset, camera: str, neighbours, path: Path, title: str) -> None:
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    columns = 1 + max(len(n) for _, n in neighbours)
+    fig, axes = plt.subplots(len(neighbours), columns, figsize=(1.8 * columns, 1.9 * len(neighbours)), squeeze=False)
+    for row, ((episode, index), found) in enumerate(neighbours):
+        panels = [(episode, index, None)] + found
+        for col, ax in enumerate(axes[row]):
+            ax.axis('off')
+            if col >= len(panels):
+                continue
+            ep, fr, sim = panels[col]
+            ax.imshow(dataset.frames(ep, camera)[fr])
+            label = f'query ep{ep} f{fr}' if sim is None else f'ep{ep} f{fr} cos {sim:.2f}'
+            ax.set_title(label, fontsize=7, color='C3' if sim is None else 'black')
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.png', dir=path.parent)
+    os.close(fd)
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', dir=path.parent)
+    with os.fdopen(fd, 'w') as handle:
+        handle.write(text)
+    os.replace(tmp, path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog='probe', description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--dataset', required=True, help='LeRobot v3 dataset directory')
+    parser.add_argument('--encoder', required=True, help='encoder artifact (RUN_DIR/encoder.pt)')
+    parser.add_argument('--output', required=True, help='directory for probe.json and nearest_neighbours.png')
+    parser.add_argument('--test-fraction', type=float, default=0.3, help='fraction of episodes held out')
+    parser.add_argument('--seed', type=int, default=0, help='episode split and query choice')
+    parser.add_argument('--queries', type=int, default=5, help='query frames in the neighbour grid')
+    parser.add_argument('--neighbours', type=int, default=5, help='neighbours shown per query')
+    parser.add_argument('--random-baseline', action='store_true',
+                        help='also probe the same architecture at random init (seeded by --seed)')
+    parser.add_argument('--threads', type=int, default=0, help='torch CPU threads (0 = default)')
+    args = parser.parse_args(argv)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    output = Path(args.output)
+    try:
+        dataset = LeRobotDataset(args.dataset)
+        encoders = {'encoder': EncoderArtifact.load(args.encoder)}
+        if args.random_baseline:
+            enc = encoders['encoder']
+            encoders['random_init'] = EncoderArtifact.random_init(enc.arch, enc.camera_names, enc.input_size, args.seed)
+        output.mkdir(parents=True, exist_ok=True)
+        report = {'dataset': str(args.dataset), 'test_fraction': args.test_fraction, 'seed': args.seed}
+        for label, artifact in encoders.items():
+            embeddings = embed_dataset(artifact, dataset)
+            r2 = linear_probe_r2(artifact, dataset, test_fraction=args.test_fraction, seed=args.seed,
+                                 embeddings=embeddings)
+            report[label] = {'name': artifact.name, 'checksum': artifact.checksum, 'r2': r2}
+            for key, value in r2.items():
+                print(f'{label:12s} {artifact.name:28s} R^2 {key:32s} {value:7.3f}')
+            suffix = '' if label == 'encoder' else f'_{label}'
+            plot_nearest_neighbours(dataset, artifact.camera_names[0],
+                                    nearest_neighbours(embeddings, args.queries, args.neighbours, args.seed),
+                                    output / f'nearest_neighbours{suffix}.png',
+                                    f'{artifact.name} ({artifact.checksum}): nearest frames of other episodes')
+        _atomic_write_text(output / 'probe.json', json.dumps(report, indent=2))
+    except (ArtifactError, DatasetError) as exc:
+        print(f'probe: error: {exc}', file=sys.stderr)
+        return 2
+    print(f'probe: results in {output / "probe.json"}, neighbour grid in {output / "nearest_neighbours.png"}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
