@@ -1,7 +1,7 @@
 """Pytest fixtures for tests that run real ROS 2 nodes over real DDS.
 
-Loaded for every test directory by the root conftest.py. Each test session claims its own
-ROS_DOMAIN_ID (a lock file per id, so parallel sessions on one machine never hear each other) and
+Loaded for every test directory by the root conftest.py. Each test session leases its own
+ROS_DOMAIN_ID (dynamo_bringup.processes.DomainLease: parallel sessions never hear each other) and
 keeps discovery on loopback. Node executables run as subprocesses with `--ros-args`, their
 output goes to a log file, and teardown stops each one with SIGINT, then SIGTERM, then SIGKILL,
 and fails the test if anything of the process group is left behind.
@@ -9,49 +9,27 @@ and fails the test if anything of the process group is left behind.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import re
-import shutil
 import signal
 import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Callable
 
 import pytest
+from dynamo_bringup.processes import DomainLease, NodeProcess
 
-DOMAIN_ID_RANGE = range(1, 102)
 SIGINT_GRACE_S = 10.0
 SIGTERM_GRACE_S = 3.0
-
-
-def _claim_domain_id() -> tuple[int, object]:
-    lock_dir = Path(tempfile.gettempdir()) / 'dynamo_ros_domains'
-    lock_dir.mkdir(exist_ok=True)
-    # Start at a pid-dependent id so concurrent sessions rarely contend for the same lock.
-    offset = os.getpid() % len(DOMAIN_ID_RANGE)
-    for i in range(len(DOMAIN_ID_RANGE)):
-        domain_id = DOMAIN_ID_RANGE[(offset + i) % len(DOMAIN_ID_RANGE)]
-        handle = open(lock_dir / f'{domain_id}.lock', 'w')
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.close()
-            continue
-        return domain_id, handle
-    raise RuntimeError(f'every ROS_DOMAIN_ID in {DOMAIN_ID_RANGE} is taken by another test session')
 
 
 @pytest.fixture(scope='session')
 def ros_env():
     """Environment of this session's ROS processes, also applied to this process."""
-    domain_id, lock = _claim_domain_id()
+    lease = DomainLease()
     env = {
-        'ROS_DOMAIN_ID': str(domain_id),
-        'ROS_AUTOMATIC_DISCOVERY_RANGE': 'LOCALHOST',
+        **lease.environment(),
         'RMW_IMPLEMENTATION': 'rmw_fastrtps_cpp',
         'PYTHONUNBUFFERED': '1',
         'MUJOCO_GL': os.environ.get('MUJOCO_GL', 'egl'),
@@ -64,45 +42,20 @@ def ros_env():
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
-    lock.close()
+    lease.release()
 
 
-def resolve_executable(name: str) -> str:
-    """A console script of the workspace (in this interpreter's bin/) or anything on PATH."""
-    local = Path(sys.prefix) / 'bin' / name
-    if local.exists():
-        return str(local)
-    found = shutil.which(name)
-    if found is None:
-        raise FileNotFoundError(f'executable {name!r} is neither in {local.parent} nor on PATH')
-    return found
-
-
-class RosProcess:
-    """A node executable started as its own process group, output captured to a log file."""
+class RosProcess(NodeProcess):
+    """A node process with the waits tests need."""
 
     def __init__(self, command: list[str], name: str, env: dict, log_dir: Path,
                  sigint_grace_s: float = SIGINT_GRACE_S):
-        self.name = name
+        super().__init__(command, name, env, log_dir / f'{name}.log')
         self.sigint_grace_s = sigint_grace_s
-        self.command = [resolve_executable(command[0]), *command[1:]]
-        self.log_path = log_dir / f'{name}.log'
-        self._log = open(self.log_path, 'wb')
-        self.popen = subprocess.Popen(
-            self.command, env=env, stdout=self._log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True)
 
     @property
     def pid(self) -> int:
         return self.popen.pid
-
-    @property
-    def returncode(self) -> int | None:
-        return self.popen.poll()
-
-    def output(self) -> str:
-        self._log.flush()
-        return self.log_path.read_text(errors='replace')
 
     def wait(self, timeout: float) -> int:
         """Wait for the process to exit by itself; its exit code."""
@@ -130,36 +83,15 @@ class RosProcess:
             time.sleep(0.05)
         raise AssertionError(f'{self.name} did not print {pattern!r} in {timeout} s; output:\n{self.output()}')
 
-    def _group_alive(self) -> bool:
-        try:
-            os.killpg(self.popen.pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
-
     def stop(self) -> int:
-        """SIGINT (as launch and Ctrl-C do), then SIGTERM, then SIGKILL; the exit code."""
-        for sig, grace in ((signal.SIGINT, self.sigint_grace_s), (signal.SIGTERM, SIGTERM_GRACE_S)):
-            if self.popen.poll() is None:
-                os.kill(self.popen.pid, sig)
-                try:
-                    self.popen.wait(timeout=grace)
-                except subprocess.TimeoutExpired:
-                    continue
-        if self.popen.poll() is None:
-            os.killpg(self.popen.pid, signal.SIGKILL)
-            self.popen.wait()
-        self._log.close()
-        return self.popen.returncode
+        return super().stop(self.sigint_grace_s, SIGTERM_GRACE_S)
 
     def orphans_left(self) -> bool:
         """Whether any process of this node's group outlived it (checked after stop())."""
         deadline = time.monotonic() + 2.0
-        while self._group_alive() and time.monotonic() < deadline:
+        while self.group_alive() and time.monotonic() < deadline:
             time.sleep(0.05)
-        alive = self._group_alive()
+        alive = self.group_alive()
         if alive:
             os.killpg(self.popen.pid, signal.SIGKILL)
         return alive

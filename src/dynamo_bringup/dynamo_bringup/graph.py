@@ -1,0 +1,146 @@
+"""The node graph of a robot bring-up: which nodes run, with which parameters and remappings.
+
+One source of truth, read by the launch files (launch/*.launch.py turn each NodeSpec into a
+launch_ros Node), by the closed-loop evaluator and by the demo (they start each NodeSpec as a
+process with the same `--ros-args`), so what is evaluated here is what `ros2 launch` runs.
+
+Parameters come from config/<robot config>.yaml in the usual ROS parameter-file layout
+(`<node name>: {ros__parameters: {...}}`); the bring-up arguments (sim, artifacts, camera topic,
+autostart, ...) are applied on top.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROBOT_CONFIGS = {
+    'xarm': 'xarm_kitchen.yaml',
+    'allegro': 'allegro_manipulation.yaml',
+}
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """One node of the graph, as `ros2 run <package> <executable> --ros-args ...` would start it."""
+
+    package: str
+    executable: str
+    name: str
+    parameters: dict[str, Any] = field(default_factory=dict)
+    remappings: tuple[tuple[str, str], ...] = ()
+
+    def ros_arguments(self) -> list[str]:
+        args = ['--ros-args', '-r', f'__node:={self.name}']
+        for key, value in self.parameters.items():
+            args += ['-p', f'{key}:={_parameter_text(value)}']
+        for source, target in self.remappings:
+            args += ['-r', f'{source}:={target}']
+        return args
+
+    def command(self) -> list[str]:
+        return [self.executable, *self.ros_arguments()]
+
+
+@dataclass(frozen=True)
+class BringupArguments:
+    """The launch arguments of a bring-up, with the defaults the launch files declare."""
+
+    sim: bool = True
+    encoder: str = ''
+    policy: str = ''
+    camera_topic: str = '/camera/color/image_raw'
+    autostart: bool = False
+    task: str = ''
+    seed: int = 0
+    real_time_factor: float = 1.0
+
+    @classmethod
+    def from_strings(cls, values: dict[str, str]) -> 'BringupArguments':
+        """Typed arguments from the strings launch configurations hold (`sim:=false`)."""
+        typed = {}
+        for name, default in ((f.name, f.default) for f in fields(cls)):
+            if name not in values:
+                continue
+            text = values[name]
+            if isinstance(default, bool):
+                if text.lower() not in ('true', 'false'):
+                    raise ValueError(f'launch argument {name}:={text!r} must be true or false')
+                typed[name] = text.lower() == 'true'
+            else:
+                try:
+                    typed[name] = type(default)(text)
+                except ValueError:
+                    raise ValueError(f'launch argument {name}:={text!r} must be a {type(default).__name__}') from None
+        return cls(**typed)
+
+
+ARGUMENT_DESCRIPTIONS = {
+    'sim': 'Run the simulated robot and camera (true) or the real drivers (false).',
+    'encoder': 'Encoder artifact (encoder.pt from `pretrain`); empty keeps the config file value.',
+    'policy': 'Policy artifact (policy.pt from `train_policy`); empty keeps the config file value.',
+    'camera_topic': 'sensor_msgs/Image topic the encoder reads.',
+    'autostart': 'Enable the policy at start; otherwise call the policy node\'s enable service.',
+    'task': 'Simulated task to run (sim only); empty keeps the config file value.',
+    'seed': 'Seed of the first simulated episode (sim only).',
+    'real_time_factor': 'Simulation speed relative to real time, 0 = as fast as possible (sim only).',
+}
+
+
+def config_dir() -> Path:
+    """dynamo_bringup's config/ through the ament index (share/dynamo_bringup/config)."""
+    from ament_index_python.packages import get_package_share_directory
+    return Path(get_package_share_directory('dynamo_bringup')) / 'config'
+
+
+def load_robot_config(robot: str) -> dict[str, dict[str, Any]]:
+    """Parameters per node name from the robot's config file."""
+    if robot not in ROBOT_CONFIGS:
+        raise ValueError(f'unknown robot {robot!r}; known: {sorted(ROBOT_CONFIGS)}')
+    path = config_dir() / ROBOT_CONFIGS[robot]
+    with open(path) as f:
+        document = yaml.safe_load(f) or {}
+    try:
+        return {name: dict(entry['ros__parameters']) for name, entry in document.items()}
+    except (TypeError, KeyError) as exc:
+        raise ValueError(f'{path}: every top-level entry needs a ros__parameters mapping ({exc})') from None
+
+
+def node_graph(robot: str, args: BringupArguments) -> list[NodeSpec]:
+    """The nodes of `robot`'s bring-up; the simulator is one of them only when args.sim."""
+    config = load_robot_config(robot)
+    use_sim_time = args.sim
+    nodes = []
+    if args.sim:
+        sim = dict(config['sim_node'])
+        sim['use_sim_time'] = False  # the simulator is the clock
+        sim['real_time_factor'] = args.real_time_factor
+        sim['seed'] = args.seed
+        if args.task:
+            sim['task'] = args.task
+        nodes.append(NodeSpec('dynamo_sim', 'sim_node', 'sim_node', sim))
+
+    encoder = dict(config['encoder_node'])
+    encoder.update(use_sim_time=use_sim_time, camera_topics=[args.camera_topic])
+    if args.encoder:
+        encoder['checkpoint'] = args.encoder
+    nodes.append(NodeSpec('dynamo_encoder', 'encoder_node', 'encoder_node', encoder,
+                          remappings=(('embedding', '/dynamo/embedding'),)))
+
+    policy = dict(config['policy_node'])
+    policy.update(use_sim_time=use_sim_time, autostart=args.autostart)
+    if args.policy:
+        policy['policy'] = args.policy
+    nodes.append(NodeSpec('dynamo_policy', 'policy_node', 'policy_node', policy,
+                          remappings=(('embedding', '/dynamo/embedding'),)))
+    return nodes
+
+
+def _parameter_text(value: Any) -> str:
+    """A parameter value as `-p name:=value` parses it: YAML, quoted where a string would read as
+    another type ('true', '1.0'), lists in flow style."""
+    text = yaml.safe_dump(value, default_flow_style=True, width=float('inf'))
+    return text.removesuffix('\n').removesuffix('\n...').strip()

@@ -1,0 +1,36 @@
+"""launch / launch_ros actions built from the node graph; imported only by the launch files.
+
+Kept apart from graph.py because launch and launch_ros exist only on a ROS 2 install.
+"""
+
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import Node
+
+from dynamo_bringup.graph import ARGUMENT_DESCRIPTIONS, BringupArguments, node_graph
+
+
+def declare_bringup_arguments() -> list[DeclareLaunchArgument]:
+    defaults = BringupArguments()
+    return [
+        DeclareLaunchArgument(name, default_value=_default_text(getattr(defaults, name)), description=description)
+        for name, description in ARGUMENT_DESCRIPTIONS.items()
+    ]
+
+
+def graph_nodes(robot: str) -> OpaqueFunction:
+    """The graph's nodes, resolved once the launch arguments are known."""
+
+    def nodes(context):
+        values = {name: LaunchConfiguration(name).perform(context) for name in ARGUMENT_DESCRIPTIONS}
+        return [
+            Node(package=spec.package, executable=spec.executable, name=spec.name,
+                 parameters=[spec.parameters], remappings=list(spec.remappings), output='screen')
+            for spec in node_graph(robot, BringupArguments.from_strings(values))
+        ]
+
+    return OpaqueFunction(function=nodes)
+
+
+def _default_text(value) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
