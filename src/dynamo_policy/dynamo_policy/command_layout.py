@@ -1,0 +1,67 @@
+"""Which command topic carries which of the policy's actions (ROS-free, validated up front).
+
+One action vector can drive several controllers: for the xArm, `joint1..joint7` go to
+/xarm7_traj_controller/joint_trajectory and `drive_joint` to
+/xarm_gripper_traj_controller/joint_trajectory. The node's parameters give the topics
+(`command_topics`) and, per topic, a comma-separated list of action names (`command_joints`);
+with no `command_joints`, the single topic carries every action in the policy's order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+COMMAND_TYPES = ('joint_trajectory', 'float64_multi_array', 'twist_stamped')
+TWIST_ACTION_NAMES = ('linear.x', 'linear.y', 'linear.z', 'angular.x', 'angular.y', 'angular.z')
+
+
+class ParameterError(ValueError):
+    """A node parameter has an invalid value; `parameter` names it."""
+
+    def __init__(self, parameter: str, message: str):
+        super().__init__(f'parameter {parameter!r}: {message}')
+        self.parameter = parameter
+
+
+@dataclass(frozen=True)
+class CommandTarget:
+    topic: str
+    names: tuple[str, ...]     # joint (or twist component) names, in message order
+    indices: tuple[int, ...]   # their positions in the action vector
+
+
+def make_command_layout(command_type: str, topics: list[str], joint_groups: list[str],
+                        action_names: list[str]) -> list[CommandTarget]:
+    if command_type not in COMMAND_TYPES:
+        raise ParameterError('command_type', f'{command_type!r} is not one of {list(COMMAND_TYPES)}')
+    if not topics or any(not topic.strip() for topic in topics):
+        raise ParameterError('command_topics', f'needs at least one non-empty topic name, got {topics}')
+    if len(set(topics)) != len(topics):
+        raise ParameterError('command_topics', f'lists a topic twice: {topics}')
+    if command_type != 'joint_trajectory' and len(topics) != 1:
+        raise ParameterError('command_topics', f'{command_type} commands go to exactly one topic, got {topics}')
+    if joint_groups:
+        if len(joint_groups) != len(topics):
+            raise ParameterError('command_joints', f'has {len(joint_groups)} entries but command_topics has '
+                                 f'{len(topics)}; give one comma-separated name list per topic')
+        groups = [[name.strip() for name in group.split(',') if name.strip()] for group in joint_groups]
+    elif len(topics) == 1:
+        groups = [list(action_names)]
+    else:
+        raise ParameterError('command_joints', f'is required when there are several command_topics ({topics})')
+    targets = []
+    for topic, group in zip(topics, groups):
+        if not group:
+            raise ParameterError('command_joints', f'the list for {topic} is empty')
+        unknown = [name for name in group if name not in action_names]
+        if unknown:
+            raise ParameterError('command_joints', f'{unknown} (for {topic}) are not actions of the policy '
+                                 f'{list(action_names)}')
+        targets.append(CommandTarget(topic, tuple(group), tuple(action_names.index(name) for name in group)))
+    used = [name for target in targets for name in target.names]
+    if len(set(used)) != len(used):
+        raise ParameterError('command_joints', f'an action is sent to two topics: {used}')
+    if command_type == 'twist_stamped' and sorted(used) != sorted(TWIST_ACTION_NAMES):
+        raise ParameterError('command_type', f'twist_stamped needs the policy actions {list(TWIST_ACTION_NAMES)}, '
+                             f'the command uses {used}')
+    return targets

@@ -1,0 +1,36 @@
+"""Watchdog: stop the robot when the newest observation is older than a timeout."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class Watchdog:
+    """Judges observation age by the observation's own stamp, so a stalled camera, encoder or
+    network all look the same: old data."""
+
+    def __init__(self, timeout: float):
+        if not timeout > 0:
+            raise ValueError(f'observation timeout must be > 0, got {timeout}')
+        self.timeout = float(timeout)
+
+    def expired(self, now: float, observation_stamp: float | None) -> bool:
+        return observation_stamp is None or now - observation_stamp > self.timeout
+
+
+def hold_position(last_commanded: np.ndarray | None, measured: np.ndarray | None) -> np.ndarray | None:
+    """The position to hold when stopping: where the robot is (measured), else where it was sent.
+
+    Holding the measured position stops a moving arm where it is; the last command is the
+    fallback when no joint state is available. None: nothing known, send nothing.
+    """
+    if measured is not None:
+        return np.asarray(measured, np.float64)
+    if last_commanded is not None:
+        return np.asarray(last_commanded, np.float64)
+    return None
+
+
+def zero_twist() -> np.ndarray:
+    """The stop command for velocity (twist) control: linear.xyz and angular.xyz all zero."""
+    return np.zeros(6)
