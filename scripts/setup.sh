@@ -45,6 +45,21 @@ packages() {
       if [ -d "$root/src/$pkg/$dir" ]; then ln -sfn "$root/src/$pkg/$dir" "$venv/share/$pkg/$dir"; fi
     done
   done
+  # ros2 run / launch_ros look for executables in lib/<package>/ (setup.cfg's script_dir).
+  "$venv/bin/python" - "$venv" "${python_packages[@]}" <<'PY'
+import sys
+from importlib.metadata import distribution
+from pathlib import Path
+venv = Path(sys.argv[1])
+for package in sys.argv[2:]:
+    lib = venv / 'lib' / package
+    lib.mkdir(parents=True, exist_ok=True)
+    for entry in distribution(package).entry_points.select(group='console_scripts'):
+        link = lib / entry.name
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        link.symlink_to(venv / 'bin' / entry.name)
+PY
 }
 
 case "$step" in

@@ -26,6 +26,7 @@ setup(
     entry_points={
         'console_scripts': [
             'demo = dynamo_bringup.demo:main',
+            'evaluate = dynamo_bringup.evaluate:main',
         ],
     },
 )

@@ -25,7 +25,6 @@ setup(
         'console_scripts': [
             'policy_node = dynamo_policy.policy_node:main',
             'train_policy = dynamo_policy.training.cli:main',
-            'evaluate = dynamo_policy.evaluation.cli:main',
         ],
     },
 )

@@ -1,0 +1,114 @@
+"""The end-to-end demo on the simulated xArm kitchen, from nothing to a closed-loop success rate.
+
+  demo [--output runs/demo] [--task push_bottle] [--demos 24] [--eval-episodes 10]
+
+record demonstrations as rosbag2 bags -> convert them to a LeRobot dataset -> pretrain a DynaMo
+encoder (CPU preset) -> train an MLP policy on its frozen embeddings -> evaluate it closed-loop in
+the simulator through encoder_node and policy_node over DDS -> print a results table and the
+plots. Every step is the console script a user would run, and a step whose output is complete
+is reused on the next run; --fresh starts over.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from dynamo_bringup.processes import resolve_executable
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    done_marker: Path          # exists only once the step finished: the step's own final output
+    command: list[str]
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog='demo', description=__doc__.split('\n')[0])
+    parser.add_argument('--output', type=Path, default=Path('runs/demo'))
+    parser.add_argument('--task', default='push_bottle', help='xArm kitchen task')
+    parser.add_argument('--demos', type=int, default=24, help='demonstration episodes to record')
+    parser.add_argument('--eval-episodes', type=int, default=10, help='closed-loop evaluation episodes')
+    parser.add_argument('--policy', choices=['mlp', 'knn'], default='mlp')
+    parser.add_argument('--pretrain-config', default='cpu_small', help='pretraining preset or YAML')
+    parser.add_argument('--fresh', action='store_true', help='delete earlier results and start over')
+    return parser.parse_args(argv)
+
+
+def converter_config(robot_config: str) -> Path:
+    from ament_index_python.packages import get_package_share_directory
+    return Path(get_package_share_directory('dynamo_encoder')) / 'config' / robot_config
+
+
+def demo_steps(args: argparse.Namespace) -> list[Step]:
+    out = args.output
+    bags, dataset, pretrain = out / 'bags', out / 'dataset', out / 'pretrain'
+    policy, evaluation = out / f'policy_{args.policy}', out / 'evaluation'
+    return [
+        Step('record demonstrations', bags / 'COMPLETE',
+             ['record_demos', '--task', args.task, '--episodes', str(args.demos), '--output', str(bags)]),
+        Step('convert bags', dataset / 'meta' / 'info.json',
+             ['convert_bags', str(bags), '--config', str(converter_config('xarm_kitchen.yaml')),
+              '--output', str(dataset)]),
+        Step('pretrain DynaMo encoder', pretrain / 'encoder.pt',
+             ['pretrain', '--dataset', str(dataset), '--output', str(pretrain), '--config', args.pretrain_config]
+             + (['--resume'] if (pretrain / 'checkpoint.pt').exists() else [])),
+        Step(f'train {args.policy} policy', policy / 'policy.pt',
+             ['train_policy', '--dataset', str(dataset), '--encoder', str(pretrain / 'encoder.pt'),
+              '--policy', args.policy, '--output', str(policy)]),
+        Step('evaluate closed loop', evaluation / 'summary.json',
+             ['evaluate', '--robot', 'xarm', '--task', args.task, '--encoder', str(pretrain / 'encoder.pt'),
+              '--policy', str(policy / 'policy.pt'), '--episodes', str(args.eval_episodes),
+              '--output', str(evaluation)]),
+    ]
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.fresh and args.output.exists():
+        shutil.rmtree(args.output)
+    args.output.mkdir(parents=True, exist_ok=True)
+    steps = demo_steps(args)
+    timings = {}
+    for number, step in enumerate(steps, 1):
+        banner = f'[{number}/{len(steps)}] {step.name}'
+        if step.done_marker.exists():
+            print(f'{banner}: done earlier ({step.done_marker}), reused', flush=True)
+            continue
+        print(f'{banner}: {" ".join(step.command)}', flush=True)
+        start = time.monotonic()
+        completed = subprocess.run([resolve_executable(step.command[0]), *step.command[1:]])
+        if completed.returncode != 0:
+            print(f'demo: step "{step.name}" failed with exit code {completed.returncode}; '
+                  f'fix the cause and rerun `make demo` to continue from this step', file=sys.stderr)
+            return completed.returncode
+        if step.name == 'record demonstrations':
+            step.done_marker.write_text('all demonstrations recorded\n')
+        timings[step.name] = time.monotonic() - start
+    _print_results(args, steps, timings)
+    return 0
+
+
+def _print_results(args, steps: list[Step], timings: dict[str, float]) -> None:
+    summary = json.loads(steps[-1].done_marker.read_text())
+    print('\n=== dynamo-ros demo: simulated xArm kitchen ===')
+    print(f'{"task":<16} {"policy":<6} {"episodes":>8} {"success rate":>14}')
+    for task in summary['tasks']:
+        print(f'{task["task"]:<16} {args.policy:<6} {task["episodes"]:>8} '
+              f'{task["success_rate"]:>8.0%} ± {task["standard_error"]:.0%}')
+    if timings:
+        print('\nstep times: ' + ', '.join(f'{name} {seconds:.0f} s' for name, seconds in timings.items()))
+    print('\nplots:')
+    for png in sorted(args.output.rglob('*.png')):
+        print(f'  {png}')
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,172 @@
+"""Closed-loop evaluation in the simulator through the real encoder and policy nodes over DDS.
+
+  evaluate --robot xarm --task open_door --encoder RUN/encoder.pt --policy POLICY/policy.pt \
+           --episodes 20 --output EVAL_DIR
+
+Starts the robot's node graph (dynamo_bringup.graph: the same nodes, parameters and remappings
+`ros2 launch` runs) on a DDS domain of its own with the simulator as the clock, then per episode:
+disables the policy, resets the simulator to a held-out seed, enables the policy, and waits for
+the simulator's EpisodeResult. Writes episodes.csv, summary.json, success_rate.png and a contact
+sheet of the first rollouts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from dynamo_bringup.evaluation import EpisodeOutcome, contact_sheet, format_table, summarise, write_results
+from dynamo_bringup.graph import BringupArguments, load_robot_config, node_graph
+from dynamo_bringup.processes import DomainLease, NodeProcess
+
+# Held-out initial states: demonstrations are recorded from seeds below this.
+FIRST_EVALUATION_SEED = 100_000
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog='evaluate', description=__doc__.split('\n')[0])
+    parser.add_argument('--robot', choices=['xarm', 'allegro'], default='xarm')
+    parser.add_argument('--task', action='append', required=True, help='task to evaluate (repeatable)')
+    parser.add_argument('--encoder', required=True, type=Path, help='encoder artifact (encoder.pt)')
+    parser.add_argument('--policy', required=True, type=Path, help='policy artifact (policy.pt)')
+    parser.add_argument('--episodes', type=int, default=20, help='episodes per task')
+    parser.add_argument('--first-seed', type=int, default=FIRST_EVALUATION_SEED)
+    parser.add_argument('--output', required=True, type=Path)
+    parser.add_argument('--real-time-factor', type=float, default=1.0,
+                        help='simulation speed; the nodes must keep up with it on this machine')
+    parser.add_argument('--rollout-sheets', type=int, default=4, help='episodes shown in rollouts.png (0: none)')
+    parser.add_argument('--startup-timeout', type=float, default=60.0, help='seconds for the nodes to come up')
+    args = parser.parse_args(argv)
+    for path in (args.encoder, args.policy):
+        if not path.is_file():
+            parser.error(f'{path} does not exist')
+    if args.episodes < 1:
+        parser.error('--episodes must be at least 1')
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    lease = DomainLease()
+    env = {**os.environ, **lease.environment(), 'PYTHONUNBUFFERED': '1'}
+    os.environ.update(lease.environment())
+    specs = node_graph(args.robot, BringupArguments(
+        sim=True, encoder=str(args.encoder.resolve()), policy=str(args.policy.resolve()), autostart=False,
+        task=args.task[0], seed=args.first_seed, real_time_factor=args.real_time_factor))
+    processes = [NodeProcess(spec.command(), spec.name, env, args.output / 'logs' / f'{spec.name}.log')
+                 for spec in specs]
+    outcomes: list[EpisodeOutcome] = []
+    try:
+        outcomes, sheets = _run_episodes(args, processes)
+    finally:
+        for proc in reversed(processes):
+            proc.stop()
+        lease.release()
+    paths = write_results(args.output, outcomes, {
+        'robot': args.robot, 'encoder': str(args.encoder), 'policy': str(args.policy),
+        'real_time_factor': args.real_time_factor,
+        'title': f'{args.robot}: closed-loop success through encoder_node + policy_node'})
+    if sheets:
+        contact_sheet([frames for frames, _ in sheets], [label for _, label in sheets], args.output / 'rollouts.png')
+        paths['rollouts'] = args.output / 'rollouts.png'
+    print(format_table(summarise(outcomes)))
+    for name, path in paths.items():
+        print(f'{name}: {path}')
+    return 0
+
+
+def _run_episodes(args, processes: list[NodeProcess]):
+    import rclpy
+    from dynamo_msgs.msg import EpisodeResult
+    from dynamo_msgs.srv import ResetEpisode
+    from rclpy.qos import qos_profile_sensor_data
+    from sensor_msgs.msg import Image
+    from std_srvs.srv import SetBool
+
+    from dynamo_encoder.image_codec import decode_image
+
+    rclpy.init()
+    node = rclpy.create_node('dynamo_evaluator')
+    results: list = []
+    frames: list[np.ndarray] = []
+    recording = [False]
+    node.create_subscription(EpisodeResult, '/sim/episode_result', results.append, 10)
+    camera_topic = load_robot_config(args.robot)['encoder_node'].get('camera_topics', ['/camera/color/image_raw'])[0]
+
+    def keep_frame(msg):
+        if recording[0]:
+            frames.append(decode_image(msg.encoding, msg.height, msg.width, msg.step, msg.is_bigendian, msg.data))
+
+    node.create_subscription(Image, camera_topic, keep_frame, qos_profile_sensor_data)
+    reset = node.create_client(ResetEpisode, '/sim/reset_episode')
+    enable = node.create_client(SetBool, '/policy_node/enable')
+
+    def check_processes():
+        for proc in processes:
+            if proc.returncode is not None:
+                raise RuntimeError(f'{proc.name} exited with {proc.returncode}; its log {proc.log_path}:\n'
+                                   f'{proc.output()[-3000:]}')
+
+    def call(client, request, timeout=20.0):
+        future = client.call_async(request)
+        deadline = time.monotonic() + timeout
+        while not future.done():
+            check_processes()
+            if time.monotonic() > deadline:
+                raise RuntimeError(f'{client.srv_name} did not answer in {timeout} s')
+            rclpy.spin_once(node, timeout_sec=0.05)
+        return future.result()
+
+    deadline = time.monotonic() + args.startup_timeout
+    for client in (reset, enable):
+        while not client.service_is_ready():
+            check_processes()
+            if time.monotonic() > deadline:
+                raise RuntimeError(f'{client.srv_name} not available after {args.startup_timeout} s; '
+                                   f'node logs are in {args.output / "logs"}')
+            rclpy.spin_once(node, timeout_sec=0.1)
+
+    sim_config = load_robot_config(args.robot)['sim_node']
+    episode_timeout = 3.0 * sim_config.get('max_episode_steps', 200) / sim_config.get('rate', 10.0) \
+        / max(args.real_time_factor, 0.05) + 30.0
+    outcomes, sheets = [], []
+    total = len(args.task) * args.episodes
+    with tqdm(total=total, desc='evaluating', unit='episode') as progress:
+        for task in args.task:
+            for i in range(args.episodes):
+                seed = args.first_seed + i
+                call(enable, SetBool.Request(data=False))
+                answer = call(reset, ResetEpisode.Request(task=task, seed=seed))
+                if not answer.success:
+                    raise RuntimeError(f'simulator refused task {task!r}: {answer.message}')
+                results.clear()
+                frames.clear()
+                recording[0] = len(sheets) < args.rollout_sheets
+                call(enable, SetBool.Request(data=True))
+                end = time.monotonic() + episode_timeout
+                while not any(r.task == task and r.seed == seed and r.reason != 'reset' for r in results):
+                    check_processes()
+                    if time.monotonic() > end:
+                        raise RuntimeError(f'no EpisodeResult for {task} seed {seed} in {episode_timeout:.0f} s')
+                    rclpy.spin_once(node, timeout_sec=0.05)
+                result = next(r for r in results if r.task == task and r.seed == seed and r.reason != 'reset')
+                outcomes.append(EpisodeOutcome(task, seed, bool(result.success), int(result.steps),
+                                               float(result.duration), result.reason))
+                if recording[0]:
+                    sheets.append((list(frames), f'{task} seed {seed}: {"success" if result.success else result.reason}'))
+                progress.set_postfix(success=f'{np.mean([o.success for o in outcomes]):.0%}')
+                progress.update()
+    call(enable, SetBool.Request(data=False))
+    node.destroy_node()
+    rclpy.try_shutdown()
+    return outcomes, sheets
+
+
+if __name__ == '__main__':
+    sys.exit(main())
