@@ -1,0 +1,128 @@
+"""kNN and MLP fit small datasets, round-trip through their artifact, and fail clearly."""
+
+import numpy as np
+import pytest
+import torch
+
+from dynamo_policy.policies import (
+    POLICIES, Episode, PolicyArtifactError, PolicyConfigError, PolicyMetadata, load_policy, make_policy)
+from dynamo_policy.training.metrics import action_errors, split_episodes
+
+
+def metadata(embedding_dim=12, action_names=('a', 'b', 'c'), state_names=()):
+    return PolicyMetadata(encoder_name='resnet_small', encoder_checksum='0123456789abcdef',
+                          camera_names=['front'], embedding_dim=embedding_dim,
+                          action_names=list(action_names), step_period=0.1, state_names=list(state_names))
+
+
+def make_episodes(count, length=40, embedding_dim=12, seed=0):
+    """Embeddings are a fixed random projection of a hidden phase plus noise; actions a smooth
+    nonlinear function of the same phase: a held-out episode is predictable, but not linearly."""
+    rng = np.random.default_rng(seed)
+    projection = np.random.default_rng(99).normal(size=(4, embedding_dim))
+    episodes = []
+    for _ in range(count):
+        phase = rng.uniform(0, 2 * np.pi) + np.linspace(0, np.pi, length)
+        features = np.stack([np.cos(phase), np.sin(phase), np.cos(2 * phase), np.sin(2 * phase)], axis=1)
+        embeddings = features @ projection + 0.05 * rng.normal(size=(length, embedding_dim))
+        actions = np.stack([np.sin(phase) ** 2, np.cos(3 * phase), 2.0 + 0.5 * np.sin(phase)], axis=1)
+        states = np.concatenate([actions[:1], actions[:-1]])
+        episodes.append(Episode(embeddings.astype(np.float32), actions.astype(np.float32), states.astype(np.float32)))
+    return episodes
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    torch.set_num_threads(1)
+
+
+@pytest.mark.parametrize('name, config', [
+    ('knn', {'k': 3, 'horizon': 4}),
+    ('mlp', {'epochs': 60, 'horizon': 4, 'context_length': 2, 'hidden_dims': [64, 64], 'dropout': 0.0}),
+])
+def test_policy_beats_predicting_the_mean_on_held_out_episodes(name, config):
+    episodes = make_episodes(12)
+    train_ids, held_out_ids = split_episodes(len(episodes), 0.25, seed=0)
+    training = [episodes[i] for i in train_ids]
+    held_out = [episodes[i] for i in held_out_ids]
+    policy = make_policy(name, config, metadata())
+    history = policy.fit(training, held_out)
+    errors = action_errors(policy, held_out, training)
+    assert errors['policy_chunk_mae'] < 0.5 * errors['mean_action_chunk_mae'], errors
+    assert history.series['validation MSE (normalised)'], 'a validation curve is recorded'
+
+
+def test_mlp_training_loss_decreases():
+    policy = make_policy('mlp', {'epochs': 30, 'horizon': 2, 'dropout': 0.0}, metadata())
+    history = policy.fit(make_episodes(6))
+    losses = history.series['train MSE (normalised)']
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def test_knn_returns_the_neighbours_chunks_weighted_by_distance():
+    # Two training frames far apart; the query sits on the first one: its chunk dominates.
+    embeddings = np.array([[0.0, 0.0], [10.0, 0.0]], np.float32)
+    actions = np.array([[1.0], [3.0]], np.float32)
+    policy = make_policy('knn', {'k': 2, 'horizon': 1}, metadata(2, ['a']))
+    policy.fit([Episode(embeddings[:1], actions[:1]), Episode(embeddings[1:], actions[1:])])
+    near_first = policy.predict_action({'embedding': np.array([[0.5, 0.0]], np.float32)})
+    halfway = policy.predict_action({'embedding': np.array([[5.0, 0.0]], np.float32)})
+    assert near_first.shape == (1, 1)
+    assert abs(near_first[0, 0] - 1.0) < 1e-3      # exp(-9) weight for the far neighbour
+    assert abs(halfway[0, 0] - 2.0) < 1e-5         # equal distances: equal votes
+
+
+@pytest.mark.parametrize('name', sorted(POLICIES))
+def test_artifact_round_trip_keeps_predictions_and_metadata(name, tmp_path):
+    episodes = make_episodes(4)
+    policy = make_policy(name, {'horizon': 3, 'context_length': 2, **({'epochs': 2} if name == 'mlp' else {})},
+                         metadata(state_names=['a', 'b', 'c']))
+    policy.fit(episodes)
+    path = tmp_path / 'policy.pt'
+    policy.save(path)
+    loaded = load_policy(path)
+    window = {'embedding': episodes[0].embeddings[:5], 'state': episodes[0].states[:5]}
+    np.testing.assert_allclose(loaded.predict_action(window), policy.predict_action(window), rtol=1e-5, atol=1e-6)
+    assert loaded.predict_action(window).shape == (3, 3)
+    assert loaded.metadata.to_dict() == policy.metadata.to_dict()
+    assert (loaded.name, loaded.context_length, loaded.horizon) == (name, 2, 3)
+    assert [p.name for p in tmp_path.iterdir()] == ['policy.pt'], 'no temp files left behind'
+
+
+def test_short_windows_are_padded_like_episode_starts():
+    policy = make_policy('knn', {'horizon': 2, 'context_length': 3}, metadata())
+    episodes = make_episodes(3)
+    policy.fit(episodes)
+    first = episodes[0].embeddings[:1]
+    padded = np.repeat(first, 3, axis=0)
+    np.testing.assert_allclose(policy.predict_action({'embedding': first}),
+                               policy.predict_action({'embedding': padded}))
+
+
+def test_missing_and_foreign_artifacts_are_named(tmp_path):
+    with pytest.raises(PolicyArtifactError, match=str(tmp_path / 'missing.pt')):
+        load_policy(tmp_path / 'missing.pt')
+    foreign = tmp_path / 'foreign.pt'
+    torch.save({'something': 1}, foreign)
+    with pytest.raises(PolicyArtifactError, match='foreign.pt'):
+        load_policy(foreign)
+    garbage = tmp_path / 'garbage.pt'
+    garbage.write_bytes(b'not a torch file')
+    with pytest.raises(PolicyArtifactError, match='garbage.pt'):
+        load_policy(garbage)
+
+
+def test_bad_configuration_names_the_field():
+    with pytest.raises(PolicyConfigError, match='horizon'):
+        make_policy('mlp', {'horizon': 0}, metadata())
+    with pytest.raises(PolicyConfigError, match='no_such_field'):
+        make_policy('knn', {'no_such_field': 1}, metadata())
+    with pytest.raises(PolicyConfigError, match='unknown policy'):
+        make_policy('transformer', {}, metadata())
+
+
+def test_wrong_embedding_size_is_refused():
+    policy = make_policy('knn', {}, metadata())
+    policy.fit(make_episodes(2))
+    with pytest.raises(ValueError, match='expects 12'):
+        policy.predict_action({'embedding': np.zeros((1, 5), np.float32)})
