@@ -1,0 +1,54 @@
+"""convert_bags BAG... --config CONFIG.yaml --output DATASET_DIR [--append] [--overwrite] [--skip-bad] [--task LABEL]
+
+Converts rosbag2 recordings (directories, split bags, bare .mcap/.db3) into a LeRobot v3 dataset.
+Exit status: 0 when every bag converted (or, with --skip-bad, at least one did), 1 on bad input,
+2 on bad command-line usage.
+"""
+import argparse
+import sys
+
+from ..dataset import DatasetError
+from .bag_reader import BagError
+from .config import ConfigError, load_config
+from .convert import PREVIEW_CURVES_PATH, PREVIEW_FRAMES_PATH, REPORT_PATH, ConversionError, convert_bags
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="convert_bags", description=__doc__.split("\n\n")[1],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("bags", nargs="+", metavar="BAG", help="rosbag2 directory or .mcap/.db3 file")
+    parser.add_argument("--config", required=True, help="YAML mapping topics to dataset features")
+    parser.add_argument("--output", required=True, help="dataset directory (LeRobot v3 layout)")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--append", action="store_true", help="add episodes to an existing dataset")
+    mode.add_argument("--overwrite", action="store_true", help="replace an existing dataset")
+    parser.add_argument("--skip-bad", action="store_true", help="convert the good bags, list the bad ones")
+    parser.add_argument("--task", default=None, help="task label for every episode (overrides the config)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        cfg = load_config(args.config)
+        converted, failures = convert_bags(args.bags, cfg, args.output, append=args.append,
+                                           overwrite=args.overwrite, skip_bad=args.skip_bad, task_label=args.task,
+                                           progress=not args.no_progress)
+    except (ConfigError, BagError, DatasetError, ConversionError) as exc:
+        print(f"convert_bags: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("convert_bags: interrupted; nothing was written", file=sys.stderr)
+        return 130
+    print(f"wrote {args.output}: {len(converted)} bag(s); sync report {REPORT_PATH}, previews "
+          f"{PREVIEW_FRAMES_PATH}, {PREVIEW_CURVES_PATH}")
+    if failures:
+        print(f"skipped {len(failures)} bad bag(s):", file=sys.stderr)
+        for bag, message in failures.items():
+            print(f"  {bag}: {message}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

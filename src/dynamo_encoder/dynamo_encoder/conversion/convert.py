@@ -1,0 +1,382 @@
+"""Convert rosbag2 bags into episodes of a LeRobot v3 dataset (ROS-free core of `convert_bags`).
+
+Per bag: pass 1 reads only the configured topics and keeps, for cameras, just timestamps and the
+image header (size/encoding checks); small messages are kept raw. After grid synchronisation, only
+the messages that land on a kept grid time are deserialised; pass 2 decodes exactly those camera
+frames straight into preallocated arrays.
+"""
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+from tqdm import tqdm
+
+from ..dataset import DatasetError, DatasetWriter
+from .bag_reader import BagError, BagFile, header_stamp_ns, image_header
+from .extract import IMAGE_TYPES, TASK_TYPE, ImageConverter, make_extractor
+from .sync import make_grid, match_stream, split_segments, stream_report
+
+__all__ = ["BagEpisode", "BagResult", "convert_bag", "convert_bags", "ConversionError", "REPORT_PATH",
+           "format_report"]
+
+REPORT_PATH = "meta/dynamo_sync_report.json"
+PREVIEW_FRAMES_PATH = "meta/dynamo_preview_frames.png"
+PREVIEW_CURVES_PATH = "meta/dynamo_preview_curves.png"
+# Header stamps may arrive slightly out of order (several publishers); a step back by more than
+# this many grid periods, or backwards steps in more than this fraction of messages, is a clock jump.
+_BACKWARD_PERIODS = 1.0
+_BACKWARD_FRACTION = 0.05
+
+
+class ConversionError(Exception):
+    """The whole conversion cannot proceed (output exists, nothing converted, ...)."""
+
+
+@dataclass
+class BagEpisode:
+    bag: str
+    frames: dict  # camera -> uint8 (T, H, W, 3)
+    arrays: dict  # feature key -> float32 (T, D)
+    task: str
+    start_s: float  # first frame, seconds after the bag's first grid time
+
+
+@dataclass
+class BagResult:
+    episodes: list
+    names: dict  # feature key -> element names
+    report: dict = field(default_factory=dict)
+
+
+@dataclass
+class _Stream:
+    role: str  # camera:<name> | observation.state | action | observation.environment_state
+    topic: str
+    msgtype: str
+    mode: str
+    tolerance_ns: int
+    stamp: str
+    spec: object
+    times: np.ndarray = None  # sorted
+    order: np.ndarray = None  # sorted position -> read index of the topic
+    note: str = ""
+
+
+class _TopicRecord:
+    def __init__(self, keep_raw, has_header, is_image):
+        self.keep_raw, self.has_header, self.is_image = keep_raw, has_header, is_image
+        self.receive, self.header, self.raw = [], [], []
+        self.image_source = None
+
+
+def _pass1(bag, topics, records, progress):
+    total = sum(bag.counts.get(t, 0) for t in topics)
+    with tqdm(total=total, desc=f"read {bag.path.name}", unit="msg", disable=not progress, leave=False) as bar:
+        for topic, receive_ns, data in bag.read(topics):
+            rec = records[topic]
+            rec.receive.append(receive_ns)
+            if rec.has_header:
+                rec.header.append(header_stamp_ns(data))
+            if rec.keep_raw:
+                rec.raw.append(data)
+            if rec.is_image:
+                source = image_header(data)
+                if rec.image_source is None:
+                    rec.image_source = source
+                elif source != rec.image_source:
+                    h, w, enc = rec.image_source
+                    raise BagError(f"{bag.name}: topic {topic}: image changed mid-bag at message {len(rec.receive) - 1} "
+                                   f"from {enc} {w}x{h} to {source[2]} {source[1]}x{source[0]}")
+            bar.update()
+
+
+def _stream_times(bag, stream, rec, fps):
+    """Chosen time source of a stream, checked for clock jumps, sorted."""
+    times = None
+    if stream.stamp == "header":
+        if not rec.has_header:
+            stream.note = "no header: receive time"
+        elif np.any(np.asarray(rec.header) == 0):
+            stream.note = "header.stamp unset: receive time"
+        else:
+            times = np.asarray(rec.header, dtype=np.int64)
+            stream.note = "header.stamp"
+    if times is None:
+        times = np.asarray(rec.receive, dtype=np.int64)
+        stream.note = stream.note or "receive time"
+    steps = np.diff(times)
+    backwards = steps < 0
+    if backwards.any():
+        worst = int(np.argmin(steps))
+        if -steps[worst] > _BACKWARD_PERIODS * 1e9 / fps or backwards.mean() > _BACKWARD_FRACTION:
+            raise BagError(f"{bag.name}: topic {stream.topic}: clock jumps backwards by {-steps[worst] / 1e9:.3f} s "
+                           f"at message {worst + 1} ({stream.note}); {int(backwards.sum())} backward step(s). "
+                           "Split the recording, or use `stamp: receive` if only the driver clock is wrong")
+    stream.order = np.argsort(times, kind="stable")
+    stream.times = times[stream.order]
+
+
+def _deserialize(bag, topic, msgtype, data):
+    try:
+        return bag.typestore.deserialize_cdr(data, msgtype)
+    except Exception as exc:  # noqa: BLE001 - any decoding failure of a stored message is bad input
+        raise BagError(f"{bag.name}: topic {topic}: cannot deserialise {msgtype}: {type(exc).__name__}: {exc}") from None
+
+
+def _task_for(bag, cfg, task_label, records, start_ns_list):
+    if task_label:
+        return [task_label] * len(start_ns_list)
+    if cfg.task:
+        return [cfg.task] * len(start_ns_list)
+    if not cfg.task_topic:
+        raise BagError(f"{bag.name}: no task label: set `task` in the config or pass --task")
+    rec = records[cfg.task_topic]
+    times = np.asarray(rec.receive, dtype=np.int64)
+    order = np.argsort(times, kind="stable")
+    texts = [str(_deserialize(bag, cfg.task_topic, TASK_TYPE, rec.raw[i]).data).strip() for i in order]
+    tasks = []
+    for start in start_ns_list:
+        before = np.searchsorted(times[order], start, side="right") - 1
+        text = texts[max(before, 0)]
+        if not text:
+            raise BagError(f"{bag.name}: topic {cfg.task_topic}: empty task string")
+        tasks.append(text)
+    return tasks
+
+
+def convert_bag(path, cfg, task_label=None, progress=False):
+    """Synchronise one bag into episodes; raises BagError naming the bag/topic/field on bad input."""
+    with BagFile(path) as bag:
+        streams = []
+        for cam in cfg.cameras:
+            msgtype = bag.require(cam.topic, f"camera {cam.name!r}")
+            if msgtype not in IMAGE_TYPES:
+                raise BagError(f"{bag.name}: camera topic {cam.topic} has type {msgtype}, expected one of "
+                               f"{', '.join(IMAGE_TYPES)}")
+            streams.append(_Stream(f"camera:{cam.name}", cam.topic, msgtype, "nearest",
+                                   int((cam.tolerance or cfg.default_tolerance) * 1e9), cam.stamp or cfg.stamp, cam))
+        roles = [("observation.state", cfg.state), ("action", cfg.action.sources),
+                 ("observation.environment_state", cfg.environment_state)]
+        for key, sources in roles:
+            for spec in sources:
+                msgtype = bag.require(spec.topic, key)
+                streams.append(_Stream(key, spec.topic, msgtype, spec.sync,
+                                       int((spec.tolerance or cfg.default_tolerance) * 1e9), spec.stamp or cfg.stamp, spec))
+        extra = [t for t in (cfg.task_topic if not (task_label or cfg.task) else None, cfg.marker_topic) if t]
+        for topic in extra:
+            msgtype = bag.require(topic, "task" if topic == cfg.task_topic else "episode marker")
+            if topic == cfg.task_topic and msgtype != TASK_TYPE:
+                raise BagError(f"{bag.name}: task topic {topic} has type {msgtype}, expected {TASK_TYPE}")
+        topics = list(dict.fromkeys([s.topic for s in streams] + extra))
+        bag.build_typestore(topics)
+
+        records = {}
+        for topic in topics:
+            msgtype = bag.topics[topic]
+            is_camera = msgtype in IMAGE_TYPES and any(s.topic == topic and s.role.startswith("camera:") for s in streams)
+            records[topic] = _TopicRecord(keep_raw=not is_camera, has_header=bag.has_header(msgtype),
+                                          is_image=is_camera and msgtype == IMAGE_TYPES[0])
+        _pass1(bag, topics, records, progress)
+        for topic in topics:
+            if not records[topic].receive:
+                hint = (f" (the bag index lists {bag.counts[topic]}: metadata.yaml and the storage file disagree)"
+                        if bag.counts.get(topic) else "")
+                raise BagError(f"{bag.name}: topic {topic} is present but has 0 messages{hint}")
+        for stream in streams:
+            _stream_times(bag, stream, records[stream.topic], cfg.fps)
+
+        grid = make_grid([(s.times, s.mode, s.tolerance_ns) for s in streams], cfg.fps) if streams else None
+        matches = [match_stream(grid, s.times, s.mode, s.tolerance_ns) for s in streams]
+        kept = np.ones(len(grid), dtype=bool)
+        for idx, _ in matches:
+            kept &= idx >= 0
+        markers = None
+        if cfg.marker_topic:
+            markers = np.asarray(records[cfg.marker_topic].receive, dtype=np.int64)
+            if bag.has_header(bag.topics[cfg.marker_topic]) and all(records[cfg.marker_topic].header):
+                markers = np.asarray(records[cfg.marker_topic].header, dtype=np.int64)
+        segments = split_segments(grid, kept, cfg.fps, gap_s=cfg.gap_s if cfg.split == "gap" else None,
+                                  markers=markers if cfg.split == "marker" else None)
+        min_frames = cfg.min_episode_frames + (1 if cfg.action.from_state else 0)
+        short = [len(s) for s in segments if len(s) < min_frames]
+        segments = [s for s in segments if len(s) >= min_frames]
+        report = {"bag": bag.name, "grid_times": int(len(grid)), "kept_frames": int(sum(len(s) for s in segments)),
+                  "episodes": len(segments), "short_segments_dropped": short, "topics": []}
+        for stream, (idx, dt) in zip(streams, matches):
+            row = {"topic": stream.topic, "role": stream.role, "time": stream.note, "sync": stream.mode}
+            row.update(stream_report(stream.times, idx, dt, kept))
+            report["topics"].append(row)
+        if not segments:
+            worst = min(report["topics"], key=lambda r: r["matched"]) if report["topics"] else None
+            detail = (f"; topic {worst['topic']} matched {worst['matched']} of {len(grid)} grid times "
+                      f"(tolerance {cfg.default_tolerance:.3f} s, {worst['time']})") if worst else ""
+            raise BagError(f"{bag.name}: empty episode after synchronisation at {cfg.fps} fps{detail}")
+
+        positions = np.concatenate(segments)  # grid positions that become dataset rows, in order
+        names, arrays = {}, {}
+        for key, _ in roles:
+            parts, part_names = [], []
+            for stream, (idx, _) in zip(streams, matches):
+                if stream.role != key:
+                    continue
+                rec = records[stream.topic]
+                extractor = make_extractor(stream.spec, stream.msgtype, f"{bag.name}: topic {stream.topic}")
+                needed = idx[positions]
+                unique, inverse = np.unique(needed, return_inverse=True)
+                values = np.stack([extractor(_deserialize(bag, stream.topic, stream.msgtype,
+                                                          rec.raw[stream.order[i]])) for i in unique])
+                parts.append(values[inverse])
+                part_names += extractor.names
+            if parts:
+                arrays[key] = np.concatenate(parts, axis=1)
+                names[key] = part_names
+
+        frames = _decode_cameras(bag, cfg, streams, matches, positions, progress)
+
+    rows = np.cumsum([0] + [len(s) for s in segments])
+    if cfg.action.from_state:
+        names["action"] = list(names["observation.state"]) if cfg.action.from_state == "next" \
+            else [f"{n}.delta" for n in names["observation.state"]]
+    tasks = _task_for(bag, cfg, task_label, records, [int(grid[s[0]]) for s in segments])
+    episodes = []
+    for k, seg in enumerate(segments):
+        lo, hi = rows[k], rows[k + 1]
+        ep_arrays = {key: values[lo:hi].astype(np.float32) for key, values in arrays.items()}
+        ep_frames = {cam: values[lo:hi] for cam, values in frames.items()}
+        if cfg.action.from_state:
+            state = ep_arrays["observation.state"]
+            ep_arrays["action"] = state[1:] if cfg.action.from_state == "next" else state[1:] - state[:-1]
+            ep_arrays = {key: v[: len(v) - 1] if key != "action" else v for key, v in ep_arrays.items()}
+            ep_frames = {cam: v[:-1] for cam, v in ep_frames.items()}
+        episodes.append(BagEpisode(bag.name, ep_frames, ep_arrays, tasks[k], (grid[seg[0]] - grid[0]) / 1e9))
+    return BagResult(episodes, names, report)
+
+
+def _decode_cameras(bag, cfg, streams, matches, positions, progress):
+    """Pass 2: deserialise and decode only the camera messages that land on kept grid times."""
+    cams = [(s, idx) for s, (idx, _) in zip(streams, matches) if s.role.startswith("camera:")]
+    if not cams:
+        return {}
+    wanted = {}  # topic -> {read index: [rows]} (a message may fill several rows)
+    for stream, idx in cams:
+        targets = wanted.setdefault(stream.topic, {})
+        for row, sorted_i in enumerate(idx[positions]):
+            targets.setdefault(int(stream.order[sorted_i]), []).append((stream, row))
+    frames, converters = {}, {}
+    counters = dict.fromkeys(wanted, -1)
+    total = sum(len(v) for v in wanted.values())
+    with tqdm(total=total, desc=f"decode {bag.path.name}", unit="frame", disable=not progress, leave=False) as bar:
+        for topic, _, data in bag.read(list(wanted)):
+            counters[topic] += 1
+            targets = wanted[topic].get(counters[topic])
+            if not targets:
+                continue
+            msg = None
+            for stream, row in targets:
+                name = stream.spec.name
+                if msg is None:
+                    msg = _deserialize(bag, topic, stream.msgtype, data)
+                conv = converters.get(name)
+                if conv is None:
+                    conv = converters[name] = ImageConverter(stream.spec, stream.msgtype,
+                                                             f"{bag.name}: camera {name!r} topic {topic}")
+                    frames[name] = np.empty((len(positions), *conv.frame_shape(msg)), dtype=np.uint8)
+                conv(msg, frames[name], row)
+            bar.update()
+    return {cam.name: frames[cam.name] for cam in cfg.cameras}
+
+
+def format_report(report):
+    """Plain-text table of one bag's sync report."""
+    head = (f"{report['bag']}: {report['kept_frames']} of {report['grid_times']} grid times kept, "
+            f"{report['episodes']} episode(s)")
+    cols = ["topic", "role", "time", "sync", "messages", "matched", "dropped", "median|dt|", "max|dt|", "longest gap"]
+    rows = []
+    for t in report["topics"]:
+        def ms(v):
+            return "-" if v is None else f"{v * 1e3:.1f}ms"
+        rows.append([t["topic"], t["role"], t["time"], t["sync"], str(t["messages"]), str(t["matched"]),
+                     str(t["dropped"]), ms(t["median_abs_dt_s"]), ms(t["max_abs_dt_s"]), f"{t['longest_gap_s']:.3f}s"])
+    widths = [max(len(c), *(len(r[i]) for r in rows)) if rows else len(c) for i, c in enumerate(cols)]
+    lines = [head, "  " + "  ".join(c.ljust(w) for c, w in zip(cols, widths))]
+    lines += ["  " + "  ".join(v.ljust(w) for v, w in zip(r, widths)) for r in rows]
+    return "\n".join(lines)
+
+
+def convert_bags(bags, cfg, output, append=False, overwrite=False, skip_bad=False, task_label=None,
+                 progress=False, log=print):
+    """Convert bags into the dataset at `output`. Returns (converted bag names, {bad bag: message}).
+
+    Raises BagError for the first bad bag (unless skip_bad), ConversionError when nothing converts
+    or the output is in the way; the dataset is only moved into place when every step succeeded.
+    """
+    from pathlib import Path
+
+    from .preview import render_preview
+
+    output = Path(output)
+    if output.exists() and not (append or overwrite):
+        raise ConversionError(f"{output}: already exists; pass --append to add episodes or --overwrite to replace it")
+    if append and not output.exists():
+        raise ConversionError(f"{output}: --append given but there is no dataset there")
+    writer, first_names, failures, converted, reports, previews = None, None, {}, [], [], []
+    try:
+        for bag_path in tqdm(bags, desc="bags", unit="bag", disable=not progress or len(bags) < 2):
+            try:
+                result = convert_bag(bag_path, cfg, task_label=task_label, progress=progress)
+                if first_names is None:
+                    first_names = result.names
+                    cameras = {name: frames.shape[1:] for name, frames in result.episodes[0].frames.items()}
+                    writer = DatasetWriter(output, fps=cfg.fps, robot_type=cfg.robot_type, cameras=cameras,
+                                           arrays=result.names, video=cfg.video, append=append,
+                                           overwrite=overwrite, png_compress_level=cfg.png_compress_level)
+                elif result.names != first_names:
+                    diff = [k for k in result.names if result.names[k] != first_names.get(k)]
+                    raise BagError(f"{bag_path}: feature element names of {', '.join(diff)} differ from the first "
+                                   f"bag's ({first_names[diff[0]]} vs {result.names[diff[0]]})")
+                for ep in result.episodes:
+                    for cam, frames in ep.frames.items():
+                        if frames.shape[1:] != writer.cameras[cam]:
+                            raise BagError(f"{bag_path}: camera {cam!r} frames are {frames.shape[1:]}, earlier bags "
+                                           f"{writer.cameras[cam]}; set `resize` in the config")
+                start_episode = writer.num_episodes
+                for ep in result.episodes:
+                    writer.add_episode(frames=ep.frames, arrays=ep.arrays, task=ep.task)
+                    previews.append((f"ep {writer.num_episodes - 1}", ep))
+                result.report["episode_indices"] = list(range(start_episode, writer.num_episodes))
+                reports.append(result.report)
+                converted.append(str(bag_path))
+                log(format_report(result.report))
+            except (BagError, DatasetError) as exc:
+                if not skip_bad:
+                    raise
+                failures[str(bag_path)] = str(exc)
+                log(f"SKIPPED {exc}")
+        if writer is None:
+            raise ConversionError("no bag could be converted:\n" + "\n".join(f"  {m}" for m in failures.values()))
+        old = writer.read_extra(REPORT_PATH) if append else None
+        all_reports = (json.loads(old)["bags"] if old else []) + reports
+        writer.write_extra(REPORT_PATH, json.dumps({"fps": cfg.fps, "config": str(cfg.path), "bags": all_reports,
+                                                    "skipped": failures}, indent=2))
+        if append:
+            previews = _existing_previews(output) + previews
+        frames_png, curves_png = render_preview(previews, first_names)
+        writer.write_extra(PREVIEW_FRAMES_PATH, frames_png)
+        writer.write_extra(PREVIEW_CURVES_PATH, curves_png)
+        writer.finalize()
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        raise
+    return converted, failures
+
+
+def _existing_previews(root):
+    from ..dataset import LeRobotDataset
+
+    ds = LeRobotDataset(root)
+    out = []
+    for ep in range(ds.num_episodes):
+        out.append((f"ep {ep}", BagEpisode("", {c: ds.frames(ep, c) for c in ds.camera_names},
+                                           {k: ds.array(ep, k) for k in ds.array_keys}, ds.task(ep), 0.0)))
+    return out
