@@ -213,6 +213,8 @@ def xarm_kitchen_xml(image_size: int = 96) -> str:
     </body>
     <body name="bottle" pos="0.42 0 {BOTTLE_HALF_HEIGHT}">
       <freejoint name="bottle_free"/>
+      <!-- bottom-heavy, like a partly filled bottle, so pushing it low does not topple it -->
+      <inertial pos="0 0 {-0.5 * BOTTLE_HALF_HEIGHT}" mass="0.16" diaginertia="0.00012 0.00012 0.00006"/>
       <geom name="bottle_body" type="cylinder" size="{BOTTLE_RADIUS} {BOTTLE_HALF_HEIGHT}" material="red" mass="0.15" friction="0.5 0.01 0.001" {_WORLD}/>
       <geom type="cylinder" size="0.011 0.02" pos="0 0 {BOTTLE_HALF_HEIGHT + 0.02}" material="red" mass="0.01" {_WORLD}/>
     </body>
@@ -310,14 +312,14 @@ def allegro_scene_xml(image_size: int = 96) -> str:
     lo = {n: ALLEGRO_MOUNT_LIMITS[n] for n in ALLEGRO_MOUNT_JOINTS}
     cx, cy = CABINET_POS
     hx, hy, hz = CABINET_HALF
-    cam = (-0.2, -0.5, 0.5)
+    cam = (-0.3, -0.6, 0.62)
     px, py, pz = _PALM_HALF
     return (
         _common_header("allegro_manipulation", image_size)
         + f"""
   <worldbody>
     <light pos="0 0 1.5" dir="0 0 -1" diffuse="0.5 0.5 0.5" castshadow="false"/>
-    <camera name="front" pos="{cam[0]} {cam[1]} {cam[2]}" xyaxes="{_lookat_xyaxes(cam, (0.12, 0.03, 0.08))}" fovy="50"/>
+    <camera name="front" pos="{cam[0]} {cam[1]} {cam[2]}" xyaxes="{_lookat_xyaxes(cam, (0.12, 0.05, 0.13))}" fovy="50"/>
     {_table()}
     <body name="mount" pos="0 0 0" gravcomp="1">
       <inertial pos="0 0 0" mass="1.0" diaginertia="0.01 0.01 0.01"/>
