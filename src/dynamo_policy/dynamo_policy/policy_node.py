@@ -25,6 +25,7 @@ from dynamo_msgs.msg import ActionChunk, Embedding
 from geometry_msgs.msg import TwistStamped
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.exceptions import ParameterException
+from rclpy._rclpy_pybind11 import RCLError
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -325,6 +326,11 @@ def main(args=None) -> None:
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except RCLError:
+        # SIGTERM shuts the context down from rclpy's signal handler; the executor may then fail
+        # to build its wait set instead of raising ExternalShutdownException.
+        if rclpy.ok():
+            raise
     finally:
         try:
             node.destroy_node()
