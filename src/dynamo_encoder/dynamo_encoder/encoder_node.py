@@ -230,13 +230,13 @@ class EncoderNode(LifecycleNode):
         self._statistics.frame_received(camera)
         try:
             if isinstance(msg, CompressedImage):
-                image = decode_compressed_image(msg.format, msg.data)
+                image, source = decode_compressed_image(msg.format, msg.data), f'format {msg.format!r}'
             else:
                 image = decode_image(msg.encoding, msg.height, msg.width, msg.step, msg.is_bigendian, msg.data)
+                source = f'encoding {msg.encoding!r}'
             if image.dtype != np.uint8 or image.shape[-1] != 3:
-                raise ImageDecodeError(f'{getattr(msg, "encoding", msg.format)!r} gives {image.dtype} images with '
-                                       f'{image.shape[-1]} channel(s); the encoder needs colour (rgb8, bgr8, '
-                                       'rgba8, bgra8, jpeg or png)')
+                raise ImageDecodeError(f'{source} gives {image.dtype} images with {image.shape[-1]} channel(s); '
+                                       'the encoder needs colour (rgb8, bgr8, rgba8, bgra8, jpeg or png)')
         except ImageDecodeError as exc:
             self._statistics.frame_malformed()
             self.get_logger().warning(f'skipping a malformed image from camera {camera!r}: {exc}',
