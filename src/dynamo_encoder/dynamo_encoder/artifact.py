@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .model.encoder import ARCHITECTURES, IMAGENET_MEAN, IMAGENET_STD, ImageEncoder
+from .model.encoder import ARCHITECTURES, ImageEncoder, build_encoder
 
 FORMAT_VERSION = 1
 _REQUIRED_KEYS = ('format_version', 'name', 'arch', 'state_dict', 'input_size', 'mean', 'std',
@@ -76,12 +76,11 @@ class EncoderArtifact:
     @classmethod
     def random_init(cls, arch: str, camera_names: list[str], input_size: tuple[int, int] | list[int],
                     seed: int) -> 'EncoderArtifact':
-        """The "no pretraining" baseline: the same architecture at its seeded random initialisation."""
+        """The "no pretraining" baseline: the architecture at its seeded random initialisation, which is
+        exactly where `pretrain` with train.seed == seed starts from."""
         if arch not in ARCHITECTURES:
             raise ArtifactError(f'unknown encoder arch {arch!r}; known: {sorted(ARCHITECTURES)}')
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            module = ImageEncoder(arch, tuple(input_size))
+        module = build_encoder(arch, input_size, seed=seed)
         return cls(module, camera_names, name=f'random-{arch}-seed{seed}',
                    training_config={'objective': {'name': 'random_init'}, 'seed': seed})
 
@@ -152,7 +151,8 @@ class EncoderArtifact:
         if array.dtype != np.uint8 or array.ndim != expected_dims or array.shape[-1] != 3:
             layout = '(B, H, W, 3)' if batched else '(H, W, 3)'
             raise ArtifactError(f'camera {camera!r}: expected uint8 {layout} RGB, got {array.dtype} {array.shape}')
-        tensor = torch.from_numpy(np.ascontiguousarray(array))
+        # Dataset frames are read-only views; torch wants writable memory.
+        tensor = torch.from_numpy(np.array(array, order='C', copy=not array.flags.writeable))
         return (tensor if batched else tensor.unsqueeze(0)).to(self.device)
 
     @torch.inference_mode()

@@ -25,7 +25,7 @@ from .artifact import ArtifactError, EncoderArtifact
 from .dataset import DatasetError, LeRobotDataset
 
 PROBE_KEYS = ('observation.environment_state', 'observation.state', 'action')
-RIDGE_ALPHAS = tuple(10.0 ** p for p in range(-3, 5))
+RIDGE_ALPHAS = tuple(10.0 ** p for p in range(-2, 6))  # on features scaled to unit mean variance
 
 
 def embed_dataset(artifact: EncoderArtifact, dataset: LeRobotDataset, batch_size: int = 256) -> list[np.ndarray]:
@@ -53,13 +53,18 @@ def split_probe_episodes(num_episodes: int, test_fraction: float, seed: int) -> 
 
 
 def _ridge_solutions(x: np.ndarray, y: np.ndarray, alphas) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Ridge weights for each alpha from one SVD; x is standardised, the intercept is not penalised."""
+    """Ridge (weights, intercept) for each alpha from one eigendecomposition of X^T X (centred X).
+
+    eigh of the Gram matrix, not an SVD of X: LAPACK's SVD can fail to converge on the exactly
+    rank-deficient features of a randomly initialised network.
+    """
     x_mean, y_mean = x.mean(0), y.mean(0)
-    u, s, vt = np.linalg.svd(x - x_mean, full_matrices=False)
-    uty = u.T @ (y - y_mean)
+    xc = x - x_mean
+    eigenvalues, eigenvectors = np.linalg.eigh(xc.T @ xc)
+    projected = eigenvectors.T @ (xc.T @ (y - y_mean))
     solutions = []
     for alpha in alphas:
-        w = vt.T @ ((s / (s ** 2 + alpha))[:, None] * uty)
+        w = eigenvectors @ (projected / (np.clip(eigenvalues, 0.0, None) + alpha)[:, None])
         solutions.append((w, y_mean - x_mean @ w))
     return solutions
 
@@ -75,10 +80,15 @@ def r2_score(y_true: np.ndarray, y_pred: np.ndarray) -> float:
 
 
 def fit_ridge_probe(train_x: list[np.ndarray], train_y: list[np.ndarray], alphas=RIDGE_ALPHAS):
-    """Standardise, pick alpha by leave-episodes-out cross-validation, refit on all; -> predict(x)."""
+    """Ridge probe fitted on per-episode (x, y) lists; alpha picked by leave-episodes-out CV; -> predict(x).
+
+    Features are centred and divided by ONE global scale (not per feature), so near-constant
+    features (e.g. dead ReLU units at random init) are not blown up into noise.
+    """
     x_all = np.concatenate(train_x).astype(np.float64)
-    mean, std = x_all.mean(0), x_all.std(0) + 1e-6
-    xs = [(x - mean) / std for x in train_x]
+    mean = x_all.mean(0)
+    scale = float(np.sqrt(((x_all - mean) ** 2).mean())) + 1e-12
+    xs = [(x - mean) / scale for x in train_x]
     folds = min(5, len(xs))
     if folds >= 2:
         scores = np.zeros(len(alphas))
@@ -93,7 +103,7 @@ def fit_ridge_probe(train_x: list[np.ndarray], train_y: list[np.ndarray], alphas
     else:
         alpha = 1.0
     w, b = _ridge_solutions(np.concatenate(xs), np.concatenate(train_y).astype(np.float64), [alpha])[0]
-    return lambda x: ((np.asarray(x, np.float64) - mean) / std) @ w + b
+    return lambda x: ((np.asarray(x, np.float64) - mean) / scale) @ w + b
 
 
 def linear_probe_r2(artifact: EncoderArtifact, dataset: LeRobotDataset, keys=None, test_fraction: float = 0.3,

@@ -73,7 +73,7 @@ def _cache_episode(dataset: LeRobotDataset, episode: int, cameras: list[str],
                    input_size: tuple[int, int]) -> torch.Tensor:
     views = []
     for camera in cameras:
-        frames = torch.from_numpy(np.ascontiguousarray(dataset.frames(episode, camera)))
+        frames = torch.from_numpy(np.array(dataset.frames(episode, camera)))  # writable copy for torch
         if tuple(frames.shape[1:3]) != tuple(input_size):
             chunks = []
             for start in range(0, len(frames), 256):  # bounded memory for the float copy

@@ -17,6 +17,7 @@ import csv
 import math
 import os
 import tempfile
+import time
 from pathlib import Path
 
 import torch
@@ -31,6 +32,7 @@ from .data import check_arrays_finite, load_windows, resolve_cameras, split_epis
 CHECKPOINT = 'checkpoint.pt'
 ENCODER = 'encoder.pt'
 VALIDATION_WINDOWS = 512   # cap per validation pass; a fixed subset so values are comparable across epochs
+PLOT_EVERY_S = 60.0        # redraw loss_curves.png at most this often during training (and at the end)
 # Settings that may differ when resuming: they change speed, not the training run.
 RESUMABLE_DIFFERENCES = {'train.threads', 'train.device', 'train.checkpoint_every'}
 
@@ -108,7 +110,7 @@ class Pretrainer:
             self.train_set.frames = self.train_set.frames.to(self.device)
             self.val_set.frames = self.val_set.frames.to(self.device)
 
-        encoder = build_encoder(config.encoder.arch, size)
+        encoder = build_encoder(config.encoder.arch, size, seed=config.train.seed)
         self.objective = build_objective(config.objective, encoder, config.data.window).to(self.device)
         trainable = [p for p in self.objective.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(trainable, lr=config.optim.lr, betas=tuple(config.optim.betas),
@@ -121,6 +123,7 @@ class Pretrainer:
         self.step = 0
         self.history: list[dict] = []       # per step: step, epoch, lr, loss components
         self.val_history: list[dict] = []   # per epoch: step, epoch, val_loss
+        self._last_plot = time.monotonic()
 
     # -- one step -------------------------------------------------------------------------------
     def _autocast(self):
@@ -194,7 +197,7 @@ class Pretrainer:
                                   f'train loss {components["loss"]:.4f}, val loss {val_loss:.4f}')
                 if epoch_done or self.step % self.config.train.checkpoint_every == 0 or self.step == stop_at:
                     self.save_checkpoint()
-                if epoch_done:
+                if epoch_done and time.monotonic() - self._last_plot >= PLOT_EVERY_S:
                     self.write_metrics()
         except KeyboardInterrupt:
             self.save_checkpoint()
@@ -268,6 +271,7 @@ class Pretrainer:
                 writer.writerow({**row, 'val_loss': val_by_step.get(row['step'], '')})
         os.replace(tmp, self.output_dir / 'metrics.csv')
         plot_loss_curves(self.history, self.val_history, self.output_dir / 'loss_curves.png')
+        self._last_plot = time.monotonic()
 
 
 def plot_loss_curves(history: list[dict], val_history: list[dict], path: Path) -> None:
