@@ -19,6 +19,7 @@ import time
 
 import numpy as np
 import rclpy
+import torch
 from builtin_interfaces.msg import Duration
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from dynamo_msgs.msg import ActionChunk, Embedding
@@ -90,6 +91,11 @@ class PolicyNode(Node):
                                      "ACT temporal-ensembling weight m: w_i = exp(-m i), oldest chunk i = 0.")
         self._twist_frame_id = self._parameter('twist_frame_id', '', 'header.frame_id of TwistStamped commands.')
         diagnostics_period = self._parameter('diagnostics_period', 1.0, 'Seconds between /diagnostics messages.')
+        num_threads = self._parameter(
+            'num_threads', 1, 'torch CPU threads for inference; small policies are fastest on one thread.')
+        if num_threads < 1:
+            raise ParameterError('num_threads', f'must be >= 1, got {num_threads}')
+        torch.set_num_threads(num_threads)
 
         self.policy = load_policy(policy_path) if policy_path else None
         if self.policy is None:

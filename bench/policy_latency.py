@@ -1,0 +1,204 @@
+#!/usr/bin/env python3
+"""End-to-end latency of policy_node: Embedding published -> robot command received.
+
+    python bench/policy_latency.py [--seconds 60] [--rate 30] [--policy mlp|knn | --policy-path policy.pt]
+
+Starts a real policy_node subprocess over DDS (loopback only, its own ROS_DOMAIN_ID) and publishes
+embeddings at --rate for --seconds. The node answers every new observation with an ActionChunk
+(stamped with the observation's stamp) and then a command, in one callback; its control timer is
+set slower than the stream and its watchdog longer than the drain, so it adds no commands of its
+own. A command therefore belongs to the chunk received just before it, whose stamp names the
+embedding: each latency is matched exactly (chunk callbacks run before command callbacks here). Prints latency
+p50/p99 and its ratio to the bare `predict_action` of the same policy timed in this process in
+the same run (before and after the stream), plus embeddings that got no command.
+Without --policy-path it fits a policy on random 30 fps embeddings (latency does not depend on
+what a policy learned).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--seconds', type=float, default=60.0, help='stream length (default 60)')
+    parser.add_argument('--rate', type=float, default=30.0, help='embeddings per second (default 30)')
+    parser.add_argument('--policy', choices=['knn', 'mlp'], default='mlp', help='policy to fit when no --policy-path')
+    parser.add_argument('--policy-path', type=Path, help='benchmark this policy artifact instead')
+    parser.add_argument('--domain-id', type=int, default=100 - os.getpid() % 40,
+                        help='ROS_DOMAIN_ID of this run (default: derived from the pid)')
+    return parser.parse_args()
+
+
+def fit_random_policy(name: str, path: Path) -> None:
+    import torch
+
+    from dynamo_policy.policies import Episode, PolicyMetadata, make_policy
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(0)
+    episodes = [Episode(rng.normal(size=(60, 256)).astype(np.float32), rng.normal(size=(60, 8)).astype(np.float32))
+                for _ in range(10)]
+    metadata = PolicyMetadata(encoder_name='bench', encoder_checksum='benchbenchbench0', camera_names=['front'],
+                              embedding_dim=256, action_names=[f'joint{i}' for i in range(1, 8)] + ['drive_joint'],
+                              step_period=1 / 30)
+    config = {'horizon': 16, 'context_length': 2, **({'epochs': 3} if name == 'mlp' else {})}
+    policy = make_policy(name, config, metadata)
+    policy.fit(episodes)
+    policy.save(path)
+
+
+def time_predict(policy, window, calls: int) -> np.ndarray:
+    seconds = []
+    for _ in range(calls):
+        started = time.perf_counter()
+        policy.predict_action(window)
+        seconds.append(time.perf_counter() - started)
+    return np.asarray(seconds)
+
+
+def main() -> None:
+    args = parse_args()
+    os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
+    os.environ['ROS_DOMAIN_ID'] = str(args.domain_id)
+    import rclpy
+    import torch
+    from diagnostic_msgs.msg import DiagnosticArray
+    from dynamo_msgs.msg import ActionChunk, Embedding
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.time import Time
+    from trajectory_msgs.msg import JointTrajectory
+
+    from dynamo_policy.policies import load_policy
+
+    torch.set_num_threads(1)
+    work = tempfile.TemporaryDirectory(prefix='policy_latency_')
+    path = args.policy_path or Path(work.name) / 'policy.pt'
+    if args.policy_path is None:
+        fit_random_policy(args.policy, path)
+    policy = load_policy(path)
+    meta = policy.metadata
+    rng = np.random.default_rng(1)
+    window = {'embedding': rng.normal(size=(policy.context_length, meta.embedding_dim)).astype(np.float32)}
+    if meta.uses_state:
+        window['state'] = rng.normal(size=(policy.context_length, len(meta.state_names))).astype(np.float32)
+    predict_before = time_predict(policy, window, 300)
+
+    node_log = open(Path(work.name) / 'policy_node.log', 'wb')
+    node = subprocess.Popen(
+        [str(Path(sys.prefix) / 'bin' / 'policy_node'), '--ros-args', '-p', f'policy:={path}',
+         '-p', 'autostart:=true', '-p', 'control_rate:=2.0', '-p', 'observation_timeout:=5.0',
+         '-p', "command_topics:=['bench_command']"],
+        stdout=node_log, stderr=subprocess.STDOUT, env=os.environ.copy(), start_new_session=True)
+    rclpy.init()
+    bench = rclpy.create_node('policy_latency_bench')
+    executor = SingleThreadedExecutor()
+    executor.add_node(bench)
+    published: dict[int, float] = {}        # embedding stamp (ns) -> publish time
+    pending_chunk: list[int] = []           # stamp of the chunk awaiting its command
+    latencies: list[float] = []
+    unmatched_commands = [0]
+
+    def on_chunk(msg):
+        pending_chunk[:] = [Time.from_msg(msg.header.stamp).nanoseconds]
+
+    def on_command(_msg):
+        received_at = time.perf_counter()
+        if pending_chunk:
+            latencies.append(received_at - published[pending_chunk.pop()])
+        else:
+            unmatched_commands[0] += 1
+
+    diagnostics: list = []   # kept only while streaming: after it, control ticks act on old observations
+    streaming = [False]
+    bench.create_subscription(DiagnosticArray, '/diagnostics',
+                              lambda msg: streaming[0] and diagnostics.append(msg), 10)
+    # Created first: when a chunk and its command are both waiting, the chunk's callback runs first.
+    bench.create_subscription(ActionChunk, 'action_chunk', on_chunk, 100)
+    bench.create_subscription(JointTrajectory, 'bench_command', on_command, 100)
+    publisher = bench.create_publisher(Embedding, 'embedding', 10)
+    if meta.uses_state:
+        from sensor_msgs.msg import JointState
+        states = bench.create_publisher(JointState, 'joint_states', 10)
+        bench.create_timer(0.02, lambda: states.publish(JointState(
+            name=meta.state_names, position=window['state'][-1].astype(float).tolist())))
+
+    def publish():
+        msg = Embedding()
+        now = bench.get_clock().now()
+        msg.header.stamp = now.to_msg()
+        msg.encoder_name, msg.encoder_checksum = meta.encoder_name, meta.encoder_checksum
+        msg.camera_names = list(meta.camera_names)
+        msg.camera_dims = [meta.embedding_dim // len(meta.camera_names)] * len(meta.camera_names)
+        msg.data = rng.normal(size=meta.embedding_dim).astype(np.float32).tolist()
+        published[now.nanoseconds] = time.perf_counter()
+        publisher.publish(msg)
+
+    try:
+        deadline = time.monotonic() + 60
+        while (bench.count_subscribers('embedding') == 0 or bench.count_publishers('bench_command') == 0
+               or bench.count_publishers('action_chunk') == 0):
+            if node.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f'policy_node did not come up; its log:\n{Path(node_log.name).read_text()}')
+            executor.spin_once(timeout_sec=0.1)
+        settle_end = time.monotonic() + 1.0   # let both sides finish matching every endpoint
+        while time.monotonic() < settle_end:
+            executor.spin_once(timeout_sec=0.05)
+        print(f'streaming {args.rate:g} Hz embeddings to policy_node ({policy.name}) for {args.seconds:g} s ...',
+              flush=True)
+        timer = bench.create_timer(1.0 / args.rate, publish)
+        streaming[0] = True
+        end = time.monotonic() + args.seconds
+        while time.monotonic() < end:
+            executor.spin_once(timeout_sec=0.01)
+        timer.cancel()
+        streaming[0] = False
+        drain_end = time.monotonic() + 1.0
+        while time.monotonic() < drain_end:
+            executor.spin_once(timeout_sec=0.01)
+    finally:
+        node.send_signal(signal.SIGINT)
+        try:
+            node.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(node.pid, signal.SIGKILL)
+            node.wait()
+        bench.destroy_node()
+        rclpy.try_shutdown()
+    predict_after = time_predict(policy, window, 300)
+
+    latencies_ms = np.asarray(latencies) * 1e3
+    predict_ms = np.concatenate([predict_before, predict_after]) * 1e3
+    if not len(latencies_ms):
+        raise SystemExit('no command received')
+    p50, p99 = np.percentile(latencies_ms, [50, 99])
+    b50, b99 = np.percentile(predict_ms, [50, 99])
+    print(f'policy {policy.name} (context {policy.context_length}, horizon {policy.horizon}, '
+          f'embedding {meta.embedding_dim}, actions {meta.action_dim})')
+    print(f'embeddings published: {len(published)}, with a command: {len(latencies_ms)}, '
+          f'without (dropped by best-effort QoS or in flight): {len(published) - len(latencies_ms)}; '
+          f'commands without a chunk (control-timer ticks, e.g. after the stream ended): {unmatched_commands[0]}')
+    print(f'end-to-end latency (publish -> command received): p50 {p50:.2f} ms, p99 {p99:.2f} ms, '
+          f'p99/p50 {p99 / p50:.2f}')
+    print(f'bare predict_action: p50 {b50:.3f} ms, p99 {b99:.3f} ms')
+    print(f'ratio end-to-end p50 / bare predict p50: {p50 / b50:.2f}; overhead p50 {p50 - b50:.2f} ms')
+    node_values = {kv.key: kv.value for d in diagnostics[-1:] for s in d.status for kv in s.values}
+    if node_values:
+        print('policy_node /diagnostics (a 5 s window of the stream): observation stamp -> command published '
+              f'p50 {node_values["observation_to_command_latency_p50_ms"]} ms, '
+              f'p99 {node_values["observation_to_command_latency_p99_ms"]} ms; predict_action in the node '
+              f'p50 {node_values["predict_latency_p50_ms"]} ms, p99 {node_values["predict_latency_p99_ms"]} ms')
+    work.cleanup()
+
+
+if __name__ == '__main__':
+    main()
