@@ -1,0 +1,238 @@
+"""sim_node: the simulated xArm7 kitchen or Allegro hand behind the real drivers' ROS interfaces.
+
+  pub  /joint_states (sensor_msgs/JointState), /camera/color/image_raw (sensor_msgs/Image rgb8),
+       /camera/color/camera_info, /clock (rosgraph_msgs/Clock, sim time), /task (std_msgs/String,
+       latched), /sim/object_state (std_msgs/Float64MultiArray, sim-only privileged state),
+       /sim/episode_result (dynamo_msgs/EpisodeResult: success, timeout, or reset; latched, depth 10)
+  sub  xarm:    /xarm7_traj_controller/joint_trajectory, /xarm_gripper_traj_controller/joint_trajectory
+                (trajectory_msgs/JointTrajectory)
+       allegro: /allegro_hand_position_controller/commands (16 values, ah_joint00..33),
+                /allegro_mount_controller/commands (mount_x, mount_y, mount_z) (std_msgs/Float64MultiArray)
+  srv  /sim/reset_episode (dynamo_msgs/ResetEpisode)
+
+Every control period (1/rate sim seconds, paced at real_time_factor x real time on the steady
+clock, or as fast as possible with 0) the node steps the physics towards the latest command and
+publishes the clock, then the observations stamped with the new sim time. Bad commands are logged
+and ignored. The simulator is the clock: run it with use_sim_time false.
+"""
+from __future__ import annotations
+
+import array
+import sys
+
+import rclpy
+from builtin_interfaces.msg import Time
+from dynamo_msgs.msg import EpisodeResult
+from dynamo_msgs.srv import ResetEpisode
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.clock import Clock, ClockType
+from rclpy.executors import ExternalShutdownException
+from rclpy._rclpy_pybind11 import RCLError
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile
+from rosgraph_msgs.msg import Clock as ClockMsg
+from sensor_msgs.msg import CameraInfo, Image, JointState
+from std_msgs.msg import Float64MultiArray, MultiArrayDimension, String
+from trajectory_msgs.msg import JointTrajectory
+
+from dynamo_sim import interfaces, models
+from dynamo_sim.commands import CommandError, JointTargets
+from dynamo_sim.envs import AllegroEnv, SimError, XArmKitchenEnv, make_env
+
+ROBOTS = {"xarm": XArmKitchenEnv, "allegro": AllegroEnv}
+
+
+class SimNode(Node):
+    def __init__(self):
+        super().__init__("sim_node")
+        p = self._declare
+        robot = p("robot", "xarm", "Simulated robot: xarm (xArm7 kitchen) or allegro (Allegro hand on a mount).")
+        task = p("task", "", "Task of the first episode; empty = the robot's first task.")
+        seed = p("seed", 0, "Seed of the first episode (draws the initial object poses).")
+        rate = p("rate", 10.0, "Control, camera and joint_states rate in Hz of sim time.")
+        image_size = p("image_size", 96, "Camera image height = width in pixels.")
+        self.camera = p("camera", "front", "Simulated camera rendered to /camera/color/image_raw.")
+        rtf = p("real_time_factor", 1.0, "Sim seconds per real second; 0 = as fast as possible.")
+        self.publish_clock = p("publish_clock", True, "Publish /clock with the sim time.")
+        self.max_steps_param = p("max_episode_steps", 0, "Control steps before an episode times out; 0 = task default.")
+        if robot not in ROBOTS:
+            raise SimError(f"parameter robot: {robot!r} is not one of {sorted(ROBOTS)}")
+        env_cls = ROBOTS[robot]
+        task = task or env_cls.tasks[0]
+        if task not in env_cls.tasks:
+            raise SimError(f"parameter task: {task!r} is not a {robot} task ({', '.join(env_cls.tasks)})")
+        if rate <= 0 or rtf < 0 or image_size < 8 or self.max_steps_param < 0:
+            raise SimError("parameters rate > 0, real_time_factor >= 0, image_size >= 8, max_episode_steps >= 0 required")
+        self.env = make_env(task, seed, image_size=image_size, control_rate=rate)
+        if self.camera not in self.env.camera_names:
+            raise SimError(f"parameter camera: {self.camera!r} is not one of {list(self.env.camera_names)}")
+        self.commands = JointTargets(self.env.joint_names, self.env.joint_positions())
+        self._time_offset = 0.0  # sim time of earlier episodes, so /clock never goes back
+        self._episode_over = False
+
+        self.joint_pub = self.create_publisher(JointState, interfaces.JOINT_STATES, 10)
+        self.image_pub = self.create_publisher(Image, interfaces.IMAGE, 10)
+        self.info_pub = self.create_publisher(CameraInfo, interfaces.CAMERA_INFO, 10)
+        self.object_pub = self.create_publisher(Float64MultiArray, interfaces.OBJECT_STATE, 10)
+        self.clock_pub = self.create_publisher(ClockMsg, interfaces.CLOCK, 10)
+        latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self.task_pub = self.create_publisher(String, interfaces.TASK, latched)
+        # latched too, so a subscriber that is still being discovered gets the recent results
+        self.result_pub = self.create_publisher(
+            EpisodeResult, interfaces.EPISODE_RESULT, QoSProfile(depth=10, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+        if self.env.robot_type == "xarm7":
+            self._controllers = {
+                interfaces.XARM_ARM_COMMAND: list(models.XARM_JOINTS),
+                interfaces.XARM_GRIPPER_COMMAND: [models.XARM_GRIPPER_JOINT],
+            }
+            for topic in self._controllers:
+                self.create_subscription(JointTrajectory, topic, lambda msg, t=topic: self._on_trajectory(t, msg), 10)
+        else:
+            self._controllers = {
+                interfaces.ALLEGRO_HAND_COMMAND: list(models.ALLEGRO_JOINTS),
+                interfaces.ALLEGRO_MOUNT_COMMAND: list(models.ALLEGRO_MOUNT_JOINTS),
+            }
+            for topic in self._controllers:
+                self.create_subscription(Float64MultiArray, topic, lambda msg, t=topic: self._on_array(t, msg), 10)
+        self.create_service(ResetEpisode, interfaces.RESET_SERVICE, self._on_reset)
+        period = 0.0 if rtf == 0 else 1.0 / (rate * rtf)
+        # pace on the steady clock: the node's own ROS clock may be the sim time it publishes
+        self.create_timer(period, self._tick, clock=Clock(clock_type=ClockType.STEADY_TIME))
+        self._publish_task()
+        self.get_logger().info(
+            f"simulating {self.env.robot_type} task={self.env.task} seed={self.env.seed} at {rate:g} Hz, "
+            f"real_time_factor={rtf:g}, {image_size}x{image_size} images")
+
+    def _declare(self, name, default, description):
+        return self.declare_parameter(name, default, ParameterDescriptor(description=description)).value
+
+    # --- time -----------------------------------------------------------------------------------
+    @property
+    def sim_time(self) -> float:
+        return self._time_offset + self.env.time
+
+    def _stamp(self) -> Time:
+        ns = int(round(self.sim_time * 1e9))
+        return Time(sec=ns // 10**9, nanosec=ns % 10**9)
+
+    @property
+    def max_episode_steps(self) -> int:
+        return self.max_steps_param or self.env.max_episode_steps
+
+    # --- commands -------------------------------------------------------------------------------
+    def _on_trajectory(self, topic: str, msg: JointTrajectory) -> None:
+        points = [
+            (p.positions, p.time_from_start.sec + 1e-9 * p.time_from_start.nanosec) for p in msg.points
+        ]
+        try:
+            self.commands.set_trajectory(msg.joint_names, points, self.sim_time, self._controllers[topic], topic)
+        except CommandError as error:
+            self.get_logger().error(f"ignored command: {error}", throttle_duration_sec=1.0)
+
+    def _on_array(self, topic: str, msg: Float64MultiArray) -> None:
+        try:
+            self.commands.set_positions(msg.data, self._controllers[topic], topic)
+        except CommandError as error:
+            self.get_logger().error(f"ignored command: {error}", throttle_duration_sec=1.0)
+
+    # --- episodes -------------------------------------------------------------------------------
+    def _on_reset(self, request, response):
+        task = request.task or self.env.task
+        if task not in self.env.tasks:
+            response.success = False
+            response.message = f"unknown task {task!r} for {self.env.robot_type}; known: {', '.join(self.env.tasks)}"
+            return response
+        if not self._episode_over:
+            self._publish_result(False, "reset")
+        self._time_offset += self.env.time
+        self.env.reset(seed=request.seed, task=task)
+        self.commands.reset(self.env.joint_positions())
+        self._episode_over = False
+        self._publish_task()
+        response.success = True
+        response.message = f"{task} seed {request.seed}: {self.env.description}"
+        self.get_logger().info(f"episode started: {response.message}")
+        return response
+
+    def _publish_task(self) -> None:
+        self.task_pub.publish(String(data=self.env.task))
+
+    def _publish_result(self, success: bool, reason: str) -> None:
+        msg = EpisodeResult(task=self.env.task, seed=self.env.seed, success=bool(success),
+                            steps=self.env.steps, duration=self.env.time, reason=reason)
+        msg.header.stamp = self._stamp()
+        self.result_pub.publish(msg)
+        self.get_logger().info(f"episode {reason}: {self.env.task} seed {self.env.seed} after {self.env.steps} steps")
+
+    # --- stepping -------------------------------------------------------------------------------
+    def _tick(self) -> None:
+        self.env.step(self.commands.targets(self.sim_time + self.env.dt))
+        stamp = self._stamp()
+        if self.publish_clock:
+            self.clock_pub.publish(ClockMsg(clock=stamp))
+        self._publish_observation(stamp)
+        if not self._episode_over:
+            if self.env.success():
+                self._episode_over = True
+                self._publish_result(True, "success")
+            elif self.env.steps >= self.max_episode_steps:
+                self._episode_over = True
+                self._publish_result(False, "timeout")
+
+    def _publish_observation(self, stamp: Time) -> None:
+        env = self.env
+        joints = JointState(name=list(env.joint_names), position=env.joint_positions().tolist(),
+                            velocity=env.joint_velocities().tolist(), effort=env.joint_efforts().tolist())
+        joints.header.stamp = stamp
+        self.joint_pub.publish(joints)
+
+        image = env.render(self.camera)
+        h, w, _ = image.shape
+        msg = Image(height=h, width=w, encoding="rgb8", is_bigendian=0, step=3 * w)
+        msg.data = array.array("B", image.tobytes())
+        msg.header.stamp = stamp
+        msg.header.frame_id = interfaces.CAMERA_FRAME
+        self.image_pub.publish(msg)
+
+        fx, fy, cx, cy = env.camera_intrinsics(self.camera)
+        info = CameraInfo(height=h, width=w, distortion_model="plumb_bob", d=[0.0] * 5,
+                          k=[fx, 0.0, cx, 0.0, fy, cy, 0.0, 0.0, 1.0],
+                          r=[1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0],
+                          p=[fx, 0.0, cx, 0.0, 0.0, fy, cy, 0.0, 0.0, 0.0, 1.0, 0.0])
+        info.header = msg.header
+        self.info_pub.publish(info)
+
+        state = env.object_state()
+        obj = Float64MultiArray(data=state.tolist())
+        obj.layout.dim = [MultiArrayDimension(label=",".join(env.object_state_names), size=state.size, stride=state.size)]
+        self.object_pub.publish(obj)
+
+
+def main(args=None) -> None:
+    rclpy.init(args=args)
+    try:
+        node = SimNode()
+    except SimError as error:
+        print(f"sim_node: error: {error}", file=sys.stderr, flush=True)
+        rclpy.try_shutdown()
+        sys.exit(1)
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except RCLError:
+        # SIGTERM shuts the context down from rclpy's signal handler; the executor may then fail
+        # to build its wait set instead of raising ExternalShutdownException.
+        if rclpy.ok():
+            raise
+    finally:
+        try:
+            node.env.close()
+            node.destroy_node()
+        except KeyboardInterrupt:  # a second Ctrl-C while shutting down
+            pass
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    main()

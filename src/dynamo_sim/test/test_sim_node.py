@@ -1,0 +1,105 @@
+"""sim_node over real DDS: observations, commands, reset service and episode results."""
+import numpy as np
+import pytest
+from dynamo_msgs.msg import EpisodeResult
+from dynamo_msgs.srv import ResetEpisode
+from rclpy.qos import DurabilityPolicy, QoSProfile
+from rosgraph_msgs.msg import Clock
+from sensor_msgs.msg import CameraInfo, Image, JointState
+from std_msgs.msg import Float64MultiArray, String
+from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+
+pytestmark = pytest.mark.ros
+
+
+def _call(ros_node, client, request, timeout=20.0):
+    ros_node.spin_until(client.service_is_ready, timeout, f"service {client.srv_name}")
+    future = client.call_async(request)
+    ros_node.spin_until(future.done, timeout, f"an answer from {client.srv_name}")
+    return future.result()
+
+
+def _position(states, joint):
+    return states[-1].position[list(states[-1].name).index(joint)]
+
+
+def test_xarm_sim_node(ros_processes, ros_node):
+    states = ros_node.collect(JointState, "/joint_states")
+    images = ros_node.collect(Image, "/camera/color/image_raw")
+    infos = ros_node.collect(CameraInfo, "/camera/color/camera_info")
+    clocks = ros_node.collect(Clock, "/clock")
+    results = ros_node.collect(EpisodeResult, "/sim/episode_result")
+    sim = ros_processes.start(["sim_node", "--ros-args", "-p", "robot:=xarm", "-p", "task:=push_bottle",
+                               "-p", "image_size:=32", "-p", "real_time_factor:=3.0",
+                               "-p", "max_episode_steps:=400"], name="sim_node")
+    ros_node.spin_until(lambda: len(states) > 3 and images and infos and clocks, 40, "observations from sim_node")
+    assert list(states[-1].name) == [f"joint{i}" for i in range(1, 8)] + ["drive_joint"]
+    image = images[-1]
+    assert (image.height, image.width, image.encoding, len(image.data)) == (32, 32, "rgb8", 32 * 32 * 3)
+    assert np.asarray(image.data).std() > 5
+    assert infos[-1].header.stamp == image.header.stamp and infos[-1].k[0] > 0
+    stamps = [s.header.stamp.sec + 1e-9 * s.header.stamp.nanosec for s in states[-3:]]
+    np.testing.assert_allclose(np.diff(stamps), 0.1, atol=1e-6)  # one message per 0.1 s of sim time
+
+    # the arm follows a trajectory command, the gripper its own controller
+    arm = ros_node.node.create_publisher(JointTrajectory, "/xarm7_traj_controller/joint_trajectory", 10)
+    gripper = ros_node.node.create_publisher(JointTrajectory, "/xarm_gripper_traj_controller/joint_trajectory", 10)
+    ros_node.wait_for_subscriber("/xarm7_traj_controller/joint_trajectory")
+    start = np.array(states[-1].position)
+    goal = start[:7] + [0.4, 0, 0, 0, 0, 0, 0]
+    bad = JointTrajectory(joint_names=["joint1", "elbow"], points=[JointTrajectoryPoint(positions=[0.1, 0.2])])
+    arm.publish(bad)
+    arm.publish(JointTrajectory(joint_names=[f"joint{i}" for i in range(1, 8)],
+                                points=[JointTrajectoryPoint(positions=goal.tolist())]))
+    gripper.publish(JointTrajectory(joint_names=["drive_joint"], points=[JointTrajectoryPoint(positions=[0.6])]))
+    ros_node.spin_until(lambda: abs(_position(states, "joint1") - goal[0]) < 0.02
+                        and abs(_position(states, "drive_joint") - 0.6) < 0.05, 30, "the arm and gripper to move")
+    sim.wait_for_output(r"ignored command: .*unknown joint\(s\) \['elbow'\]", 10)
+
+    # reset: the interrupted episode is reported, the new one starts at the home pose
+    reset = ros_node.node.create_client(ResetEpisode, "/sim/reset_episode")
+    answer = _call(ros_node, reset, ResetEpisode.Request(task="open_door", seed=4))
+    assert answer.success, answer.message
+    ros_node.spin_until(lambda: any(r.reason == "reset" for r in results), 10, "a reset EpisodeResult")
+    result = next(r for r in results if r.reason == "reset")
+    assert (result.task, result.success) == ("push_bottle", False) and result.steps > 5
+    ros_node.spin_until(lambda: abs(_position(states, "joint1") - start[0]) < 1e-3, 10, "the home pose after reset")
+    refused = _call(ros_node, reset, ResetEpisode.Request(task="lift_object", seed=0))
+    assert not refused.success and "unknown task 'lift_object'" in refused.message
+    assert sim.returncode is None
+
+
+def test_allegro_sim_node_commands_and_timeout(ros_processes, ros_node):
+    states = ros_node.collect(JointState, "/joint_states")
+    latched = QoSProfile(depth=10, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    results = ros_node.collect(EpisodeResult, "/sim/episode_result", latched)
+    tasks = ros_node.collect(String, "/task", latched)
+    ros_processes.start(["sim_node", "--ros-args", "-p", "robot:=allegro", "-p", "task:=open_hinged_door",
+                         "-p", "seed:=3", "-p", "image_size:=24", "-p", "real_time_factor:=0.0",
+                         "-p", "max_episode_steps:=30"], name="sim_node")
+    ros_node.spin_until(lambda: len(states) > 2, 40, "joint_states from sim_node")
+    names = list(states[-1].name)
+    assert names[:16] == [f"ah_joint{f}{j}" for f in range(4) for j in range(4)]
+    assert names[16:] == ["mount_x", "mount_y", "mount_z"]
+    hand = ros_node.node.create_publisher(Float64MultiArray, "/allegro_hand_position_controller/commands", 10)
+    mount = ros_node.node.create_publisher(Float64MultiArray, "/allegro_mount_controller/commands", 10)
+    ros_node.wait_for_subscriber("/allegro_mount_controller/commands")
+    hand.publish(Float64MultiArray(data=[0.5] * 15))  # wrong length: ignored
+    target = [0.0, 1.0, 0.8, 0.5] * 3 + [1.0, 0.2, 0.4, 0.4]
+    hand.publish(Float64MultiArray(data=target))
+    mount.publish(Float64MultiArray(data=[0.05, -0.05, 0.25]))
+    ros_node.spin_until(lambda: abs(_position(states, "ah_joint11") - 1.0) < 0.1
+                        and abs(_position(states, "mount_z") - 0.25) < 0.01, 30, "the hand and mount to move")
+    ros_node.spin_until(lambda: tasks, 10, "the latched /task")
+    assert tasks[-1].data == "open_hinged_door"
+
+    # episodes that run out of steps report a timeout (the robot keeps following commands after it)
+    ros_node.spin_until(lambda: results, 20, "the first episode's EpisodeResult")
+    assert (results[0].task, results[0].seed, results[0].success, results[0].reason, results[0].steps) == \
+        ("open_hinged_door", 3, False, "timeout", 30)
+    assert results[0].duration == pytest.approx(3.0)
+    reset = ros_node.node.create_client(ResetEpisode, "/sim/reset_episode")
+    assert _call(ros_node, reset, ResetEpisode.Request(task="lift_object", seed=1)).success
+    ros_node.spin_until(lambda: len(results) > 1, 20, "the second episode's EpisodeResult")
+    assert [(r.task, r.seed, r.reason) for r in results] == [("open_hinged_door", 3, "timeout"), ("lift_object", 1, "timeout")]
+    assert tasks[-1].data == "lift_object"
