@@ -21,7 +21,10 @@ import io
 import json
 import os
 import shutil
+import struct
 import uuid
+import zlib
+from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
 from pathlib import Path
 
@@ -30,7 +33,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-__all__ = ["CAMERA_PREFIX", "DatasetError", "DatasetWriter", "LeRobotDataset"]
+__all__ = ["CAMERA_PREFIX", "DatasetError", "DatasetWriter", "LeRobotDataset", "encode_png"]
 
 CAMERA_PREFIX = "observation.images."
 CODEBASE_VERSION = "v3.0"
@@ -117,6 +120,40 @@ class _RunningStats:
         std = np.sqrt(np.maximum(self.total_sq / self.count - mean**2, 0.0))
         return {"min": np.asarray(self.minimum).tolist(), "max": np.asarray(self.maximum).tolist(),
                 "mean": mean.tolist(), "std": std.tolist(), "count": [self.count]}
+
+
+def _png_chunk(tag, data):
+    return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
+
+
+def encode_png(image, level=1):
+    """uint8 (H, W, 3) -> PNG bytes. Level 0 stores rows uncompressed (as fast as a copy); levels 1-9
+    use the "Up" row filter + zlib, which compresses camera frames as well as Pillow's adaptive
+    filtering at a fraction of its cost, and releases the GIL (frames encode in parallel)."""
+    h, w, c = image.shape
+    flat = image.reshape(h, w * c)
+    rows = np.empty((h, 1 + w * c), dtype=np.uint8)
+    if level == 0:
+        rows[:, 0] = 0
+        rows[:, 1:] = flat
+    else:
+        rows[:, 0] = 2  # Up: each row minus the row above (mod 256)
+        rows[0, 1:] = flat[0]
+        np.subtract(flat[1:], flat[:-1], out=rows[1:, 1:])
+    header = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)  # 8-bit RGB, no interlace
+    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header)
+            + _png_chunk(b"IDAT", zlib.compress(rows.tobytes(), level)) + _png_chunk(b"IEND", b""))
+
+
+def _leaf_paths(schema):
+    """Parquet column paths of an arrow schema (struct children, list elements) for per-column options."""
+    def walk(name, typ):
+        if pa.types.is_struct(typ):
+            return [p for i in range(typ.num_fields) for p in walk(f"{name}.{typ.field(i).name}", typ.field(i).type)]
+        if pa.types.is_list(typ) or pa.types.is_fixed_size_list(typ) or pa.types.is_large_list(typ):
+            return walk(f"{name}.list.element", typ.value_type)
+        return [name]
+    return [p for field in schema for p in walk(field.name, field.type)]
 
 
 def _read_json(path):
@@ -233,6 +270,8 @@ class DatasetWriter:
         self.append = bool(append)
         self.overwrite = bool(overwrite)
         self.png_compress_level = int(png_compress_level)
+        if not 0 <= self.png_compress_level <= 9:
+            raise DatasetError(f"png_compress_level must be 0..9, got {png_compress_level}")
         self._features = self._build_features()
 
         self._tasks = {}
@@ -254,6 +293,7 @@ class DatasetWriter:
         self._parquet = None
         self._parquet_bytes = 0
         self._videos = {}
+        self._pool = None
         self._finalized = False
 
     # -- set-up -------------------------------------------------------------------------------
@@ -357,17 +397,24 @@ class DatasetWriter:
         return length
 
     def _encode_png(self, image):
-        from PIL import Image
+        return encode_png(image, self.png_compress_level)
 
-        buf = io.BytesIO()
-        Image.fromarray(image).save(buf, format="PNG", compress_level=self.png_compress_level)
-        return buf.getvalue()
+    def _png_pool(self):
+        # zlib releases the GIL, so frames compress in parallel
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1))
+        return self._pool
 
     def _open_parquet(self, schema):
         chunk, file = _chunk_file(self._data_counter)
         path = self._tmp / DATA_PATH.format(chunk_index=chunk, file_index=file)
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._parquet = pq.ParquetWriter(path, schema)
+        # PNG bytes are already compressed: snappy on them only costs time
+        # (and a dictionary of distinct frames is pointless)
+        leaves = _leaf_paths(schema)
+        codecs = {leaf: "NONE" if leaf.startswith(CAMERA_PREFIX) else "SNAPPY" for leaf in leaves}
+        dictionary = [leaf for leaf in leaves if not leaf.startswith(CAMERA_PREFIX)]
+        self._parquet = pq.ParquetWriter(path, schema, compression=codecs, use_dictionary=dictionary)
         self._parquet_bytes = 0
 
     def add_episode(self, frames, arrays, task):
@@ -386,7 +433,7 @@ class DatasetWriter:
         columns = {}
         if not self.video:
             for cam in self.cameras:
-                pngs = [self._encode_png(img) for img in frames[cam]]
+                pngs = list(self._png_pool().map(self._encode_png, frames[cam]))
                 columns[CAMERA_PREFIX + cam] = pa.StructArray.from_arrays(
                     [pa.array(pngs, type=pa.binary()), pa.nulls(length, type=pa.string())], names=["bytes", "path"])
         for key, names in self.arrays.items():
@@ -472,6 +519,9 @@ class DatasetWriter:
         }
 
     def _close_files(self):
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
         if self._parquet is not None:
             self._parquet.close()
             self._parquet = None

@@ -236,3 +236,18 @@ def test_reader_errors_name_the_path(tmp_path):
     (root / "meta/info.json").unlink()
     with pytest.raises(DatasetError, match="info.json: missing"):
         LeRobotDataset(root)
+
+
+@pytest.mark.parametrize("level", [0, 1, 9])
+def test_encode_png_is_lossless_for_pillow(level):
+    import io
+
+    from PIL import Image
+
+    from dynamo_encoder.dataset import encode_png
+
+    image = np.random.default_rng(level).integers(0, 256, (13, 7, 3), dtype=np.uint8)
+    image[5:] //= 3  # some structure for the filter
+    with Image.open(io.BytesIO(encode_png(image, level))) as img:
+        assert img.mode == "RGB"
+        np.testing.assert_array_equal(np.asarray(img), image)

@@ -312,7 +312,7 @@ def convert_bags(bags, cfg, output, append=False, overwrite=False, skip_bad=Fals
     """
     from pathlib import Path
 
-    from .preview import render_preview
+    from .preview import preview_sample, render_preview
 
     output = Path(output)
     if output.exists() and not (append or overwrite):
@@ -342,7 +342,7 @@ def convert_bags(bags, cfg, output, append=False, overwrite=False, skip_bad=Fals
                 start_episode = writer.num_episodes
                 for ep in result.episodes:
                     writer.add_episode(frames=ep.frames, arrays=ep.arrays, task=ep.task)
-                    previews.append((f"ep {writer.num_episodes - 1}", ep))
+                    previews.append(preview_sample(f"ep {writer.num_episodes - 1}", ep.task, ep.frames, ep.arrays))
                 result.report["episode_indices"] = list(range(start_episode, writer.num_episodes))
                 reports.append(result.report)
                 converted.append(str(bag_path))
@@ -373,10 +373,8 @@ def convert_bags(bags, cfg, output, append=False, overwrite=False, skip_bad=Fals
 
 def _existing_previews(root):
     from ..dataset import LeRobotDataset
+    from .preview import preview_sample
 
     ds = LeRobotDataset(root)
-    out = []
-    for ep in range(ds.num_episodes):
-        out.append((f"ep {ep}", BagEpisode("", {c: ds.frames(ep, c) for c in ds.camera_names},
-                                           {k: ds.array(ep, k) for k in ds.array_keys}, ds.task(ep), 0.0)))
-    return out
+    return [preview_sample(f"ep {ep}", ds.task(ep), {c: ds.frames(ep, c) for c in ds.camera_names},
+                           {k: ds.array(ep, k) for k in ds.array_keys}) for ep in range(ds.num_episodes)]

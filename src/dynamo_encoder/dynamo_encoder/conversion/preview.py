@@ -1,13 +1,30 @@
 """PNG previews of a converted dataset: a contact sheet of frames and the state/action curves."""
 import io
+from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["render_preview"]
+__all__ = ["PreviewEpisode", "preview_sample", "render_preview"]
 
 _MAX_EPISODES = 12  # rows of the contact sheet (evenly chosen when there are more episodes)
 _FRAMES_PER_EPISODE = 6
 _MAX_CURVES = 12  # element curves per feature panel
+_THUMB = 112  # contact sheet thumbnail size (pixels)
+
+
+@dataclass
+class PreviewEpisode:
+    """What the previews need of one episode (a few frames, not the whole episode)."""
+    label: str
+    task: str
+    frames: dict  # camera -> [(frame index, uint8 (H, W, 3))]
+    arrays: dict  # feature key -> float32 (T, D)
+
+
+def preview_sample(label, task, frames, arrays):
+    picks = {cam: [(int(t), np.array(v[t])) for t in np.linspace(0, len(v) - 1, _FRAMES_PER_EPISODE).astype(int)]
+             for cam, v in frames.items()}
+    return PreviewEpisode(label, task, picks, dict(arrays))
 
 
 def _png(fig):
@@ -19,37 +36,52 @@ def _png(fig):
     return buf.getvalue()
 
 
+def _contact_sheet(shown, total):
+    """Rows = episodes, columns = evenly spaced frames of each camera, with labels (PIL, fast)."""
+    from PIL import Image, ImageDraw
+
+    thumbs = []
+    for ep in shown:
+        row = []
+        for cam, picks in ep.frames.items():
+            for t, frame in picks:
+                img = Image.fromarray(frame)
+                img.thumbnail((_THUMB, _THUMB))
+                row.append((f"{cam} t={t}", img))
+        thumbs.append((f"{ep.label}: {ep.task}"[:80], row))
+    label_h, pad = 14, 4
+    cols = max([len(r) for _, r in thumbs] + [1])
+    height = label_h + max([img.height for _, r in thumbs for _, img in r] + [0]) + label_h
+    sheet = Image.new("RGB", (max(cols * (_THUMB + pad), 320), label_h + len(thumbs) * (height + pad)), "white")
+    draw = ImageDraw.Draw(sheet)
+    draw.text((pad, 1), f"{total} episode(s), {len(shown)} shown", fill="black")
+    for r, (title, row) in enumerate(thumbs):
+        y = label_h + r * (height + pad)
+        draw.text((pad, y), title, fill="black")
+        for c, (caption, img) in enumerate(row):
+            x = c * (_THUMB + pad)
+            sheet.paste(img, (x, y + label_h))
+            draw.text((x, y + label_h + img.height + 1), caption, fill="black")
+    buf = io.BytesIO()
+    sheet.save(buf, format="PNG")
+    return buf.getvalue()
+
+
 def render_preview(episodes, names):
-    """episodes: [(label, BagEpisode)]; names: feature key -> element names. -> (frames png, curves png)."""
+    """episodes: [PreviewEpisode]; names: feature key -> element names. -> (frames png, curves png)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     shown = [episodes[i] for i in np.unique(np.linspace(0, len(episodes) - 1, min(len(episodes), _MAX_EPISODES)).astype(int))]
-    cameras = list(shown[0][1].frames) if shown else []
-    cols = max(1, len(cameras) * _FRAMES_PER_EPISODE)
-    fig, axes = plt.subplots(len(shown), cols, figsize=(1.6 * cols, 1.6 * len(shown) + 0.4), squeeze=False)
-    for r, (label, ep) in enumerate(shown):
-        for a in axes[r]:
-            a.axis("off")
-        for c, cam in enumerate(cameras):
-            frames = ep.frames[cam]
-            for j, t in enumerate(np.linspace(0, len(frames) - 1, _FRAMES_PER_EPISODE).astype(int)):
-                ax = axes[r][c * _FRAMES_PER_EPISODE + j]
-                ax.imshow(frames[t])
-                ax.set_title(f"{label} {cam} t={t}" if j == 0 else f"t={t}", fontsize=6)
-        if not cameras:
-            axes[r][0].text(0, 0.5, f"{label}: no cameras", fontsize=8)
-        axes[r][0].text(0, -0.1, ep.task[:40], fontsize=6, transform=axes[r][0].transAxes, va="top")
-    fig.suptitle(f"{len(episodes)} episode(s), {len(shown)} shown", fontsize=9)
-    frames_png = _png(fig)
+    frames_png = _contact_sheet(shown, len(episodes))
 
     keys = list(names)
     fig, axes = plt.subplots(len(keys), 1, figsize=(10, 2.4 * len(keys)), squeeze=False)
     for ax, key in zip(axes[:, 0], keys):
-        values = np.concatenate([ep.arrays[key] for _, ep in episodes])
-        bounds = np.cumsum([len(ep.arrays[key]) for _, ep in episodes])[:-1]
+        values = np.concatenate([ep.arrays[key] for ep in episodes])
+        bounds = np.cumsum([len(ep.arrays[key]) for ep in episodes])[:-1]
         for d in range(min(values.shape[1], _MAX_CURVES)):
             ax.plot(values[:, d], lw=0.8, label=names[key][d])
         for b in bounds:

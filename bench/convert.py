@@ -1,0 +1,105 @@
+"""Benchmark convert_bags against a raw read + deserialise of the same bag with rosbags.
+
+    python bench/convert.py [--frames 2000] [--size 224] [--storage mcap] [--video]
+
+Writes one bag of N 224x224 rgb8 camera-like frames at 10 Hz with /joint_states and the two xArm trajectory
+topics, then times (in this one run, warm page cache, best of --repeat):
+  raw:     rosbags AnyReader iterating every message and deserialising it
+  convert: convert_bags (read, sync, decode, encode the dataset, stats, report, previews)
+and prints the ratio convert / raw (goal <= 3).
+"""
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src/dynamo_encoder/test"))
+import _bag_factory_conversion as bf  # noqa: E402
+
+
+def camera_frames(count, size, seed=0):
+    """Camera-like frames: shaded scene, a moving object and sensor noise (compress like real ones)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    scene = np.stack([90 + 60 * np.sin(xx / 37), 80 + 0.4 * yy, 120 + 40 * np.cos((xx + yy) / 53)], axis=-1)
+    noise = [rng.normal(0, 3.0, scene.shape).astype(np.float32) for _ in range(7)]  # 7: no repeats
+    for k in range(count):
+        frame = scene + noise[k % len(noise)]
+        x = int((k * 3) % (size - 40))
+        frame[60:100, x:x + 40] = (200, 40, 40)
+        yield np.clip(frame, 0, 255).astype(np.uint8)
+
+
+def write_bench_bag(path, frames, size, storage):
+    msgs = bf.xarm_messages(frames, image_hw=(8, 8), shuffle_joints=False)
+    images = camera_frames(frames, size)
+    msgs = [(t, ty, r, bf.image(r - 2_000_000, next(images)) if t == "/camera/color/image_raw" else m)
+            for t, ty, r, m in msgs]
+    return bf.write_bag(path, msgs, storage)
+
+
+def raw_read(bag):
+    from rosbags.highlevel import AnyReader
+
+    count = 0
+    with AnyReader([Path(bag)]) as reader:
+        for conn, _, data in reader.messages(connections=reader.connections):
+            reader.deserialize(data, conn.msgtype)
+            count += 1
+    return count
+
+
+def convert(bag, cfg, out):
+    from dynamo_encoder.conversion.cli import main
+
+    rc = main([str(bag), "--config", str(cfg), "--output", str(out), "--overwrite", "--no-progress"])
+    assert rc == 0
+
+
+def best(fn, repeat):
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--frames", type=int, default=2000)
+    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--storage", default="mcap", choices=["mcap", "sqlite3"])
+    parser.add_argument("--repeat", type=int, default=2)
+    args = parser.parse_args()
+    import contextlib
+    import io
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        t = time.perf_counter()
+        bag = write_bench_bag(tmp / "bag", args.frames, args.size, args.storage)
+        size_mb = sum(p.stat().st_size for p in bag.iterdir()) / 1e6
+        print(f"bag: {args.frames} frames {args.size}x{args.size} rgb8 + 3 joint topics, {args.storage}, "
+              f"{size_mb:.0f} MB (written in {time.perf_counter() - t:.1f} s)")
+        n = raw_read(bag)  # warm the page cache
+        raw = best(lambda: raw_read(bag), args.repeat)
+        print(f"raw read + deserialise (rosbags AnyReader): {raw:.2f} s ({n / raw:.0f} msg/s)")
+        results = {}
+        variants = (("PNG in parquet, png_compress_level 1 (default)", {"video": False}),
+                    ("PNG in parquet, png_compress_level 0 (stored)", {"video": False, "png_compress_level": 0}),
+                    ("h264 mp4 (video: true)", {"video": True}))
+        for i, (label, overrides) in enumerate(variants):
+            cfg = bf.write_config(tmp / f"cfg{i}.yaml", {**overrides, "task": "bench"})
+            with contextlib.redirect_stdout(io.StringIO()):
+                results[label] = best(lambda: convert(bag, cfg, tmp / f"ds{i}"), args.repeat)
+            size = sum(p.stat().st_size for p in (tmp / f"ds{i}").rglob("*") if p.is_file()) / 1e6
+            print(f"convert_bags, {label}: {results[label]:.2f} s, ratio to raw {results[label] / raw:.1f} "
+                  f"(goal <= 3), dataset {size:.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
