@@ -81,6 +81,7 @@ def test_xarm_mlp_with_proprioception_drives_arm_and_gripper(ros_processes, ros_
     arm = ros_node.collect(JointTrajectory, ARM_TOPIC)
     gripper = ros_node.collect(JointTrajectory, GRIPPER_TOPIC)
     chunks = ros_node.collect(ActionChunk, 'action_chunk')
+    diagnostics = ros_node.collect(DiagnosticArray, '/diagnostics')
     joint_states = ros_node.node.create_publisher(JointState, 'joint_states', 10)
     # Shuffled joint order: the node must match joint states by name.
     order = np.random.default_rng(0).permutation(len(XARM_ACTIONS))
@@ -107,6 +108,14 @@ def test_xarm_mlp_with_proprioception_drives_arm_and_gripper(ros_processes, ros_
     for msg in gripper[-3:]:
         assert list(msg.joint_names) == ['drive_joint']
         assert low[7] <= msg.points[0].positions[0] <= high[7]
+
+    def node_values():
+        return {kv.key: kv.value for d in diagnostics[-1:] for s in d.status for kv in s.values}
+    ros_node.spin_until(lambda: float(node_values().get('command_rate_hz', 0)) > 0, timeout=10,
+                        what='diagnostics reporting the command rate')
+    values = node_values()
+    assert float(values['embedding_rate_hz']) > 0 and float(values['predict_latency_p50_ms']) > 0
+    assert float(values['observation_to_command_latency_p50_ms']) > 0
 
 
 def test_allegro_float64_commands_respect_joint_limits(ros_processes, ros_node, trained_policy, camera_embedding):
@@ -222,6 +231,7 @@ def test_wrong_encoder_embeddings_are_refused(ros_processes, ros_node, trained_p
     assert policy.metadata.encoder_checksum in log and 'refusing' in log
     assert arm == [] and chunks == []
     assert proc.returncode is None, 'the node survives wrong-encoder embeddings'
+    assert proc.stop() == 0, 'SIGINT shuts the node down cleanly'
 
 
 def test_missing_policy_file_exits_non_zero_naming_it(ros_processes, tmp_path):
