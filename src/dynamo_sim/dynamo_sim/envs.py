@@ -94,6 +94,10 @@ class SimEnv:
     def _apply_targets(self, targets: np.ndarray) -> None:
         raise NotImplementedError
 
+    def home_targets(self) -> np.ndarray:
+        """Joint targets that hold the robot's start pose."""
+        raise NotImplementedError
+
     def success(self) -> bool:
         raise NotImplementedError
 
@@ -365,9 +369,6 @@ class AllegroEnv(SimEnv):
     ]
     home_hand = np.array([0.0, 0.1, 0.1, 0.1] * 3 + [0.4, 0.0, 0.1, 0.1])
     home_mount = np.array(models.ALLEGRO_MOUNT_HOME)
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
 
     def _xml(self, image_size):
         return models.allegro_scene_xml(image_size)

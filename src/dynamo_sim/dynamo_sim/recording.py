@@ -7,7 +7,8 @@ Each bag holds exactly the topics of a `ros2 bag record` of the real robot (see
 dynamo_sim.interfaces.recorded_topics) plus the sim-only /sim/object_state. Message types are
 registered from the official .msg texts shipped by the ROS wheels, so type hashes (RIHS01) equal
 real ROS 2's. Per control step at sim time t: joint_states, image, camera_info, object_state
-observed at t, then the command(s) the expert sent at t; /task once at t=0. Bags are written to a
+observed at t, then the command(s) the expert sent at t; /task once at t=0. As in sim_node, the
+first observation is one control period after the reset. Bags are written to a
 temporary directory and renamed when complete, and existing bags are skipped, so an interrupted
 run resumes. Episodes the expert fails are not kept; seeds continue until N bags exist.
 """
@@ -142,6 +143,9 @@ def record_episode(env: SimEnv, seed: int, bag_dir: Path, storage: str = "mcap",
     plugin = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}[storage]
     env.reset(seed)
     expert = make_expert(env, seed)
+    # Like sim_node, hold the start pose for one period before the first observation: stamps
+    # then start at one period, never 0 (a zero header.stamp reads as "unset" to consumers).
+    env.step(env.home_targets())
     settle_steps = 3
     with Writer(tmp, version=9, storage_plugin=plugin) as writer:
         bag = EpisodeBag(writer, store, env, camera)
