@@ -164,7 +164,7 @@ def test_allegro_config_velocities_multiarray_and_shipped_configs_load(tmp_path)
     msgs, joints = _allegro_messages(10)
     bag = bf.write_bag(tmp_path / "bag", msgs, "sqlite3")
     shipped = Path(__file__).resolve().parents[1] / "config"
-    for name in ("xarm_kitchen.yaml", "allegro_hand.yaml"):
+    for name in ("xarm_kitchen.yaml", "allegro_hand.yaml", "xarm_kitchen_sim.yaml", "allegro_hand_sim.yaml"):
         load_config(shipped / name)  # documented examples stay valid
     rc, out = _convert(tmp_path, [bag], shipped / "allegro_hand.yaml")
     assert rc == 0
@@ -275,3 +275,25 @@ def test_append_overwrite_and_existing_output(tmp_path, capsys):
     assert rc == 0
     assert LeRobotDataset(out).num_episodes == 1
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+@pytest.mark.parametrize("robot,config,state_dim,action_dim", [
+    ("xarm_kitchen", "xarm_kitchen_sim.yaml", 8, 8), ("allegro_hand", "allegro_hand_sim.yaml", 19, 19)])
+def test_sample_bags_with_their_configs(tmp_path, robot, config, state_dim, action_dim):
+    """The recorded sample bags of the simulated twins (bags/, written by record_demos) convert fully."""
+    root = Path(__file__).resolve().parents[3]
+    bags = sorted((root / "bags" / robot).iterdir())
+    assert bags, f"no sample bags in bags/{robot}"
+    rc, out = _convert(tmp_path, bags, root / "src/dynamo_encoder/config" / config)
+    assert rc == 0
+    ds = LeRobotDataset(out)
+    assert ds.num_episodes == len(bags) and ds.camera_names == ["front"]
+    assert len(ds.feature_names("observation.state")) == state_dim
+    assert len(ds.feature_names("action")) == action_dim
+    assert "door_angle" in ds.feature_names("observation.environment_state")
+    report = json.loads((out / "meta/dynamo_sync_report.json").read_text())
+    for bag in report["bags"]:  # one command per observation, except after the last observation
+        assert bag["kept_frames"] == bag["grid_times"] >= bag["topics"][0]["messages"] - 1
+    for ep in range(ds.num_episodes):
+        assert ds.frames(ep, "front").std() > 1  # rendered scenes, not blank frames
+        assert np.abs(np.diff(ds.array(ep, "observation.state"), axis=0)).sum() > 0  # the robot moves

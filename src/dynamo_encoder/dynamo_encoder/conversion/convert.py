@@ -96,7 +96,7 @@ def _stream_times(bag, stream, rec, fps):
     if stream.stamp == "header":
         if not rec.has_header:
             stream.note = "no header: receive time"
-        elif np.any(np.asarray(rec.header) == 0):
+        elif not np.any(np.asarray(rec.header)):  # never set (sim time may legitimately start at 0)
             stream.note = "header.stamp unset: receive time"
         else:
             times = np.asarray(rec.header, dtype=np.int64)

@@ -80,9 +80,19 @@ class _JointExtractor:
 
 
 class _MultiArrayExtractor:
+    """data (optionally only `indices`); element names from the config, else from a comma-separated
+    layout.dim[0].label (as dynamo_sim's /sim/object_state), else data[i]."""
+
     def __init__(self, spec, where):
         self.spec, self.where = spec, where
         self.names = list(spec.names) if spec.names else None
+
+    def _layout_names(self, msg, count):
+        dims = msg.layout.dim
+        labels = [n.strip() for n in dims[0].label.split(",")] if len(dims) == 1 else []
+        if self.spec.indices is not None and len(labels) > max(self.spec.indices):
+            labels = [labels[i] for i in self.spec.indices]
+        return labels if len(labels) == count and all(labels) else None
 
     def __call__(self, msg):
         data = np.asarray(msg.data, dtype=np.float64)
@@ -92,7 +102,8 @@ class _MultiArrayExtractor:
                                f"{max(self.spec.indices)}")
             data = data[self.spec.indices]
         if self.names is None:
-            self.names = [f"data[{i}]" for i in (self.spec.indices or range(len(data)))]
+            self.names = self._layout_names(msg, len(data)) or [
+                f"data[{i}]" for i in (self.spec.indices or range(len(data)))]
         if len(data) != len(self.names):
             raise BagError(f"{self.where}: field data has {len(data)} values, config names {len(self.names)}")
         return data
