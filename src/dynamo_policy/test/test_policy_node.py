@@ -245,3 +245,54 @@ def test_bad_parameter_exits_non_zero_naming_it(ros_processes, trained_policy):
     proc = start_policy_node(ros_processes, trained_policy(XARM_ACTIONS), '-p', 'command_type:=position')
     assert proc.wait(timeout=60) != 0
     assert "parameter 'command_type'" in proc.output()
+
+
+def test_sim_time_drives_the_control_loop_and_the_watchdog(ros_processes, ros_node, trained_policy,
+                                                           camera_embedding):
+    """With use_sim_time the node's clock is /clock: observations stamped in sim time are fresh,
+    and the watchdog counts sim seconds, so a paused simulator does not trip it."""
+    from rclpy.time import Time
+    from rosgraph_msgs.msg import Clock
+    path = trained_policy(XARM_ACTIONS)
+    policy = load_policy(path)
+    arm = ros_node.collect(JointTrajectory, ARM_TOPIC)
+    clock_pub = ros_node.node.create_publisher(Clock, '/clock', 10)
+    embedding_pub = ros_node.node.create_publisher(Embedding, 'embedding', 10)
+    sim = {'ns': 1_000_000_000_000, 'running': True, 'observing': True}   # sim time starts at 1000 s
+
+    def tick():   # 10 ms of sim time per 10 ms of wall time, an embedding every 100 ms of sim time
+        if not sim['running']:
+            return
+        sim['ns'] += 10_000_000
+        stamp = Time(nanoseconds=sim['ns']).to_msg()
+        clock_pub.publish(Clock(clock=stamp))
+        if sim['observing'] and sim['ns'] % 100_000_000 == 0:
+            msg = Embedding(encoder_name=policy.metadata.encoder_name,
+                            encoder_checksum=policy.metadata.encoder_checksum,
+                            camera_names=['front'], camera_dims=[len(camera_embedding)],
+                            data=camera_embedding.tolist())
+            msg.header.stamp = stamp
+            embedding_pub.publish(msg)
+
+    ros_node.node.create_timer(0.01, tick)
+    proc = start_policy_node(ros_processes, path, '-p', 'use_sim_time:=true', '-p', 'autostart:=true',
+                             '-p', 'observation_timeout:=0.3', *XARM_SPLIT)
+    ros_node.spin_until(lambda: len(arm) >= 5, timeout=60, what='commands on sim time')
+
+    sim['running'] = False          # the simulator pauses: no clock, no observations
+    ros_node.spin_for(0.3)
+    paused_at = len(arm)
+    ros_node.spin_for(1.0)          # 1 s of wall time > observation_timeout, but no sim time passed
+    assert len(arm) == paused_at, 'a paused simulator must not trip the watchdog or tick the loop'
+
+    assert 'watchdog' not in proc.output()
+
+    sim['observing'], sim['running'] = False, True    # the clock runs on, observations do not come
+    ros_node.spin_until(lambda: 'watchdog' in proc.output(), timeout=10,
+                        what='the watchdog once sim time passes the timeout')
+    ros_node.spin_for(0.3)
+    stopped_at = len(arm)
+    ros_node.spin_for(0.5)
+    assert len(arm) == stopped_at > paused_at, 'the control loop ran on sim time, then the watchdog stopped it'
+    # No joint states here: the stop holds the last commanded position.
+    np.testing.assert_allclose(arm[-1].points[0].positions, arm[-2].points[0].positions)
