@@ -234,17 +234,17 @@ class XArmKitchenEnv(SimEnv):
 
     def joint_velocities(self) -> np.ndarray:
         v = self.data.qvel[self._qvel_adr].copy()
-        v[-1] = 0.5 * (self.data.qvel[self._finger_dof[0]] + self.data.qvel[self._finger_dof[1]]) / models.XARM_FINGER_TRAVEL_PER_DRIVE
+        v[-1] = self.data.qvel[self._finger_dofs].mean() / models.XARM_FINGER_TRAVEL_PER_DRIVE
         return v
 
     def joint_efforts(self) -> np.ndarray:
         e = self.data.qfrc_actuator[self._qvel_adr].copy()
-        e[-1] = 0.5 * (self.data.qfrc_actuator[self._finger_dof[0]] + self.data.qfrc_actuator[self._finger_dof[1]])
+        e[-1] = self.data.qfrc_actuator[self._finger_dofs].mean()  # finger force, N
         return e
 
     @property
-    def _finger_dof(self):
-        return (self.model.joint("left_finger_joint").dofadr[0], self.model.joint("right_finger_joint").dofadr[0])
+    def _finger_dofs(self) -> list[int]:
+        return [self.model.joint(f"{side}_finger_joint").dofadr[0] for side in ("left", "right")]
 
     def _drive_position(self) -> float:
         left = self._joint("left_finger_joint")

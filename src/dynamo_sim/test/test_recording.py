@@ -1,6 +1,5 @@
 """record_demos writes real rosbag2 bags that rosbags reads back with the real robots' topics and types."""
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
