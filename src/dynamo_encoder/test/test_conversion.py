@@ -297,3 +297,43 @@ def test_sample_bags_with_their_configs(tmp_path, robot, config, state_dim, acti
     for ep in range(ds.num_episodes):
         assert ds.frames(ep, "front").std() > 1  # rendered scenes, not blank frames
         assert np.abs(np.diff(ds.array(ep, "observation.state"), axis=0)).sum() > 0  # the robot moves
+
+
+def test_humble_style_bag_without_stored_definitions(tmp_path):
+    """sqlite3 bags recorded before Iron store no message definitions: standard types still decode."""
+    import sqlite3
+
+    bag = bf.write_bag(tmp_path / "bag", bf.xarm_messages(8), "sqlite3")
+    db = next(bag.glob("*.db3"))
+    with sqlite3.connect(db) as conn:
+        conn.execute("DROP TABLE message_definitions")
+        conn.execute("DROP TABLE schema")
+    meta = yaml.safe_load((bag / "metadata.yaml").read_text())
+    info = meta["rosbag2_bagfile_information"]
+    info["version"] = 5
+    info.pop("ros_distro", None)
+    for topic in info["topics_with_message_count"]:
+        topic["topic_metadata"].pop("type_description_hash", None)
+    (bag / "metadata.yaml").write_text(yaml.safe_dump(meta))
+    rc, out = _convert(tmp_path, [bag])
+    assert rc == 0
+    np.testing.assert_array_equal(LeRobotDataset(out).frames(0, "front")[3], bf.scene_image(3))
+
+
+def test_zstd_message_compressed_bag(tmp_path):
+    from rosbags.rosbag2 import CompressionFormat, CompressionMode
+
+    path = tmp_path / "bag"
+    msgs = sorted(bf.xarm_messages(8), key=lambda m: m[2])
+    writer = Writer(path, version=9, storage_plugin=StoragePlugin.SQLITE3)
+    writer.set_compression(CompressionMode.MESSAGE, CompressionFormat.ZSTD)
+    with writer:
+        conns = {}
+        for topic, msgtype, ns, msg in msgs:
+            conn = conns.get(topic) or conns.setdefault(topic, writer.add_connection(topic, msgtype, typestore=bf.TS))
+            writer.write(conn, ns, bf.TS.serialize_cdr(msg, msgtype))
+    rc, out = _convert(tmp_path, [path])
+    assert rc == 0
+    ds = LeRobotDataset(out)
+    np.testing.assert_array_equal(ds.frames(0, "front")[7], bf.scene_image(7))
+    np.testing.assert_allclose(ds.array(0, "observation.state")[7, 0], 7.0)

@@ -49,7 +49,7 @@ def test_image_dataset_round_trip_and_layout(tmp_path):
     assert info["chunks_size"] == 1000 and info["splits"] == {"train": "0:3"}
     assert info["data_path"] == "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
     assert info["video_path"] is None
-    assert info["features"]["observation.images.front"] == {
+    assert info["features"][CAMERA_PREFIX + "front"] == {
         "dtype": "image", "shape": [16, 24, 3], "names": ["height", "width", "channels"]}
     assert info["features"]["observation.state"] == {"dtype": "float32", "shape": [3], "names": JOINTS}
     assert info["features"]["action"]["names"] == ACTIONS

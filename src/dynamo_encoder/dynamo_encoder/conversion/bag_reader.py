@@ -13,6 +13,7 @@ import struct
 from pathlib import Path
 
 from rosbags.interfaces import MessageDefinitionFormat
+from rosbags.rosbag2.reader import zstd  # the zstd module rosbags itself decompresses with
 from rosbags.rosbag2 import Reader, ReaderError
 from rosbags.serde import SerdeError
 from rosbags.typesys import Stores, get_types_from_idl, get_types_from_msg, get_typestore
@@ -139,8 +140,7 @@ class BagFile:
                     continue
                 for conn, timestamp, data in storage.messages(conns):
                     if self._message_compressed:
-                        import zstandard
-                        data = zstandard.ZstdDecompressor().decompress(data)
+                        data = zstd.decompress(data)
                     yield conn.topic, timestamp, data
         except READ_ERRORS as exc:
             raise BagError(f"{self.name}: error while reading messages (truncated or corrupt?): "

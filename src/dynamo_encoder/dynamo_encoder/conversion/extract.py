@@ -161,7 +161,7 @@ class ImageConverter:
         self.source = None  # (encoding or format, height, width) of the first decoded message
         self.shape = None
 
-    def _to_rgb(self, pixels, encoding):
+    def _to_rgb(self, pixels):
         if pixels.dtype == np.uint8:
             return pixels if pixels.shape[2] == 3 else np.repeat(pixels, 3, axis=2)
         default = (0.0, 65535.0) if pixels.dtype == np.uint16 else (0.0, 10.0)
@@ -188,7 +188,7 @@ class ImageConverter:
         elif source != self.source:
             raise BagError(f"{self.where}: image changed mid-bag from {self.source[0]} {self.source[2]}x{self.source[1]} "
                            f"to {source[0]} {source[2]}x{source[1]}")
-        rgb = self._to_rgb(pixels, source[0])
+        rgb = self._to_rgb(pixels)
         if self.spec.resize and rgb.shape[:2] != tuple(self.spec.resize):
             h, w = self.spec.resize
             rgb = np.asarray(Image.fromarray(rgb).resize((w, h), Image.Resampling.BILINEAR))
