@@ -128,6 +128,8 @@ def test_gap_and_marker_episode_splits(tmp_path):
     rc, out = _convert(tmp_path, [bag], cfg)
     assert rc == 0
     assert list(LeRobotDataset(out).episode_lengths) == [12, 18]
+    report = json.loads((out / "meta/dynamo_sync_report.json").read_text())["bags"][0]
+    np.testing.assert_allclose(report["episode_starts_s"], [0.0, 4.2], atol=1e-6)
     msgs = bf.xarm_messages(30)
     t0 = 1_700_000_000_000_000_000
     msgs += [("/episode_start", "std_msgs/msg/String", t0 + int(s * 1e9), bf.string("go")) for s in (0.0, 1.05, 2.05)]

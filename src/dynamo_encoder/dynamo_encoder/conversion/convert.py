@@ -7,6 +7,7 @@ frames straight into preallocated arrays.
 """
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
@@ -38,7 +39,6 @@ class BagEpisode:
     frames: dict  # camera -> uint8 (T, H, W, 3)
     arrays: dict  # feature key -> float32 (T, D)
     task: str
-    start_s: float  # first frame, seconds after the bag's first grid time
 
 
 @dataclass
@@ -185,7 +185,7 @@ def convert_bag(path, cfg, task_label=None, progress=False):
         for stream in streams:
             _stream_times(bag, stream, records[stream.topic], cfg.fps)
 
-        grid = make_grid([(s.times, s.mode, s.tolerance_ns) for s in streams], cfg.fps) if streams else None
+        grid = make_grid([(s.times, s.mode, s.tolerance_ns) for s in streams], cfg.fps)
         matches = [match_stream(grid, s.times, s.mode, s.tolerance_ns) for s in streams]
         kept = np.ones(len(grid), dtype=bool)
         for idx, _ in matches:
@@ -201,15 +201,17 @@ def convert_bag(path, cfg, task_label=None, progress=False):
         short = [len(s) for s in segments if len(s) < min_frames]
         segments = [s for s in segments if len(s) >= min_frames]
         report = {"bag": bag.name, "grid_times": int(len(grid)), "kept_frames": int(sum(len(s) for s in segments)),
-                  "episodes": len(segments), "short_segments_dropped": short, "topics": []}
+                  "episodes": len(segments), "short_segments_dropped": short,
+                  "episode_starts_s": [float((grid[s[0]] - grid[0]) / 1e9) for s in segments], "topics": []}
         for stream, (idx, dt) in zip(streams, matches):
             row = {"topic": stream.topic, "role": stream.role, "time": stream.note, "sync": stream.mode}
             row.update(stream_report(stream.times, idx, dt, kept))
             report["topics"].append(row)
         if not segments:
-            worst = min(report["topics"], key=lambda r: r["matched"]) if report["topics"] else None
+            k = int(np.argmin([r["matched"] for r in report["topics"]]))
+            worst, stream = report["topics"][k], streams[k]
             detail = (f"; topic {worst['topic']} matched {worst['matched']} of {len(grid)} grid times "
-                      f"(tolerance {cfg.default_tolerance:.3f} s, {worst['time']})") if worst else ""
+                      f"(tolerance {stream.tolerance_ns / 1e9:.3f} s, {worst['time']})")
             raise BagError(f"{bag.name}: empty episode after synchronisation at {cfg.fps} fps{detail}")
 
         positions = np.concatenate(segments)  # grid positions that become dataset rows, in order
@@ -231,15 +233,15 @@ def convert_bag(path, cfg, task_label=None, progress=False):
                 arrays[key] = np.concatenate(parts, axis=1)
                 names[key] = part_names
 
+        tasks = _task_for(bag, cfg, task_label, records, [int(grid[s[0]]) for s in segments])
         frames = _decode_cameras(bag, cfg, streams, matches, positions, progress)
 
     rows = np.cumsum([0] + [len(s) for s in segments])
     if cfg.action.from_state:
         names["action"] = list(names["observation.state"]) if cfg.action.from_state == "next" \
             else [f"{n}.delta" for n in names["observation.state"]]
-    tasks = _task_for(bag, cfg, task_label, records, [int(grid[s[0]]) for s in segments])
     episodes = []
-    for k, seg in enumerate(segments):
+    for k in range(len(segments)):
         lo, hi = rows[k], rows[k + 1]
         ep_arrays = {key: values[lo:hi].astype(np.float32) for key, values in arrays.items()}
         ep_frames = {cam: values[lo:hi] for cam, values in frames.items()}
@@ -248,7 +250,7 @@ def convert_bag(path, cfg, task_label=None, progress=False):
             ep_arrays["action"] = state[1:] if cfg.action.from_state == "next" else state[1:] - state[:-1]
             ep_arrays = {key: v[: len(v) - 1] if key != "action" else v for key, v in ep_arrays.items()}
             ep_frames = {cam: v[:-1] for cam, v in ep_frames.items()}
-        episodes.append(BagEpisode(bag.name, ep_frames, ep_arrays, tasks[k], (grid[seg[0]] - grid[0]) / 1e9))
+        episodes.append(BagEpisode(bag.name, ep_frames, ep_arrays, tasks[k]))
     return BagResult(episodes, names, report)
 
 
@@ -310,8 +312,6 @@ def convert_bags(bags, cfg, output, append=False, overwrite=False, skip_bad=Fals
     Raises BagError for the first bad bag (unless skip_bad), ConversionError when nothing converts
     or the output is in the way; the dataset is only moved into place when every step succeeded.
     """
-    from pathlib import Path
-
     from .preview import preview_sample, render_preview
 
     output = Path(output)
