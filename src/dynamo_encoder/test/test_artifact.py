@@ -1,0 +1,69 @@
+"""The encoder artifact: round trip, checksum, the encode API, and clear errors."""
+
+import numpy as np
+import pytest
+import torch
+
+from dynamo_encoder.artifact import ArtifactError, EncoderArtifact, weights_checksum
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture
+def artifact():
+    return EncoderArtifact.random_init('resnet_small', ['front', 'wrist'], (32, 32), seed=7)
+
+
+def images(batch=None, size=(40, 48), seed=0):
+    rng = np.random.default_rng(seed)
+    shape = (size[0], size[1], 3) if batch is None else (batch, size[0], size[1], 3)
+    return {'front': rng.integers(0, 256, shape, dtype=np.uint8), 'wrist': rng.integers(0, 256, shape, dtype=np.uint8)}
+
+
+def test_save_load_round_trip_keeps_metadata_and_outputs(artifact, tmp_path):
+    artifact.save(tmp_path / 'encoder.pt')
+    loaded = EncoderArtifact.load(tmp_path / 'encoder.pt')
+    assert (loaded.name, loaded.checksum, loaded.camera_names, loaded.input_size, loaded.embedding_dim) == \
+        (artifact.name, artifact.checksum, ['front', 'wrist'], (32, 32), 128)
+    np.testing.assert_array_equal(loaded.encode(images()), artifact.encode(images()))
+    assert loaded.training_config['seed'] == 7
+    # A plain-types-and-tensors file: loadable without unpickling arbitrary objects.
+    assert torch.load(tmp_path / 'encoder.pt', weights_only=True)['format_version'] == 1
+
+
+def test_encode_concatenates_cameras_in_order_and_matches_encode_batch(artifact):
+    batch = images(batch=3)
+    out = artifact.encode_batch(batch)
+    assert out.shape == (3, 256) and out.dtype == np.float32
+    single = artifact.encode({c: v[1] for c, v in batch.items()})
+    np.testing.assert_allclose(single, out[1], rtol=1e-5, atol=1e-6)
+    swapped = artifact.encode_batch({'front': batch['wrist'], 'wrist': batch['front']})
+    np.testing.assert_allclose(swapped[:, :128], out[:, 128:], rtol=1e-5, atol=1e-6)
+
+
+def test_random_init_is_seeded_and_checksum_follows_the_weights(artifact):
+    again = EncoderArtifact.random_init('resnet_small', ['front', 'wrist'], (32, 32), seed=7)
+    other = EncoderArtifact.random_init('resnet_small', ['front', 'wrist'], (32, 32), seed=8)
+    assert again.checksum == artifact.checksum != other.checksum
+    assert len(artifact.checksum) == 16 and int(artifact.checksum, 16) >= 0
+    state = artifact.module.state_dict()
+    state['stem.0.weight'] = state['stem.0.weight'] + 1e-3
+    assert weights_checksum(state) != artifact.checksum
+
+
+def test_errors_name_the_file_or_camera(artifact, tmp_path):
+    with pytest.raises(ArtifactError, match='nothing.pt: encoder artifact not found'):
+        EncoderArtifact.load(tmp_path / 'nothing.pt')
+    (tmp_path / 'junk.pt').write_bytes(b'not a torch file')
+    with pytest.raises(ArtifactError, match='junk.pt: not a readable encoder artifact'):
+        EncoderArtifact.load(tmp_path / 'junk.pt')
+    artifact.save(tmp_path / 'encoder.pt')
+    data = torch.load(tmp_path / 'encoder.pt', weights_only=True)
+    data['state_dict']['stem.0.weight'] += 1.0
+    torch.save(data, tmp_path / 'edited.pt')
+    with pytest.raises(ArtifactError, match='edited.pt: weights checksum .* does not match'):
+        EncoderArtifact.load(tmp_path / 'edited.pt')
+    with pytest.raises(ArtifactError, match="needs camera 'wrist'"):
+        artifact.encode({'front': images()['front']})
+    with pytest.raises(ArtifactError, match="camera 'front': expected uint8"):
+        artifact.encode({'front': images()['front'].astype(np.float32), 'wrist': images()['wrist']})
