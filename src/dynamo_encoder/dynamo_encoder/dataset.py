@@ -237,6 +237,18 @@ class _VideoFile:
         self.container.close()
 
 
+def _remove_stale_partials(root):
+    """Temp dirs of writers killed without a chance to clean up (their process no longer exists)."""
+    for path in root.parent.glob(f".{root.name}.partial-*"):
+        try:
+            pid = int(path.name.rsplit("-", 2)[-2])
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+        except (ValueError, IndexError, PermissionError):
+            continue
+
+
 class DatasetWriter:
     """Write (or append to) a LeRobot v3 dataset, episode by episode.
 
@@ -288,7 +300,8 @@ class DatasetWriter:
                 raise DatasetError(f"{self.root}: already exists (append to it, or overwrite it explicitly)")
         elif self.append:
             raise DatasetError(f"{self.root}: cannot append, no dataset there")
-        self._tmp = self.root.parent / f".{self.root.name}.partial-{uuid.uuid4().hex[:8]}"
+        _remove_stale_partials(self.root)
+        self._tmp = self.root.parent / f".{self.root.name}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self._tmp.mkdir(parents=True)
         self._parquet = None
         self._parquet_bytes = 0

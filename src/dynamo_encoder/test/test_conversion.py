@@ -273,6 +273,9 @@ def test_append_overwrite_and_existing_output(tmp_path, capsys):
     assert list(tasks.index) == ["open the door", "push the bottle"]
     report = json.loads((out / "meta/dynamo_sync_report.json").read_text())
     assert [b["episode_indices"] for b in report["bags"]] == [[0], [1]]
+    rc, _ = _convert(tmp_path, [bag_a, bag_b], extra=["--append"])  # resuming: bags already in are skipped
+    assert rc == 0 and "already in the dataset" in capsys.readouterr().out
+    assert LeRobotDataset(out).num_episodes == 2
     rc, _ = _convert(tmp_path, [bag_b], extra=["--overwrite"])
     assert rc == 0
     assert LeRobotDataset(out).num_episodes == 1

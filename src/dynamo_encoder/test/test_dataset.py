@@ -251,3 +251,15 @@ def test_encode_png_is_lossless_for_pillow(level):
     with Image.open(io.BytesIO(encode_png(image, level))) as img:
         assert img.mode == "RGB"
         np.testing.assert_array_equal(np.asarray(img), image)
+
+
+def test_temp_dirs_of_killed_writers_are_removed(tmp_path):
+    import subprocess
+    import sys
+
+    child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = tmp_path / f".ds.partial-{int(child.stdout)}-0123abcd"  # a writer SIGKILLed mid-run
+    dead.mkdir()
+    (dead / "data").mkdir()
+    _write(tmp_path / "ds", [(_episode(3, 0), "a")])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]

@@ -41,8 +41,9 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("convert_bags: interrupted; nothing was written", file=sys.stderr)
         return 130
-    print(f"wrote {args.output}: {len(converted)} bag(s); sync report {REPORT_PATH}, previews "
-          f"{PREVIEW_FRAMES_PATH}, {PREVIEW_CURVES_PATH}")
+    if converted:
+        print(f"wrote {args.output}: {len(converted)} bag(s); sync report {REPORT_PATH}, previews "
+              f"{PREVIEW_FRAMES_PATH}, {PREVIEW_CURVES_PATH}")
     if failures:
         print(f"skipped {len(failures)} bad bag(s):", file=sys.stderr)
         for bag, message in failures.items():

@@ -200,7 +200,7 @@ def convert_bag(path, cfg, task_label=None, progress=False):
         min_frames = cfg.min_episode_frames + (1 if cfg.action.from_state else 0)
         short = [len(s) for s in segments if len(s) < min_frames]
         segments = [s for s in segments if len(s) >= min_frames]
-        report = {"bag": bag.name, "grid_times": int(len(grid)), "kept_frames": int(sum(len(s) for s in segments)),
+        report = {"bag": bag.name, "path": str(bag.path.resolve()), "grid_times": int(len(grid)), "kept_frames": int(sum(len(s) for s in segments)),
                   "episodes": len(segments), "short_segments_dropped": short,
                   "episode_starts_s": [float((grid[s[0]] - grid[0]) / 1e9) for s in segments], "topics": []}
         for stream, (idx, dt) in zip(streams, matches):
@@ -321,7 +321,11 @@ def convert_bags(bags, cfg, output, append=False, overwrite=False, skip_bad=Fals
         raise ConversionError(f"{output}: --append given but there is no dataset there")
     writer, first_names, failures, converted, reports, previews = None, None, {}, [], [], []
     try:
+        done = _converted_paths(output) if append else set()
         for bag_path in tqdm(bags, desc="bags", unit="bag", disable=not progress or len(bags) < 2):
+            if str(Path(bag_path).resolve()) in done:  # re-running an interrupted --append resumes
+                log(f"{bag_path}: already in {output}, skipped")
+                continue
             try:
                 result = convert_bag(bag_path, cfg, task_label=task_label, progress=progress)
                 if first_names is None:
@@ -352,6 +356,9 @@ def convert_bags(bags, cfg, output, append=False, overwrite=False, skip_bad=Fals
                     raise
                 failures[str(bag_path)] = str(exc)
                 log(f"SKIPPED {exc}")
+        if writer is None and not failures:
+            log(f"{output}: every bag given is already in the dataset; nothing to append")
+            return converted, failures
         if writer is None:
             raise ConversionError("no bag could be converted:\n" + "\n".join(f"  {m}" for m in failures.values()))
         old = writer.read_extra(REPORT_PATH) if append else None
@@ -369,6 +376,16 @@ def convert_bags(bags, cfg, output, append=False, overwrite=False, skip_bad=Fals
             writer.abort()
         raise
     return converted, failures
+
+
+def _converted_paths(root):
+    path = root / REPORT_PATH
+    if not path.is_file():
+        return set()
+    try:
+        return {b["path"] for b in json.loads(path.read_text())["bags"] if "path" in b}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConversionError(f"{path}: unreadable sync report: {exc}") from None
 
 
 def _existing_previews(root):
