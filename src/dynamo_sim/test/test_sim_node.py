@@ -37,7 +37,9 @@ def test_xarm_sim_node(ros_processes, ros_node):
     image = images[-1]
     assert (image.height, image.width, image.encoding, len(image.data)) == (32, 32, "rgb8", 32 * 32 * 3)
     assert np.asarray(image.data).std() > 5
-    assert infos[-1].header.stamp == image.header.stamp and infos[-1].k[0] > 0
+    ros_node.spin_until(lambda: any(i.header.stamp == image.header.stamp for i in infos), 5, "the image's camera_info")
+    info = next(i for i in infos if i.header.stamp == image.header.stamp)
+    assert (info.height, info.width) == (32, 32) and info.k[0] > 0
     stamps = [s.header.stamp.sec + 1e-9 * s.header.stamp.nanosec for s in states[-3:]]
     np.testing.assert_allclose(np.diff(stamps), 0.1, atol=1e-6)  # one message per 0.1 s of sim time
 
