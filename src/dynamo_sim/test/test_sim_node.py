@@ -1,4 +1,6 @@
 """sim_node over real DDS: observations, commands, reset service and episode results."""
+import time
+
 import numpy as np
 import pytest
 from dynamo_msgs.msg import EpisodeResult
@@ -17,6 +19,15 @@ def _call(ros_node, client, request, timeout=20.0):
     future = client.call_async(request)
     ros_node.spin_until(future.done, timeout, f"an answer from {client.srv_name}")
     return future.result()
+
+
+def _publish_until(ros_node, publish, predicate, timeout, what):
+    """Publish (again every 0.5 s: a just-discovered subscriber may miss the first) until predicate()."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}"
+        publish()
+        ros_node.spin_for(0.5)
 
 
 def _position(states, joint):
@@ -50,12 +61,14 @@ def test_xarm_sim_node(ros_processes, ros_node):
     start = np.array(states[-1].position)
     goal = start[:7] + [0.4, 0, 0, 0, 0, 0, 0]
     bad = JointTrajectory(joint_names=["joint1", "elbow"], points=[JointTrajectoryPoint(positions=[0.1, 0.2])])
-    arm.publish(bad)
-    arm.publish(JointTrajectory(joint_names=[f"joint{i}" for i in range(1, 8)],
-                                points=[JointTrajectoryPoint(positions=goal.tolist())]))
-    gripper.publish(JointTrajectory(joint_names=["drive_joint"], points=[JointTrajectoryPoint(positions=[0.6])]))
-    ros_node.spin_until(lambda: abs(_position(states, "joint1") - goal[0]) < 0.02
-                        and abs(_position(states, "drive_joint") - 0.6) < 0.05, 30, "the arm and gripper to move")
+
+    def command():
+        arm.publish(bad)
+        arm.publish(JointTrajectory(joint_names=[f"joint{i}" for i in range(1, 8)],
+                                    points=[JointTrajectoryPoint(positions=goal.tolist())]))
+        gripper.publish(JointTrajectory(joint_names=["drive_joint"], points=[JointTrajectoryPoint(positions=[0.6])]))
+    _publish_until(ros_node, command, lambda: abs(_position(states, "joint1") - goal[0]) < 0.02
+                   and abs(_position(states, "drive_joint") - 0.6) < 0.05, 30, "the arm and gripper to move")
     sim.wait_for_output(r"ignored command: .*unknown joint\(s\) \['elbow'\]", 10)
 
     # reset: the interrupted episode is reported, the new one starts at the home pose
@@ -88,10 +101,12 @@ def test_allegro_sim_node_commands_and_timeout(ros_processes, ros_node):
     ros_node.wait_for_subscriber("/allegro_mount_controller/commands")
     hand.publish(Float64MultiArray(data=[0.5] * 15))  # wrong length: ignored
     target = [0.0, 1.0, 0.8, 0.5] * 3 + [1.0, 0.2, 0.4, 0.4]
-    hand.publish(Float64MultiArray(data=target))
-    mount.publish(Float64MultiArray(data=[0.05, -0.05, 0.25]))
-    ros_node.spin_until(lambda: abs(_position(states, "ah_joint11") - 1.0) < 0.1
-                        and abs(_position(states, "mount_z") - 0.25) < 0.01, 30, "the hand and mount to move")
+
+    def command():
+        hand.publish(Float64MultiArray(data=target))
+        mount.publish(Float64MultiArray(data=[0.05, -0.05, 0.25]))
+    _publish_until(ros_node, command, lambda: abs(_position(states, "ah_joint11") - 1.0) < 0.1
+                   and abs(_position(states, "mount_z") - 0.25) < 0.01, 30, "the hand and mount to move")
     ros_node.spin_until(lambda: tasks, 10, "the latched /task")
     assert tasks[-1].data == "open_hinged_door"
 
