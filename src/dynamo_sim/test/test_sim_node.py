@@ -81,7 +81,8 @@ def test_xarm_sim_node(ros_processes, ros_node):
     ros_node.spin_until(lambda: abs(_position(states, "joint1") - start[0]) < 1e-3, 10, "the home pose after reset")
     refused = _call(ros_node, reset, ResetEpisode.Request(task="lift_object", seed=0))
     assert not refused.success and "unknown task 'lift_object'" in refused.message
-    assert sim.returncode is None
+    assert sim.returncode is None, "bad commands and requests must not stop the node"
+    assert sim.stop() == 0 and "Traceback" not in sim.output(), sim.output()  # clean exit on SIGINT
 
 
 def test_allegro_sim_node_commands_and_timeout(ros_processes, ros_node):
