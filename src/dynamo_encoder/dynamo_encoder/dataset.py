@@ -54,6 +54,7 @@ INDEX_FEATURES = {
 _GENERATED_META = ("meta/info.json", "meta/stats.json", "meta/tasks.parquet")
 # Image statistics use at most this many frames per episode (as LeRobot samples frames for stats).
 _STATS_FRAMES_PER_EPISODE = 100
+_STATS_PIXELS_PER_SIDE = 64
 _VIDEO_CODEC = "libx264"
 _VIDEO_CODEC_NAME = "h264"
 _VIDEO_OPTIONS = {"crf": "18", "preset": "veryfast", "g": "2"}
@@ -97,8 +98,11 @@ class _RunningStats:
                    samples.min(axis=axis), samples.max(axis=axis))
 
     def update_images(self, images):
-        """uint8 (n, H, W, 3) frames -> per-channel stats of shape (3, 1, 1) in [0, 1], as LeRobot."""
-        pixels = images.reshape(-1, images.shape[-1])
+        """uint8 (n, H, W, 3) frames -> per-channel stats of shape (3, 1, 1) in [0, 1], as LeRobot.
+
+        Like LeRobot, a strided subsample of each frame (about 64 px a side) stands for the frame."""
+        stride = max(1, min(images.shape[1:3]) // _STATS_PIXELS_PER_SIDE)
+        pixels = np.ascontiguousarray(images[:, ::stride, ::stride]).reshape(-1, images.shape[-1])
         squares = np.einsum("ij,ij->j", pixels, pixels, dtype=np.float64)
         shape = (-1, 1, 1)
         self.merge(len(images), pixels.sum(axis=0, dtype=np.float64).reshape(shape) / 255 / pixels.shape[0] * len(images),
