@@ -122,3 +122,33 @@ def test_allegro_sim_node_commands_and_timeout(ros_processes, ros_node):
     ros_node.spin_until(lambda: len(results) > 1, 20, "the second episode's EpisodeResult")
     assert [(r.task, r.seed, r.reason) for r in results] == [("open_hinged_door", 3, "timeout"), ("lift_object", 1, "timeout")]
     assert tasks[-1].data == "lift_object"
+
+
+def test_expert_over_dds_solves_the_task(ros_processes, ros_node):
+    """The scripted expert, driving sim_node through its command topics, ends an episode with success."""
+    from dynamo_sim.envs import make_env
+    from dynamo_sim.experts import make_expert
+
+    latched = QoSProfile(depth=10, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    results = ros_node.collect(EpisodeResult, "/sim/episode_result", latched)
+    hand = ros_node.node.create_publisher(Float64MultiArray, "/allegro_hand_position_controller/commands", 10)
+    mount = ros_node.node.create_publisher(Float64MultiArray, "/allegro_mount_controller/commands", 10)
+    plan_env = make_env("lift_object", seed=6)  # the same seeded initial state the node starts from
+    expert = make_expert(plan_env, 6)
+    sent = []
+
+    def on_joint_states(_msg):
+        if results or expert.done:
+            return
+        targets = expert.act()
+        hand.publish(Float64MultiArray(data=targets[:16].tolist()))
+        mount.publish(Float64MultiArray(data=targets[16:].tolist()))
+        sent.append(targets)
+
+    ros_node.node.create_subscription(JointState, "/joint_states", on_joint_states, 10)
+    ros_processes.start(["sim_node", "--ros-args", "-p", "robot:=allegro", "-p", "task:=lift_object",
+                         "-p", "seed:=6", "-p", "image_size:=16", "-p", "real_time_factor:=1.0",
+                         "-p", "max_episode_steps:=200"], name="sim_node")
+    ros_node.spin_until(lambda: results, 60, "an EpisodeResult")
+    assert (results[0].task, results[0].seed, results[0].reason, results[0].success) == ("lift_object", 6, "success", True)
+    assert len(sent) > 20
