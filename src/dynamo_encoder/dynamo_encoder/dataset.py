@@ -302,6 +302,9 @@ class DatasetWriter:
                 self._load_existing()
             elif not self.overwrite:
                 raise DatasetError(f"{self.root}: already exists (append to it, or overwrite it explicitly)")
+            elif not (self.root / "meta" / "info.json").is_file() and (
+                    not self.root.is_dir() or any(self.root.iterdir())):
+                raise DatasetError(f"{self.root}: exists and is not a LeRobot dataset; refusing to overwrite it")
         elif self.append:
             raise DatasetError(f"{self.root}: cannot append, no dataset there")
         _remove_stale_partials(self.root)

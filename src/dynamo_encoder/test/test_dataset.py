@@ -180,7 +180,16 @@ def test_existing_output_needs_overwrite_and_overwrite_replaces(tmp_path):
     _write(root, [(_episode(2, 1), "b")], overwrite=True)
     ds = LeRobotDataset(root)
     assert ds.num_episodes == 1 and ds.task(0) == "b"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]
+    precious = tmp_path / "home"
+    (precious / "notes").mkdir(parents=True)
+    with pytest.raises(DatasetError, match="not a LeRobot dataset; refusing to overwrite"):
+        _write(precious, [(_episode(2, 1), "b")], overwrite=True)
+    assert (precious / "notes").is_dir()
+    (precious / "notes").rmdir()
+    _write(precious, [(_episode(2, 1), "b")], overwrite=True)  # an empty directory is fine
+    assert LeRobotDataset(precious).num_episodes == 1
+    precious.rename(tmp_path / "ds2")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ds", "ds2"]
 
 
 def test_append_with_different_features_is_refused(tmp_path):
