@@ -6,9 +6,9 @@
 Starts a real policy_node subprocess over DDS (loopback only, its own ROS_DOMAIN_ID) and publishes
 embeddings at --rate for --seconds. The node answers every new observation with an ActionChunk
 (stamped with the observation's stamp) and then a command, in one callback; its control timer is
-set slower than the stream and its watchdog longer than the drain, so it adds no commands of its
-own. A command therefore belongs to the chunk received just before it, whose stamp names the
-embedding: each latency is matched exactly (chunk callbacks run before command callbacks here). Prints latency
+set slower than the stream, so it adds commands only after the stream ends. Both topics are
+reliable and ordered, so the k-th command belongs to the k-th chunk, whose stamp names the
+embedding: each latency is matched exactly. Prints latency
 p50/p99 and its ratio to the bare `predict_action` of the same policy timed in this process in
 the same run (before and after the stream), plus embeddings that got no command.
 Without --policy-path it fits a policy on random 30 fps embeddings (latency does not depend on
@@ -104,27 +104,16 @@ def main() -> None:
     executor = SingleThreadedExecutor()
     executor.add_node(bench)
     published: dict[int, float] = {}        # embedding stamp (ns) -> publish time
-    pending_chunk: list[int] = []           # stamp of the chunk awaiting its command
-    latencies: list[float] = []
-    unmatched_commands = [0]
-
-    def on_chunk(msg):
-        pending_chunk[:] = [Time.from_msg(msg.header.stamp).nanoseconds]
-
-    def on_command(_msg):
-        received_at = time.perf_counter()
-        if pending_chunk:
-            latencies.append(received_at - published[pending_chunk.pop()])
-        else:
-            unmatched_commands[0] += 1
-
+    chunk_stamps: list[int] = []
+    command_times: list[float] = []
+    bench.create_subscription(ActionChunk, 'action_chunk', lambda msg: chunk_stamps.append(
+        Time.from_msg(msg.header.stamp).nanoseconds), 100)
+    bench.create_subscription(JointTrajectory, 'bench_command',
+                              lambda _msg: command_times.append(time.perf_counter()), 100)
     diagnostics: list = []   # kept only while streaming: after it, control ticks act on old observations
     streaming = [False]
     bench.create_subscription(DiagnosticArray, '/diagnostics',
                               lambda msg: streaming[0] and diagnostics.append(msg), 10)
-    # Created first: when a chunk and its command are both waiting, the chunk's callback runs first.
-    bench.create_subscription(ActionChunk, 'action_chunk', on_chunk, 100)
-    bench.create_subscription(JointTrajectory, 'bench_command', on_command, 100)
     publisher = bench.create_publisher(Embedding, 'embedding', 10)
     if meta.uses_state:
         from sensor_msgs.msg import JointState
@@ -176,7 +165,10 @@ def main() -> None:
         rclpy.try_shutdown()
     predict_after = time_predict(policy, window, 300)
 
-    latencies_ms = np.asarray(latencies) * 1e3
+    if len(command_times) < len(chunk_stamps):
+        raise SystemExit(f'{len(chunk_stamps)} action chunks but only {len(command_times)} commands')
+    latencies_ms = np.asarray([command_times[k] - published[stamp] for k, stamp in enumerate(chunk_stamps)]) * 1e3
+    extra_commands = len(command_times) - len(chunk_stamps)
     predict_ms = np.concatenate([predict_before, predict_after]) * 1e3
     if not len(latencies_ms):
         raise SystemExit('no command received')
@@ -186,7 +178,7 @@ def main() -> None:
           f'embedding {meta.embedding_dim}, actions {meta.action_dim})')
     print(f'embeddings published: {len(published)}, with a command: {len(latencies_ms)}, '
           f'without (dropped by best-effort QoS or in flight): {len(published) - len(latencies_ms)}; '
-          f'commands without a chunk (control-timer ticks, e.g. after the stream ended): {unmatched_commands[0]}')
+          f'control-timer commands after the stream: {extra_commands}')
     print(f'end-to-end latency (publish -> command received): p50 {p50:.2f} ms, p99 {p99:.2f} ms, '
           f'p99/p50 {p99 / p50:.2f}')
     print(f'bare predict_action: p50 {b50:.3f} ms, p99 {b99:.3f} ms')

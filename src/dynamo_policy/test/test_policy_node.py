@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 from _synthetic_policy_data import (
-    ALLEGRO_ACTIONS, IMAGE_SIZE, TWIST_ACTIONS, XARM_ACTIONS, synthetic_episode)
+    ALLEGRO_ACTIONS, TWIST_ACTIONS, XARM_ACTIONS, synthetic_episode)
 from diagnostic_msgs.msg import DiagnosticArray
 from dynamo_msgs.msg import ActionChunk, Embedding
 from geometry_msgs.msg import TwistStamped

@@ -25,7 +25,6 @@ import matplotlib
 
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import yaml  # noqa: E402
 from tqdm import tqdm  # noqa: E402
