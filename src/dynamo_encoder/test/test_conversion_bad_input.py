@@ -156,6 +156,15 @@ def test_empty_episode_after_synchronisation(tmp_path, capsys):
            "matched 0 of", "tolerance 0.020 s", config=cfg)
 
 
+def test_non_finite_joint_values(tmp_path, capsys):
+    msgs = []
+    for topic, msgtype, recv, msg in bf.xarm_messages(8):
+        if topic == "/joint_states" and len(msgs) > 20:
+            msg.position[msg.name.index("joint3")] = np.nan
+        msgs.append((topic, msgtype, recv, msg))
+    _fails(tmp_path, bf.write_bag(tmp_path / "bag", msgs), capsys, "topic /joint_states", "joint3 is nan")
+
+
 def test_camera_topic_with_wrong_type(tmp_path, capsys):
     cfg = bf.write_config(tmp_path / "cfg.yaml", {"cameras": {"front": {"topic": "/joint_states"}}})
     _fails(tmp_path, bf.write_bag(tmp_path / "bag", bf.xarm_messages(4)), capsys,

@@ -227,6 +227,12 @@ def convert_bag(path, cfg, task_label=None, progress=False):
                 unique, inverse = np.unique(needed, return_inverse=True)
                 values = np.stack([extractor(_deserialize(bag, stream.topic, stream.msgtype,
                                                           rec.raw[stream.order[i]])) for i in unique])
+                bad = ~np.isfinite(values)
+                if bad.any():
+                    row, col = np.argwhere(bad)[0]
+                    raise BagError(f"{bag.name}: topic {stream.topic}: {extractor.names[col]} is {values[row, col]} "
+                                   f"at t={stream.times[unique[row]] / 1e9:.3f} s ({int(bad.any(axis=1).sum())} "
+                                   "message(s) with non-finite values)")
                 parts.append(values[inverse])
                 part_names += extractor.names
             if parts:
