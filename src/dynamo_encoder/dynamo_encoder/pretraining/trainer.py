@@ -150,6 +150,16 @@ class Pretrainer:
         generator = torch.Generator().manual_seed(self.config.train.seed * 1_000_003 + epoch)
         return torch.randperm(len(self.train_set), generator=generator)
 
+    def advance(self) -> dict:
+        """The next step of the run: its batch from the cache, one train_step, one history row."""
+        epoch, position = divmod(self.step, self.steps_per_epoch)
+        batch_size = self.config.optim.batch_size
+        indices = self.epoch_order(epoch)[position * batch_size:(position + 1) * batch_size]
+        components = self.train_step(self.train_set.batch(indices.to(self.train_set.frames.device)))
+        row = {'step': self.step, 'epoch': epoch, 'lr': self.scheduler.get_last_lr()[0], **components}
+        self.history.append(row)
+        return row
+
     @torch.no_grad()
     def validate(self) -> float | None:
         if len(self.val_set) == 0:
@@ -174,20 +184,16 @@ class Pretrainer:
         """
         self.output_dir.mkdir(parents=True, exist_ok=True)
         save_config(self.config, self.output_dir / 'config.yaml')
-        batch_size = self.config.optim.batch_size
         stop_at = self.total_steps if stop_after_steps is None else min(self.total_steps, self.step + stop_after_steps)
         bar = tqdm(total=self.total_steps, initial=self.step, desc='pretrain', unit='step',
                    disable=not self.progress, dynamic_ncols=True)
         try:
             while self.step < stop_at:
-                epoch, position = divmod(self.step, self.steps_per_epoch)
-                order = self.epoch_order(epoch)
-                indices = order[position * batch_size:(position + 1) * batch_size]
-                components = self.train_step(self.train_set.batch(indices.to(self.train_set.frames.device)))
-                lr = self.scheduler.get_last_lr()[0]
-                self.history.append({'step': self.step, 'epoch': epoch, 'lr': lr, **components})
+                epoch = self.step // self.steps_per_epoch
+                components = self.advance()
                 bar.update(1)
-                bar.set_postfix({k: f'{v:.4f}' for k, v in components.items()} | {'lr': f'{lr:.2e}'})
+                bar.set_postfix({k: f'{v:.2e}' if k == 'lr' else f'{v:.4f}'
+                                for k, v in components.items() if k not in ('step', 'epoch')})
                 epoch_done = self.step % self.steps_per_epoch == 0
                 if epoch_done:
                     val_loss = self.validate()
