@@ -226,7 +226,11 @@ class PolicyNode(Node):
             if not self.stopped:
                 self._stop('every predicted action is in the past')
             return
-        previous = self.last_command if self.last_command is not None else self._measured_action()
+        previous = self.last_command
+        if previous is None:
+            # Rate-limit the first command from where the robot is: its measured joint positions,
+            # or rest (zero twist) for velocity control.
+            previous = self._stop_command(None)
         try:
             action = self.safety.apply(ensembled.action, previous)
         except UnsafeActionError as error:
@@ -241,22 +245,25 @@ class PolicyNode(Node):
 
     def _measured_action(self) -> np.ndarray | None:
         names = self.policy.metadata.action_names
-        if self.command_type == 'twist_stamped' or not all(name in self.measured for name in names):
+        if not all(name in self.measured for name in names):
             return None
         return np.asarray([self.measured[name] for name in names])
+
+    def _stop_command(self, last_command: np.ndarray | None) -> np.ndarray | None:
+        """Zero twist, or the position to hold (measured, else `last_command`; None if unknown)."""
+        if self.command_type == 'twist_stamped':
+            return zero_twist()[[TWIST_ACTION_NAMES.index(n) for n in self.policy.metadata.action_names]]
+        return hold_position(last_command, self._measured_action())
 
     def _stop(self, reason: str) -> None:
         self.stopped = True
         self.ensembler.reset()
-        if self.command_type == 'twist_stamped':
-            stop = zero_twist()[[TWIST_ACTION_NAMES.index(n) for n in self.policy.metadata.action_names]]
-        else:
-            stop = hold_position(self.last_command, self._measured_action())
+        stop = self._stop_command(self.last_command)
         if stop is None:
             self.get_logger().warn(f'stopping ({reason}); no command or joint state known, nothing to hold')
             return
         self._send_command(stop, self.control_period)
-        self.last_command = None if self.command_type == 'twist_stamped' else stop
+        self.last_command = stop
         self.get_logger().warn(f'stopped the robot: {reason}')
 
     # --- outputs ---------------------------------------------------------------------------
