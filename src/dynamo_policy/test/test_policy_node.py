@@ -296,3 +296,27 @@ def test_sim_time_drives_the_control_loop_and_the_watchdog(ros_processes, ros_no
     assert len(arm) == stopped_at > paused_at, 'the control loop ran on sim time, then the watchdog stopped it'
     # No joint states here: the stop holds the last commanded position.
     np.testing.assert_allclose(arm[-1].points[0].positions, arm[-2].points[0].positions)
+
+
+def test_max_step_change_limits_every_command_from_the_measured_start(ros_processes, ros_node, trained_policy,
+                                                                      camera_embedding):
+    path = trained_policy(XARM_ACTIONS)
+    policy = load_policy(path)
+    measured = np.full(len(XARM_ACTIONS), -1.0)     # far from anything the policy predicts
+    arm = ros_node.collect(JointTrajectory, ARM_TOPIC)
+    gripper = ros_node.collect(JointTrajectory, GRIPPER_TOPIC)
+    joint_states = ros_node.node.create_publisher(JointState, 'joint_states', 10)
+    ros_node.node.create_timer(0.05, lambda: joint_states.publish(
+        JointState(name=XARM_ACTIONS, position=measured.tolist())))
+    start_policy_node(ros_processes, path, '-p', 'autostart:=true', '-p', 'max_step_change:=[0.02]', *XARM_SPLIT)
+    ros_node.spin_until(lambda: ros_node.node.count_subscribers('joint_states') > 0, timeout=60,
+                        what='the node subscribing to joint_states')
+    ros_node.spin_for(0.5)   # the node has a measured position before the first observation
+    EmbeddingStream(ros_node, policy, camera_embedding)
+    ros_node.spin_until(lambda: len(arm) >= 5 and len(gripper) >= 5, timeout=60, what='commands')
+
+    positions = np.array([list(a.points[0].positions) + [g.points[0].positions[0]]
+                          for a, g in zip(arm, gripper)])
+    steps = np.abs(np.diff(np.vstack([measured, positions]), axis=0))
+    assert np.all(steps <= 0.02 + 1e-9), steps.max()
+    np.testing.assert_allclose(positions[0], measured + 0.02)   # every joint moved up by the limit
