@@ -55,7 +55,7 @@ def demo_steps(args: argparse.Namespace) -> list[Step]:
         Step('record demonstrations', bags / 'COMPLETE',
              ['record_demos', '--task', args.task, '--episodes', str(args.demos), '--output', str(bags)]),
         Step('convert bags', dataset / 'meta' / 'info.json',
-             ['convert_bags', str(bags), '--config', str(converter_config('xarm_kitchen.yaml')),
+             ['convert_bags', str(bags), '--config', str(converter_config('xarm_kitchen_sim.yaml')),
               '--output', str(dataset)]),
         Step('pretrain DynaMo encoder', pretrain / 'encoder.pt',
              ['pretrain', '--dataset', str(dataset), '--output', str(pretrain), '--config', args.pretrain_config]

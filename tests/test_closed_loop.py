@@ -1,0 +1,108 @@
+"""Closed loop through the real parts: sample bags -> convert_bags -> encoder artifact ->
+train_policy -> the bring-up graph's sim_node, encoder_node and policy_node over DDS."""
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from dynamo_msgs.msg import Embedding, EpisodeResult
+from dynamo_msgs.srv import ResetEpisode
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import JointState
+
+from dynamo_bringup.graph import BringupArguments, node_graph
+from dynamo_bringup.processes import resolve_executable
+from dynamo_encoder.artifact import EncoderArtifact
+from dynamo_encoder.dataset import LeRobotDataset
+
+pytestmark = pytest.mark.ros
+
+REPO = Path(__file__).parents[1]
+SAMPLE_BAGS = sorted((REPO / 'bags' / 'xarm_kitchen').iterdir())
+CONVERTER_CONFIG = REPO / 'src' / 'dynamo_encoder' / 'config' / 'xarm_kitchen_sim.yaml'
+
+
+def _run(command: list[str]) -> None:
+    completed = subprocess.run([resolve_executable(command[0]), *command[1:]], capture_output=True, text=True)
+    assert completed.returncode == 0, f'{command[0]} failed:\n{completed.stdout[-3000:]}\n{completed.stderr[-3000:]}'
+
+
+@pytest.fixture(scope='module')
+def artifacts(tmp_path_factory):
+    """A dataset converted from the sample bags, a (random-init) encoder and a kNN policy on it."""
+    root = tmp_path_factory.mktemp('closed_loop')
+    dataset = root / 'dataset'
+    _run(['convert_bags', *map(str, SAMPLE_BAGS), '--config', str(CONVERTER_CONFIG), '--output', str(dataset)])
+    encoder = root / 'encoder.pt'
+    EncoderArtifact.random_init('resnet_small', LeRobotDataset(dataset).camera_names, (64, 64), seed=0).save(encoder)
+    policy_dir = root / 'policy'
+    _run(['train_policy', '--dataset', str(dataset), '--encoder', str(encoder), '--policy', 'knn',
+          '--output', str(policy_dir)])
+    return {'encoder': encoder, 'policy': policy_dir / 'policy.pt', 'root': root}
+
+
+def test_policy_moves_the_simulated_xarm_and_the_episode_reports_a_result(artifacts, ros_processes, ros_node):
+    joint_states = ros_node.collect(JointState, '/joint_states')
+    results = ros_node.collect(EpisodeResult, '/sim/episode_result')
+    specs = node_graph('xarm', BringupArguments(
+        sim=True, encoder=str(artifacts['encoder']), policy=str(artifacts['policy']), autostart=True,
+        task='open_door', real_time_factor=2.0))
+    for spec in specs:
+        ros_processes.start(spec.command(), name=spec.name)
+    embeddings = ros_node.collect(Embedding, '/dynamo/embedding', qos_profile_sensor_data)
+    ros_node.spin_until(lambda: embeddings, timeout=60, what='embeddings from encoder_node')
+
+    # The simulator's first episode ran while the nodes were loading: start a fresh one.
+    reset = ros_node.node.create_client(ResetEpisode, '/sim/reset_episode')
+    future = reset.call_async(ResetEpisode.Request(task='open_door', seed=100_000))
+    ros_node.spin_until(future.done, timeout=20, what='/sim/reset_episode')
+    assert future.result().success, future.result().message
+    joint_states.clear()
+    ros_node.spin_until(lambda: any(r.seed == 100_000 and r.reason != 'reset' for r in results), timeout=120,
+                        what='an EpisodeResult of the closed-loop episode')
+
+    result = next(r for r in results if r.seed == 100_000 and r.reason != 'reset')
+    assert result.task == 'open_door' and result.reason in ('success', 'timeout') and result.steps > 0
+    positions = np.array([m.position for m in joint_states])
+    travelled = positions.max(axis=0) - positions.min(axis=0)
+    assert travelled.max() > 0.05, f'the arm did not follow the policy: joint ranges {travelled}'
+
+
+def test_evaluate_reports_success_rate_table_and_plots(artifacts):
+    output = artifacts['root'] / 'evaluation'
+    completed = subprocess.run(
+        [resolve_executable('evaluate'), '--robot', 'xarm', '--task', 'open_door',
+         '--encoder', str(artifacts['encoder']), '--policy', str(artifacts['policy']), '--episodes', '2',
+         '--real-time-factor', '3', '--rollout-sheets', '1', '--output', str(output)],
+        capture_output=True, text=True, timeout=400)
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    summary = json.loads((output / 'summary.json').read_text())
+    [task] = summary['tasks']
+    assert task['task'] == 'open_door' and task['episodes'] == 2
+    assert 0.0 <= task['success_rate'] <= 1.0
+    with open(output / 'episodes.csv') as f:
+        episodes = list(csv.DictReader(f))
+    assert [int(e['seed']) for e in episodes] == [100_000, 100_001]
+    assert all(int(e['steps']) > 0 for e in episodes)
+    for png in ('success_rate.png', 'rollouts.png'):
+        assert (output / png).stat().st_size > 1000
+    assert 'open_door' in completed.stdout
+
+
+def test_recorded_bag_holds_the_real_robot_topics_and_converts(artifacts):
+    """A sim recording has the topics and types of a `ros2 bag record` of the real xArm."""
+    from rosbags.rosbag2 import Reader
+    with Reader(SAMPLE_BAGS[0]) as reader:
+        topics = {c.topic: c.msgtype for c in reader.connections}
+    assert topics['/joint_states'] == 'sensor_msgs/msg/JointState'
+    assert topics['/camera/color/image_raw'] == 'sensor_msgs/msg/Image'
+    assert topics['/camera/color/camera_info'] == 'sensor_msgs/msg/CameraInfo'
+    assert topics['/xarm7_traj_controller/joint_trajectory'] == 'trajectory_msgs/msg/JointTrajectory'
+    assert topics['/xarm_gripper_traj_controller/joint_trajectory'] == 'trajectory_msgs/msg/JointTrajectory'
+    dataset = LeRobotDataset(artifacts['root'] / 'dataset')
+    assert dataset.num_episodes == len(SAMPLE_BAGS)
+    assert dataset.feature_names('action') == [f'joint{i}' for i in range(1, 8)] + ['drive_joint']
