@@ -38,7 +38,9 @@ def make_command_layout(command_type: str, topics: list[str], joint_groups: list
         raise ParameterError('command_topics', f'needs at least one non-empty topic name, got {topics}')
     if len(set(topics)) != len(topics):
         raise ParameterError('command_topics', f'lists a topic twice: {topics}')
-    if command_type != 'joint_trajectory' and len(topics) != 1:
+    if command_type == 'twist_stamped' and len(topics) != 1:
+        # ForwardCommandControllers, like trajectory controllers, may split the actions (e.g. an
+        # Allegro hand and the arm carrying it); one twist is one command.
         raise ParameterError('command_topics', f'{command_type} commands go to exactly one topic, got {topics}')
     if joint_groups:
         if len(joint_groups) != len(topics):

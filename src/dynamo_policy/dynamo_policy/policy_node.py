@@ -72,7 +72,8 @@ class PolicyNode(Node):
             '(ForwardCommandController) | twist_stamped (MoveIt Servo).')
         command_topics = self._parameter(
             'command_topics', ['command'],
-            'Topic(s) the commands go to; several only for joint_trajectory (e.g. xArm arm + gripper).')
+            'Topic(s) the commands go to; several split the actions between controllers (e.g. xArm arm + gripper), '
+            'not for twist_stamped.')
         command_joints = self._parameter(
             'command_joints', Parameter.Type.STRING_ARRAY,
             'Per command topic, a comma-separated list of the action names it carries, in message order, '

@@ -154,6 +154,14 @@ def test_xarm_arm_and_gripper_split():
     assert targets[1].names == ('drive_joint',) and targets[1].indices == (7,)
 
 
+def test_forward_commands_split_between_hand_and_mount_controllers():
+    hand = [f'ah_joint{f}{j}' for f in range(4) for j in range(4)]
+    targets = make_command_layout(
+        'float64_multi_array', ['/allegro_hand_position_controller/commands', '/allegro_mount_controller/commands'],
+        [','.join(hand), 'mount_x,mount_y,mount_z'], hand + ['mount_x', 'mount_y', 'mount_z'])
+    assert targets[0].indices == tuple(range(16)) and targets[1].indices == (16, 17, 18)
+
+
 def test_single_topic_carries_all_actions_and_joint_order_can_differ():
     (target,) = make_command_layout('float64_multi_array', ['commands'], [], ['a', 'b'])
     assert target.indices == (0, 1)
@@ -164,7 +172,8 @@ def test_single_topic_carries_all_actions_and_joint_order_can_differ():
 @pytest.mark.parametrize('command_type, topics, joints, actions, parameter', [
     ('position', ['c'], [], XARM, 'command_type'),
     ('joint_trajectory', [], [], XARM, 'command_topics'),
-    ('float64_multi_array', ['a', 'b'], [], XARM, 'command_topics'),
+    ('twist_stamped', ['a', 'b'], [], XARM, 'command_topics'),
+    ('float64_multi_array', ['a', 'b'], [], XARM, 'command_joints'),
     ('joint_trajectory', ['a', 'b'], [], XARM, 'command_joints'),
     ('joint_trajectory', ['a', 'b'], ['joint1'], XARM, 'command_joints'),
     ('joint_trajectory', ['a'], ['joint9'], XARM, 'command_joints'),
