@@ -189,9 +189,18 @@ class PolicyNode(Node):
         self.inference_stats.output_published(time.perf_counter() - started)
         self._publish_chunk(msg, chunk)
         self.ensembler.add(stamp, chunk)
-        if self.enabled:
-            self._control_step()
-            self.control_timer.reset()
+        if not self.enabled:
+            return
+        age = self._now() - stamp
+        if age > self.watchdog.timeout:
+            # Said on arrival: otherwise a pipeline that is always too slow never commands and
+            # never logs a watchdog transition either.
+            self.get_logger().warn(
+                f'embedding is {age:.3f} s old on arrival (observation_timeout {self.watchdog.timeout} s): '
+                'not commanding; the camera/encoder pipeline is too slow or the clocks disagree',
+                throttle_duration_sec=LOG_THROTTLE_S)
+        self._control_step()
+        self.control_timer.reset()
 
     def _on_enable(self, request: SetBool.Request, response: SetBool.Response) -> SetBool.Response:
         if request.data and not self.enabled:
