@@ -7,7 +7,10 @@ Threading: subscription callbacks (single-threaded executor) only decode and syn
 and put the newest complete set into a one-item slot; a dedicated inference thread takes the
 newest set whenever it is free, encodes it and publishes. A set replaced in the slot before
 inference took it is counted as dropped, so the node never builds a backlog and inference never
-blocks the callbacks (torch releases the GIL while it computes).
+blocks the callbacks (torch releases the GIL while it computes). Measured with
+bench/encoder_latency.py (96x96 images at 30 Hz, resnet_small, 2 loaded cores), this beat running
+inference inside a MutuallyExclusive subscription callback on a MultiThreadedExecutor: p50 3.9-4.5
+vs 5.3-7.8 ms, p99 12-13 vs 33-35 ms.
 """
 from __future__ import annotations
 
@@ -51,7 +54,9 @@ PARAMETERS = {
                           '(sensor_msgs/CompressedImage, jpeg/png, subscribed on the topic as given).'),
     'slop': (0.02, 'Seconds by which the header stamps of one synchronised frame set may differ.'),
     'sync_queue_size': (3, 'Newest frames kept per camera as candidates for synchronisation.'),
-    'qos_reliability': ('best_effort', "Camera subscriptions' reliability: 'best_effort' or 'reliable'."),
+    'qos_reliability': ('best_effort', "Camera subscriptions' reliability: 'best_effort' (matches every publisher) "
+                        "or 'reliable'. Fast DDS loses most best-effort images larger than its 0.5 MB "
+                        "shared-memory segment (e.g. 640x480 rgb8): use 'reliable' for those."),
     'qos_depth': (1, "Camera subscriptions' history depth (keep last)."),
     'diagnostics_period': (1.0, 'Seconds between /diagnostics messages.'),
     'autostart': (True, 'Configure and activate at start-up (a plain `ros2 run` then works).'),
