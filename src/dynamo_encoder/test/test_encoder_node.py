@@ -233,7 +233,7 @@ def test_diagnostics_report_rates_latency_and_stale_frames(ros_processes, ros_no
     assert 0 < float(values['latency_p50_ms']) <= float(values['latency_p99_ms'])
     # Every received frame was either encoded or counted as stale (the late one at least).
     published, stale = int(values['outputs_published']), int(values['frames_dropped_stale'])
-    assert published == len(embeddings)
+    assert len(embeddings) <= published   # the embedding writer keeps the last 10, a slow reader may miss some
     assert stale >= 1 and published + stale == 41
     stamps = [nanoseconds_of(e.header.stamp) for e in embeddings]
     assert stamps == sorted(stamps), 'embeddings never go back in time'
@@ -265,3 +265,37 @@ def test_bad_parameter_exits_nonzero_naming_it(ros_processes, artifacts, argumen
     node = start_encoder(ros_processes, artifacts['one'], *arguments)
     assert node.wait(timeout=STARTUP_TIMEOUT_S) != 0
     assert re.search(rf"\b{parameter}\b", node.output()), node.output()
+
+
+def test_without_autostart_the_node_follows_lifecycle_transitions(ros_processes, ros_node, artifacts):
+    from lifecycle_msgs.msg import Transition
+    from lifecycle_msgs.srv import ChangeState, GetState
+
+    embeddings = ros_node.collect(Embedding, 'embedding')
+    publisher = ros_node.node.create_publisher(Image, FRONT_TOPIC, qos_profile_sensor_data)
+    start_encoder(ros_processes, artifacts['one'], '-p', 'autostart:=false')
+    get_state = ros_node.node.create_client(GetState, '/encoder_node/get_state')
+    change_state = ros_node.node.create_client(ChangeState, '/encoder_node/change_state')
+    ros_node.spin_until(change_state.service_is_ready, STARTUP_TIMEOUT_S, 'the lifecycle services')
+
+    def call(client, request):
+        future = client.call_async(request)
+        ros_node.spin_until(future.done, 30, f'{client.srv_name}')
+        return future.result()
+
+    def transition(transition_id):
+        return call(change_state, ChangeState.Request(transition=Transition(id=transition_id))).success
+
+    assert call(get_state, GetState.Request()).current_state.label == 'unconfigured'
+    assert ros_node.node.count_subscribers(FRONT_TOPIC) == 0
+    assert transition(Transition.TRANSITION_CONFIGURE)
+    assert ros_node.node.count_subscribers(FRONT_TOPIC) == 0, 'configure loads the model but does not subscribe'
+    assert transition(Transition.TRANSITION_ACTIVATE)
+    ros_node.wait_for_subscriber(FRONT_TOPIC, timeout=20)
+
+    image = random_image(np.random.default_rng(4))
+    publish_until(ros_node, lambda i: publisher.publish(raw_image_msg(image, (i + 1) * 1_000_000)),
+                  lambda: embeddings, 30, 'an embedding once active')
+    assert transition(Transition.TRANSITION_DEACTIVATE)
+    ros_node.spin_until(lambda: ros_node.node.count_subscribers(FRONT_TOPIC) == 0, 20, 'unsubscribing')
+    assert call(get_state, GetState.Request()).current_state.label == 'inactive'
