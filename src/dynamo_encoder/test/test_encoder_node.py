@@ -157,6 +157,25 @@ def test_two_cameras_one_compressed_are_synchronised_by_stamp(ros_processes, ros
         np.testing.assert_allclose(np.asarray(embedding.data, np.float32), expected, rtol=0, atol=1e-5)
 
 
+def test_a_silent_camera_is_named_in_diagnostics_and_nothing_is_published(ros_processes, ros_node, artifacts):
+    embeddings = ros_node.collect(Embedding, 'embedding')
+    diagnostics = ros_node.collect(DiagnosticArray, '/diagnostics')
+    publisher = ros_node.node.create_publisher(Image, '/front/image_raw', qos_profile_sensor_data)
+    start_encoder(ros_processes, artifacts['two'], '-p', 'camera_topics:=[/front/image_raw,/wrist/image_raw]',
+                  '-p', 'camera_transports:=[raw,raw]', '-p', 'diagnostics_period:=0.5')
+    ros_node.wait_for_subscriber('/front/image_raw', timeout=STARTUP_TIMEOUT_S)
+    image = random_image(np.random.default_rng(5))
+
+    def warned_about_wrist():
+        return any(s.level == s.WARN and 'wrist' in s.message and '/wrist/image_raw' in s.message
+                   and float(diagnostics_values(d)['input_rate_hz.front']) > 0
+                   for d in diagnostics for s in d.status)
+
+    publish_until(ros_node, lambda i: publisher.publish(raw_image_msg(image, (i + 1) * 33_000_000)),
+                  warned_about_wrist, 30, 'a diagnostics warning naming the silent wrist camera')
+    assert not embeddings
+
+
 def test_malformed_images_are_skipped_and_the_node_keeps_answering(ros_processes, ros_node, artifacts):
     embeddings = ros_node.collect(Embedding, 'embedding')
     diagnostics = ros_node.collect(DiagnosticArray, '/diagnostics')
