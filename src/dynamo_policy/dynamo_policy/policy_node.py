@@ -192,7 +192,7 @@ class PolicyNode(Node):
         if not self.enabled:
             return
         age = self._now() - stamp
-        if age > self.watchdog.timeout:
+        if abs(age) > self.watchdog.timeout:
             # Said on arrival: otherwise a pipeline that is always too slow never commands and
             # never logs a watchdog transition either.
             self.get_logger().warn(
@@ -228,7 +228,7 @@ class PolicyNode(Node):
         if self.watchdog.expired(now, self.window.latest_stamp):
             if not self.stopped:
                 age = now - self.window.latest_stamp
-                self._stop(f'watchdog: newest observation is {age:.3f} s old '
+                self._stop(f'watchdog: newest observation is {age:.3f} s old by this node\'s clock '
                            f'(observation_timeout {self.watchdog.timeout} s)')
             return
         ensembled = self.ensembler.action_at(now)

@@ -7,7 +7,8 @@ import numpy as np
 
 class Watchdog:
     """Judges observation age by the observation's own stamp, so a stalled camera, encoder or
-    network all look the same: old data."""
+    network all look the same: old data. An observation stamped further in the future than the
+    timeout means the clocks disagree (e.g. use_sim_time before /clock arrives): also no go."""
 
     def __init__(self, timeout: float):
         if not timeout > 0:
@@ -15,7 +16,7 @@ class Watchdog:
         self.timeout = float(timeout)
 
     def expired(self, now: float, observation_stamp: float | None) -> bool:
-        return observation_stamp is None or now - observation_stamp > self.timeout
+        return observation_stamp is None or abs(now - observation_stamp) > self.timeout
 
 
 def hold_position(last_commanded: np.ndarray | None, measured: np.ndarray | None) -> np.ndarray | None:

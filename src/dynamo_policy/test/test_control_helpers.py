@@ -107,6 +107,8 @@ def test_watchdog_expires_on_old_or_missing_observations():
     assert watchdog.expired(10.0, None)
     assert not watchdog.expired(10.0, 9.6)
     assert watchdog.expired(10.0, 9.4)
+    assert not watchdog.expired(10.0, 10.1), 'small clock skew is tolerated'
+    assert watchdog.expired(0.0, 1000.0), 'a clock far behind the stamps (no /clock yet) is not trusted'
     with pytest.raises(ValueError):
         Watchdog(0.0)
 
