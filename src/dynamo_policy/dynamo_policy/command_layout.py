@@ -2,7 +2,8 @@
 
 One action vector can drive several controllers: for the xArm, `joint1..joint7` go to
 /xarm7_traj_controller/joint_trajectory and `drive_joint` to
-/xarm_gripper_traj_controller/joint_trajectory. The node's parameters give the topics
+/xarm_gripper_traj_controller/joint_trajectory; for the Allegro hand, 16 positions go to its
+forward controller and the mount's to another. Only a twist is always one message. The node's parameters give the topics
 (`command_topics`) and, per topic, a comma-separated list of action names (`command_joints`);
 with no `command_joints`, the single topic carries every action in the policy's order.
 """
