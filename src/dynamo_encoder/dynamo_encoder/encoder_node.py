@@ -217,7 +217,6 @@ class EncoderNode(LifecycleNode):
                 f'{list(settings.camera_topics)} but the encoder {settings.checkpoint} was trained on '
                 f'{len(encoder.camera_names)} cameras {list(encoder.camera_names)}; give one topic per camera, '
                 'in that order')
-        self._settings = settings
         return encoder
 
     def _release(self) -> None:
@@ -267,7 +266,13 @@ class EncoderNode(LifecycleNode):
             if synced is None:
                 return
             images = {name: image for name, (image, _) in zip(camera_names, synced.frames)}
-            embedding = np.ascontiguousarray(encoder.encode(images), dtype=np.float32)
+            try:
+                embedding = np.ascontiguousarray(encoder.encode(images), dtype=np.float32)
+            except Exception:  # the node must outlive one bad frame set; the thread would die silently
+                statistics.frame_malformed()
+                self.get_logger().error(f'encoding a frame set failed, skipped:\n{traceback.format_exc()}',
+                                        throttle_duration_sec=LOG_THROTTLE_S)
+                continue
             msg = Embedding()
             msg.header.stamp = Time(nanoseconds=synced.stamp_ns).to_msg()
             msg.header.frame_id = synced.frames[0][1].frame_id
