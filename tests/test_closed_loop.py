@@ -50,7 +50,7 @@ def test_policy_moves_the_simulated_xarm_and_the_episode_reports_a_result(artifa
     results = ros_node.collect(EpisodeResult, '/sim/episode_result')
     specs = node_graph('xarm', BringupArguments(
         sim=True, encoder=str(artifacts['encoder']), policy=str(artifacts['policy']), autostart=True,
-        task='open_door', real_time_factor=2.0))
+        task='open_door', real_time_factor=1.0))
     for spec in specs:
         ros_processes.start(spec.command(), name=spec.name)
     embeddings = ros_node.collect(Embedding, '/dynamo/embedding', qos_profile_sensor_data)

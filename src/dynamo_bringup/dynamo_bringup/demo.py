@@ -19,6 +19,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from dynamo_bringup.processes import resolve_executable
 
@@ -26,8 +27,8 @@ from dynamo_bringup.processes import resolve_executable
 @dataclass(frozen=True)
 class Step:
     name: str
-    done_marker: Path          # exists only once the step finished: the step's own final output
-    command: list[str]
+    done_marker: Path                    # exists only once the step finished: the step's own final output
+    command: Callable[[], list[str]]     # built when the step runs: it may list an earlier step's output
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -52,21 +53,21 @@ def demo_steps(args: argparse.Namespace) -> list[Step]:
     bags, dataset, pretrain = out / 'bags', out / 'dataset', out / 'pretrain'
     policy, evaluation = out / f'policy_{args.policy}', out / 'evaluation'
     return [
-        Step('record demonstrations', bags / 'COMPLETE',
-             ['record_demos', '--task', args.task, '--episodes', str(args.demos), '--output', str(bags)]),
-        Step('convert bags', dataset / 'meta' / 'info.json',
-             ['convert_bags', str(bags), '--config', str(converter_config('xarm_kitchen_sim.yaml')),
-              '--output', str(dataset)]),
-        Step('pretrain DynaMo encoder', pretrain / 'encoder.pt',
-             ['pretrain', '--dataset', str(dataset), '--output', str(pretrain), '--config', args.pretrain_config]
-             + (['--resume'] if (pretrain / 'checkpoint.pt').exists() else [])),
-        Step(f'train {args.policy} policy', policy / 'policy.pt',
-             ['train_policy', '--dataset', str(dataset), '--encoder', str(pretrain / 'encoder.pt'),
-              '--policy', args.policy, '--output', str(policy)]),
-        Step('evaluate closed loop', evaluation / 'summary.json',
-             ['evaluate', '--robot', 'xarm', '--task', args.task, '--encoder', str(pretrain / 'encoder.pt'),
-              '--policy', str(policy / 'policy.pt'), '--episodes', str(args.eval_episodes),
-              '--output', str(evaluation)]),
+        Step('record demonstrations', bags / 'COMPLETE', lambda: [
+            'record_demos', '--task', args.task, '--episodes', str(args.demos), '--output', str(bags)]),
+        Step('convert bags', dataset / 'meta' / 'info.json', lambda: [
+            'convert_bags', *sorted(str(m.parent) for m in bags.glob('*/metadata.yaml')),
+            '--config', str(converter_config('xarm_kitchen_sim.yaml')), '--output', str(dataset)]),
+        Step('pretrain DynaMo encoder', pretrain / 'encoder.pt', lambda: [
+            'pretrain', '--dataset', str(dataset), '--output', str(pretrain), '--config', args.pretrain_config]
+            + (['--resume'] if (pretrain / 'checkpoint.pt').exists() else [])),
+        Step(f'train {args.policy} policy', policy / 'policy.pt', lambda: [
+            'train_policy', '--dataset', str(dataset), '--encoder', str(pretrain / 'encoder.pt'),
+            '--policy', args.policy, '--output', str(policy)]),
+        Step('evaluate closed loop', evaluation / 'summary.json', lambda: [
+            'evaluate', '--robot', 'xarm', '--task', args.task, '--encoder', str(pretrain / 'encoder.pt'),
+            '--policy', str(policy / 'policy.pt'), '--episodes', str(args.eval_episodes),
+            '--output', str(evaluation)]),
     ]
 
 
@@ -82,9 +83,10 @@ def main(argv=None) -> int:
         if step.done_marker.exists():
             print(f'{banner}: done earlier ({step.done_marker}), reused', flush=True)
             continue
-        print(f'{banner}: {" ".join(step.command)}', flush=True)
+        command = step.command()
+        print(f'{banner}: {" ".join(command)}', flush=True)
         start = time.monotonic()
-        completed = subprocess.run([resolve_executable(step.command[0]), *step.command[1:]])
+        completed = subprocess.run([resolve_executable(command[0]), *command[1:]])
         if completed.returncode != 0:
             print(f'demo: step "{step.name}" failed with exit code {completed.returncode}; '
                   f'fix the cause and rerun `make demo` to continue from this step', file=sys.stderr)

@@ -161,7 +161,7 @@ class PolicyNode(Node):
         self.measured.update(zip(msg.name, msg.position))
         missing = self.window.update_joint_state(_seconds(msg.header.stamp), msg.name, msg.position)
         if missing and self.window.state_names:
-            self.get_logger().warn(f'joint_states lacks {missing} needed by the policy',
+            self.get_logger().warning(f'joint_states lacks {missing} needed by the policy',
                                    throttle_duration_sec=LOG_THROTTLE_S)
 
     def _on_embedding(self, msg: Embedding) -> None:
@@ -178,10 +178,10 @@ class PolicyNode(Node):
         try:
             self.window.add_embedding(stamp, msg.data)
         except ValueError as error:
-            self.get_logger().warn(f'skipping embedding: {error}', throttle_duration_sec=LOG_THROTTLE_S)
+            self.get_logger().warning(f'skipping embedding: {error}', throttle_duration_sec=LOG_THROTTLE_S)
             return
         if not self.window.ready():
-            self.get_logger().warn(f'waiting for joint_states of {metadata.state_names}',
+            self.get_logger().warning(f'waiting for joint_states of {metadata.state_names}',
                                    throttle_duration_sec=LOG_THROTTLE_S)
             return
         started = time.perf_counter()
@@ -195,7 +195,7 @@ class PolicyNode(Node):
         if abs(age) > self.watchdog.timeout:
             # Said on arrival: otherwise a pipeline that is always too slow never commands and
             # never logs a watchdog transition either.
-            self.get_logger().warn(
+            self.get_logger().warning(
                 f'embedding is {age:.3f} s old on arrival (observation_timeout {self.watchdog.timeout} s): '
                 'not commanding; the camera/encoder pipeline is too slow or the clocks disagree',
                 throttle_duration_sec=LOG_THROTTLE_S)
@@ -270,11 +270,11 @@ class PolicyNode(Node):
         self.ensembler.reset()
         stop = self._stop_command(self.last_command)
         if stop is None:
-            self.get_logger().warn(f'stopping ({reason}); no command or joint state known, nothing to hold')
+            self.get_logger().warning(f'stopping ({reason}); no command or joint state known, nothing to hold')
             return
         self._send_command(stop, self.control_period)
         self.last_command = stop
-        self.get_logger().warn(f'stopped the robot: {reason}')
+        self.get_logger().warning(f'stopped the robot: {reason}')
 
     # --- outputs ---------------------------------------------------------------------------
     def _publish_chunk(self, observation: Embedding, chunk: np.ndarray) -> None:
