@@ -1,6 +1,6 @@
 """A short real pretraining run learns something: the object position becomes linearly decodable.
 
-The synthetic task: a square whose velocity is a hidden action, 16 episodes x 40 frames at 32x32.
+The synthetic task: a square whose velocity is a hidden action, 16 episodes x 40 frames at 64x64.
 A global-average-pooled random ResNet is nearly translation invariant, so at random init the
 position is hardly decodable (R^2 about 0); DynaMo has to encode where the square is to predict
 the next frame, so after pretraining a ridge probe recovers it on held-out episodes.
@@ -32,10 +32,10 @@ PROBE_SPLITS = (0, 1, 2)
 @pytest.fixture(scope='module')
 def trained_run(tmp_path_factory):
     root = tmp_path_factory.mktemp('pretrain_learning')
-    dataset = write_square_dataset(root / 'dataset', episodes=16, length=40, size=32, seed=SEED)
+    dataset = write_square_dataset(root / 'dataset', episodes=16, length=40, size=64, seed=SEED)
     run = root / 'run'
     status = cli.main(['--dataset', str(dataset), '--output', str(run), '--config', 'cpu_small', '--no-progress',
-                       '--set', 'encoder.input_size=[32, 32]', '--set', 'optim.epochs=8',
+                       '--set', 'optim.epochs=8',
                        '--set', 'optim.batch_size=16', '--set', 'optim.lr=0.002',
                        '--set', 'train.threads=1', '--set', f'train.seed={SEED}'])
     assert status == 0
@@ -80,7 +80,7 @@ def test_run_writes_an_encoder_artifact_for_the_dataset_cameras(trained_run):
     _, run = trained_run
     artifact = EncoderArtifact.load(run / 'encoder.pt')
     assert artifact.camera_names == ['front']
-    assert artifact.input_size == (32, 32) and artifact.embedding_dim == 128
+    assert artifact.input_size == (64, 64) and artifact.embedding_dim == 128
     assert artifact.name == 'dynamo-resnet_small'
     assert artifact.training_config['optim']['epochs'] == 8
     assert len(artifact.checksum) == 16

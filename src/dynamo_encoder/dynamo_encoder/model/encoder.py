@@ -24,6 +24,7 @@ class ResNetSpec:
     widths: tuple[int, ...]
     blocks: tuple[int, ...]
     stem_width: int
+    stem_kernel: int      # stem convolution kernel size
     stem_stride: int      # stride of the stem convolution
     stem_pool: bool       # 3x3/2 max-pool after the stem (ImageNet ResNets have it)
 
@@ -31,10 +32,11 @@ class ResNetSpec:
 ARCHITECTURES: dict[str, ResNetSpec] = {
     # torchvision's resnet18 layout: 512-d global-pooled output.
     'resnet18': ResNetSpec(widths=(64, 128, 256, 512), blocks=(2, 2, 2, 2), stem_width=64,
-                           stem_stride=2, stem_pool=True),
-    # Narrow 4-stage ResNet for CPU training on small (64-96 px) images: 128-d output, ~0.3 M params.
+                           stem_kernel=7, stem_stride=2, stem_pool=True),
+    # Narrow 4-stage ResNet for CPU training on small (64-96 px) images: 128-d output, ~0.3 M params,
+    # same /4 stem downsampling as resnet18 (a stride-1 stem was ~3x slower for no gain in the probes).
     'resnet_small': ResNetSpec(widths=(16, 32, 64, 128), blocks=(1, 1, 1, 1), stem_width=16,
-                               stem_stride=1, stem_pool=True),
+                               stem_kernel=3, stem_stride=2, stem_pool=True),
 }
 
 
@@ -101,8 +103,7 @@ class ImageEncoder(nn.Module):
         self.register_buffer('mean', torch.tensor(self.mean_values).view(1, 3, 1, 1) * 255.0, persistent=False)
         self.register_buffer('std', torch.tensor(self.std_values).view(1, 3, 1, 1) * 255.0, persistent=False)
 
-        stem = [nn.Conv2d(3, spec.stem_width, 7 if spec.stem_stride == 2 else 3, spec.stem_stride,
-                          3 if spec.stem_stride == 2 else 1, bias=False),
+        stem = [nn.Conv2d(3, spec.stem_width, spec.stem_kernel, spec.stem_stride, spec.stem_kernel // 2, bias=False),
                 nn.BatchNorm2d(spec.stem_width), nn.ReLU(inplace=True)]
         if spec.stem_pool:
             stem.append(nn.MaxPool2d(3, 2, 1))
