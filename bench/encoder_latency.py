@@ -208,7 +208,10 @@ def main():
         values = {kv.key: kv.value for status in last_diagnostics.status for kv in status.values}
         print('encoder_node diagnostics (last): ' + ', '.join(
             f'{key} {values[key]}' for key in ('input_rate_hz', 'output_rate_hz', 'latency_p50_ms', 'latency_p99_ms',
-                                               'frames_dropped_stale') if key in values))
+                                               'processing_p50_ms', 'frames_dropped_stale') if key in values))
+        if 'processing_p50_ms' in values:
+            print(f'ratio e2e p50 / in-node encode p50 (same load, from diagnostics): '
+                  f'{p50 / float(values["processing_p50_ms"]):.3f}')
     plot(args.plot, sent, latencies_ms, forward_p50,
          f'encoder_node {encoder.arch} {encoder.input_size[0]}px, {args.image_shape[1]}x{args.image_shape[0]} '
          f'@ {args.rate:g} Hz: p50 {p50:.1f} ms (x{p50 / forward_p50:.2f} forward), p99 {p99:.1f} ms')

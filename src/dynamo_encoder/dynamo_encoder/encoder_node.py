@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import array
 import threading
+import time
 import traceback
 from dataclasses import dataclass
 
@@ -266,6 +267,7 @@ class EncoderNode(LifecycleNode):
             if synced is None:
                 return
             images = {name: image for name, (image, _) in zip(camera_names, synced.frames)}
+            started = time.perf_counter()
             try:
                 embedding = np.ascontiguousarray(encoder.encode(images), dtype=np.float32)
             except Exception:  # the node must outlive one bad frame set; the thread would die silently
@@ -287,7 +289,8 @@ class EncoderNode(LifecycleNode):
             if slot.closed or publisher is None:
                 return
             publisher.publish(msg)
-            statistics.output_published((self.get_clock().now().nanoseconds - synced.stamp_ns) / 1e9)
+            statistics.output_published((self.get_clock().now().nanoseconds - synced.stamp_ns) / 1e9,
+                                        time.perf_counter() - started)
 
     def _stop_pipeline(self) -> None:
         for subscription in self._subscriptions:

@@ -32,7 +32,7 @@ class StreamStatistics:
         self._lock = threading.Lock()
         self._start = clock()
         self._inputs = {name: deque() for name in inputs}
-        self._outputs: deque[tuple[float, float]] = deque()  # (time, latency seconds)
+        self._outputs: deque[tuple[float, float, float]] = deque()  # (time, latency s, processing s)
         self.frames_received = {name: 0 for name in self._inputs}
         self.outputs_published = 0
         self.frames_dropped_stale = 0
@@ -43,9 +43,10 @@ class StreamStatistics:
             self._inputs[name].append(self._clock())
             self.frames_received[name] += 1
 
-    def output_published(self, latency_s: float) -> None:
+    def output_published(self, latency_s: float, processing_s: float) -> None:
+        """One output: its latency since the input's stamp and how long computing it took."""
         with self._lock:
-            self._outputs.append((self._clock(), float(latency_s)))
+            self._outputs.append((self._clock(), float(latency_s), float(processing_s)))
             self.outputs_published += 1
 
     def frames_dropped(self, count: int) -> None:
@@ -69,13 +70,16 @@ class StreamStatistics:
             while self._outputs and self._outputs[0][0] < horizon:
                 self._outputs.popleft()
             input_rates = {name: len(times) / span for name, times in self._inputs.items()}
-            latencies_ms = np.array([latency for _, latency in self._outputs]) * 1e3
+            latencies_ms = np.array([latency for _, latency, _ in self._outputs]) * 1e3
+            processing_ms = np.array([processing for _, _, processing in self._outputs]) * 1e3
             values: dict[str, float | int] = {
                 # The slowest camera bounds how many synchronised sets can be formed.
                 "input_rate_hz": min(input_rates.values()) if input_rates else 0.0,
                 "output_rate_hz": len(self._outputs) / span,
                 "latency_p50_ms": float(np.percentile(latencies_ms, 50)) if latencies_ms.size else float("nan"),
                 "latency_p99_ms": float(np.percentile(latencies_ms, 99)) if latencies_ms.size else float("nan"),
+                "processing_p50_ms": float(np.percentile(processing_ms, 50)) if processing_ms.size else float("nan"),
+                "processing_p99_ms": float(np.percentile(processing_ms, 99)) if processing_ms.size else float("nan"),
                 "frames_dropped_stale": self.frames_dropped_stale,
                 "frames_malformed": self.frames_malformed,
                 "frames_received": sum(self.frames_received.values()),

@@ -245,11 +245,13 @@ def test_diagnostics_report_rates_latency_and_stale_frames(ros_processes, ros_no
 
     ros_node.spin_until(settled, 20, 'diagnostics after all 41 frames')
     values = diagnostics_values(diagnostics[-1])
-    for key in ('input_rate_hz', 'output_rate_hz', 'latency_p50_ms', 'latency_p99_ms', 'frames_dropped_stale',
+    for key in ('input_rate_hz', 'output_rate_hz', 'latency_p50_ms', 'latency_p99_ms', 'processing_p50_ms',
+                'processing_p99_ms', 'frames_dropped_stale',
                 'frames_malformed', 'input_rate_hz.front', 'encoder_checksum'):
         assert key in values, f'{key} missing from {sorted(values)}'
     assert float(values['input_rate_hz']) > 0 and float(values['output_rate_hz']) > 0
     assert 0 < float(values['latency_p50_ms']) <= float(values['latency_p99_ms'])
+    assert 0 < float(values['processing_p50_ms']) <= float(values['latency_p50_ms'])
     # Every received frame was either encoded or counted as stale (the late one at least).
     published, stale = int(values['outputs_published']), int(values['frames_dropped_stale'])
     assert len(embeddings) <= published   # the embedding writer keeps the last 10, a slow reader may miss some

@@ -28,7 +28,7 @@ def test_rates_count_events_in_the_window_and_decay_when_the_stream_stops():
     for _ in range(20):
         stats.frame_received("wrist")
     for _ in range(10):
-        stats.output_published(0.010)
+        stats.output_published(0.010, 0.005)
     values = stats.snapshot()
     assert values["input_rate_hz.front"] == pytest.approx(30.0)
     assert values["input_rate_hz.wrist"] == pytest.approx(10.0)
@@ -54,13 +54,15 @@ def test_latency_percentiles_over_the_window():
     clock = FakeClock()
     stats = StreamStatistics(["front"], window_s=5.0, clock=clock)
     assert math.isnan(stats.snapshot()["latency_p50_ms"])
-    stats.output_published(1.0)          # leaves the window below
+    stats.output_published(1.0, 1.0)     # leaves the window below
     clock.now += 6.0
     for latency_ms in range(1, 101):
-        stats.output_published(latency_ms / 1000)
+        stats.output_published(latency_ms / 1000, latency_ms / 2000)
     values = stats.snapshot()
     assert values["latency_p50_ms"] == pytest.approx(50.5)
     assert values["latency_p99_ms"] == pytest.approx(99.01)
+    assert values["processing_p50_ms"] == pytest.approx(25.25)
+    assert values["processing_p99_ms"] == pytest.approx(49.505)
 
 
 def test_drop_and_malformed_counters_accumulate():
