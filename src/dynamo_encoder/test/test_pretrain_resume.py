@@ -38,21 +38,23 @@ def history(run):
     return torch.load(run / CHECKPOINT, weights_only=True)['history']
 
 
-def test_resume_continues_at_the_same_step_with_the_same_loss(dataset, tmp_path):
+@pytest.mark.parametrize('target', ['stop_gradient', 'ema'])
+def test_resume_continues_at_the_same_step_with_the_same_loss(dataset, tmp_path, target):
     straight, interrupted = tmp_path / 'straight', tmp_path / 'interrupted'
-    assert cli.main(run_args(dataset, straight)) == 0
+    assert cli.main(run_args(dataset, straight, '--set', f'objective.target={target}')) == 0
     expected = history(straight)
     total = len(expected)
     assert total >= 8
 
     stop = total // 2 + 1   # mid-epoch
-    assert cli.main(run_args(dataset, interrupted, '--stop-after-steps', str(stop))) == 0
+    assert cli.main(run_args(dataset, interrupted, '--set', f'objective.target={target}',
+                             '--stop-after-steps', str(stop))) == 0
     assert not (interrupted / 'encoder.pt').exists()
     state = torch.load(interrupted / CHECKPOINT, weights_only=True)
     assert state['step'] == stop
 
     # Without --resume an existing run is never overwritten.
-    assert cli.main(run_args(dataset, interrupted)) == 2
+    assert cli.main(run_args(dataset, interrupted, '--set', f'objective.target={target}')) == 2
     # --resume without --config takes the checkpoint's config.
     assert cli.main(['--dataset', str(dataset), '--output', str(interrupted), '--resume', '--no-progress']) == 0
     resumed = history(interrupted)
