@@ -74,3 +74,8 @@ def test_bad_settings_are_named():
         config('objective.target=sometimes')
     with pytest.raises(ConfigError, match='no_such_preset'):
         load_config('no_such_preset')
+
+
+def test_window_too_short_for_dynamo_is_a_config_error():
+    with pytest.raises(ConfigError, match="data.window must be at least 2 for objective 'dynamo'"):
+        config('data.window=1')

@@ -8,8 +8,10 @@ from .dynamo import DynaMoConfig, DynaMoObjective
 from .encoder import ARCHITECTURES, ImageEncoder, build_encoder
 
 # Pretraining objectives by name: (config dataclass, objective class). An objective is an nn.Module
-# with `encoder`, `forward(frames (B,T,V,H,W,3) uint8) -> (loss, components)` and
-# `after_optimizer_step(progress)`; new ones (e.g. BYOL) register here.
+# built as cls(encoder, config, window) with `name`, `encoder` (the module exported at the end),
+# `forward(frames (B,T,V,H,W,3) uint8) -> (loss, {component: scalar tensor, ..., 'loss': loss})` and
+# `after_optimizer_step(progress in [0, 1])`; its config dataclass has a `min_window` class
+# attribute. New objectives (e.g. BYOL) register here.
 OBJECTIVES = {
     'dynamo': (DynaMoConfig, DynaMoObjective),
 }

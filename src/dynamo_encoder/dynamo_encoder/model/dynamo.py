@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -36,6 +37,7 @@ class TransformerConfig:
 
 @dataclass
 class DynaMoConfig:
+    min_window: ClassVar[int] = 2        # a transition needs two frames
     latent_dim: int = 16                 # size of z_t, the bottleneck (paper: 8 to 64)
     inverse: TransformerConfig = field(default_factory=TransformerConfig)
     forward: TransformerConfig = field(default_factory=lambda: TransformerConfig(dropout=0.1))

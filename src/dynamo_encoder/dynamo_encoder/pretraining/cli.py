@@ -4,7 +4,7 @@
 
 Examples:
   pretrain --dataset data/fridge --output runs/fridge --config cpu_small
-  pretrain --dataset data/fridge --output runs/fridge --set optim.epochs=10 --set train.threads=2
+  pretrain --dataset data/fridge --output runs/fridge --set optim.epochs=10 --threads 2
   pretrain --dataset data/fridge --output runs/fridge_noinv --set objective.inverse_model=false
   pretrain --dataset data/fridge --output runs/fridge --resume      # continue after Ctrl-C / a crash
 """
@@ -37,6 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f'continue from RUN_DIR/{CHECKPOINT} if it exists (else start)')
     parser.add_argument('--set', dest='overrides', action='append', default=[], metavar='KEY=VALUE',
                         help='override a config value, e.g. optim.epochs=10 (repeatable; values are YAML)')
+    parser.add_argument('--threads', type=int, default=None, metavar='N',
+                        help='torch CPU threads (shorthand for --set train.threads=N; may change on --resume)')
     parser.add_argument('--stop-after-steps', type=int, default=None, metavar='N',
                         help='checkpoint and exit after N steps of this invocation (continue with --resume)')
     parser.add_argument('--no-progress', action='store_true', help='no progress bar')
@@ -51,8 +53,9 @@ def main(argv: list[str] | None = None) -> int:
             config = load_run_config(args.output)
         else:
             config = load_config(args.config or 'default')
-        if args.overrides:
-            config = apply_overrides(config, args.overrides)
+        overrides = list(args.overrides) + ([f'train.threads={args.threads}'] if args.threads is not None else [])
+        if overrides:
+            config = apply_overrides(config, overrides)
         encoder_path = pretrain(args.dataset, args.output, config, resume=args.resume,
                                 stop_after_steps=args.stop_after_steps, progress=not args.no_progress)
     except (ConfigError, DatasetError, ArtifactError) as exc:

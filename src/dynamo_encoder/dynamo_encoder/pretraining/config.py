@@ -74,8 +74,6 @@ class PretrainConfig:
             raise ConfigError(f'encoder.arch: unknown {self.encoder.arch!r}; known: {sorted(ARCHITECTURES)}')
         if len(self.encoder.input_size) != 2 or min(self.encoder.input_size) < 16:
             raise ConfigError(f'encoder.input_size must be [H, W] of at least 16 px, got {self.encoder.input_size}')
-        if self.data.window < 2:
-            raise ConfigError(f'data.window must be at least 2, got {self.data.window}')
         if not 0.0 <= self.data.val_fraction < 1.0:
             raise ConfigError(f'data.val_fraction must be in [0, 1), got {self.data.val_fraction}')
         if self.optim.batch_size < 1 or self.optim.epochs < 1:
@@ -83,9 +81,12 @@ class PretrainConfig:
         if self.train.precision not in ('auto', 'fp32', 'bf16'):
             raise ConfigError(f'train.precision must be auto, fp32 or bf16, got {self.train.precision!r}')
         try:
-            objective_config(self.objective)
+            objective = objective_config(self.objective)
         except (ValueError, TypeError) as exc:
             raise ConfigError(f'objective: {exc}') from None
+        if self.data.window < objective.min_window:
+            raise ConfigError(f'data.window must be at least {objective.min_window} for objective '
+                              f'{self.objective.get("name", "dynamo")!r}, got {self.data.window}')
         return self
 
 
