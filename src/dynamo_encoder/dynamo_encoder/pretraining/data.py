@@ -64,9 +64,9 @@ class WindowSet:
         return len(self.starts)
 
     def batch(self, window_indices: torch.Tensor) -> torch.Tensor:
-        """(B,) window indices -> uint8 (B, T, V, H, W, 3)."""
+        """(B,) CPU window indices -> uint8 (B, T, V, H, W, 3) on the device the frames live on."""
         index = self.starts[window_indices].unsqueeze(1) + torch.arange(self.window)
-        return self.frames[index]
+        return self.frames[index.to(self.frames.device)]
 
 
 def _cache_episode(dataset: LeRobotDataset, episode: int, cameras: list[str],

@@ -155,7 +155,7 @@ class Pretrainer:
         epoch, position = divmod(self.step, self.steps_per_epoch)
         batch_size = self.config.optim.batch_size
         indices = self.epoch_order(epoch)[position * batch_size:(position + 1) * batch_size]
-        components = self.train_step(self.train_set.batch(indices.to(self.train_set.frames.device)))
+        components = self.train_step(self.train_set.batch(indices))
         row = {'step': self.step, 'epoch': epoch, 'lr': self.scheduler.get_last_lr()[0], **components}
         self.history.append(row)
         return row
@@ -171,7 +171,7 @@ class Pretrainer:
         for start in range(0, len(indices), self.config.optim.batch_size):
             chunk = indices[start:start + self.config.optim.batch_size]
             with self._autocast():
-                loss, _ = self.objective(self.val_set.batch(chunk.to(self.val_set.frames.device)))
+                loss, _ = self.objective(self.val_set.batch(chunk))
             total += float(loss) * len(chunk)
             count += len(chunk)
         return total / count
