@@ -1,6 +1,12 @@
 """Interrupting a run and resuming it gives the same steps, losses and final weights as one run."""
 
+import os
+import re
+import select
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -73,3 +79,33 @@ def test_resume_refuses_a_different_training_config(dataset, tmp_path):
     # Thread count is not part of the training recipe: resuming with another value is allowed.
     faster = apply_overrides(config, ['train.threads=1', 'optim.epochs=2'])
     assert pretrain(dataset, tmp_path, faster, resume=True, progress=False) == tmp_path / 'encoder.pt'
+
+
+def test_ctrl_c_checkpoints_the_finished_step_and_resume_completes(dataset, tmp_path):
+    run = tmp_path / 'run'
+    command = [str(Path(sys.executable).parent / 'pretrain')] + run_args(dataset, run, '--set', 'optim.epochs=200')
+    command.remove('--no-progress')   # the progress bar on stderr tells us training has started
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        seen, deadline = b'', time.monotonic() + 60
+        started = re.compile(rb'[0-9]step/s')  # a measured rate: at least one step done
+        while not started.search(seen) and time.monotonic() < deadline and process.poll() is None:
+            ready, _, _ = select.select([process.stderr], [], [], 1.0)
+            if ready:
+                seen += os.read(process.stderr.fileno(), 4096)
+        assert started.search(seen), seen.decode(errors='replace')
+        process.send_signal(signal.SIGINT)
+        stdout, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0
+    assert b'interrupted; checkpoint at step' in stdout
+    state = torch.load(run / CHECKPOINT, weights_only=True)
+    assert 0 < state['step'] == len(state['history']) < 200 * 5
+    assert not (run / 'encoder.pt').exists()
+    # The interrupted run continues where it stopped (shortened: thread count may change, epochs not).
+    assert cli.main(['--dataset', str(dataset), '--output', str(run), '--resume', '--no-progress',
+                     '--stop-after-steps', '3']) == 0
+    assert torch.load(run / CHECKPOINT, weights_only=True)['step'] == state['step'] + 3

@@ -4,7 +4,8 @@ Files in RUN_DIR:
   config.yaml        the resolved config of the run
   checkpoint.pt      model + optimiser + scheduler + config + step + torch RNG state + history
                      (written atomically every `train.checkpoint_every` steps, at each epoch end,
-                     on Ctrl-C and at the end; `--resume` continues from it bit-for-bit on CPU)
+                     after the step running at Ctrl-C, and at the end; `--resume` continues from it
+                     bit-for-bit on CPU)
   metrics.csv        per-step loss components and lr, per-epoch validation loss
   loss_curves.png    the same as a plot
   encoder.pt         the encoder artifact (dynamo_encoder.artifact), written at the end
@@ -16,7 +17,9 @@ import contextlib
 import csv
 import math
 import os
+import signal
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -124,6 +127,7 @@ class Pretrainer:
         self.history: list[dict] = []       # per step: step, epoch, lr, loss components
         self.val_history: list[dict] = []   # per epoch: step, epoch, val_loss
         self._last_plot = time.monotonic()
+        self.interrupted = False            # set by the first Ctrl-C during run()
 
     # -- one step -------------------------------------------------------------------------------
     def _autocast(self):
@@ -180,38 +184,40 @@ class Pretrainer:
     def run(self, stop_after_steps: int | None = None) -> bool:
         """Train until the end (or until `stop_after_steps` steps of this call); True when finished.
 
-        Ctrl-C writes a checkpoint before it propagates, so `--resume` loses nothing.
+        The first Ctrl-C finishes the current step, writes a checkpoint and returns False (so
+        `--resume` continues bit-exactly); a second Ctrl-C interrupts at once.
         """
         self.output_dir.mkdir(parents=True, exist_ok=True)
         save_config(self.config, self.output_dir / 'config.yaml')
         stop_at = self.total_steps if stop_after_steps is None else min(self.total_steps, self.step + stop_after_steps)
-        bar = tqdm(total=self.total_steps, initial=self.step, desc='pretrain', unit='step',
-                   disable=not self.progress, dynamic_ncols=True)
-        try:
-            while self.step < stop_at:
-                epoch = self.step // self.steps_per_epoch
-                components = self.advance()
-                bar.update(1)
-                bar.set_postfix({k: f'{v:.2e}' if k == 'lr' else f'{v:.4f}'
-                                for k, v in components.items() if k not in ('step', 'epoch')})
-                epoch_done = self.step % self.steps_per_epoch == 0
-                if epoch_done:
-                    val_loss = self.validate()
-                    if val_loss is not None:
-                        self.val_history.append({'step': self.step, 'epoch': epoch, 'val_loss': val_loss})
-                        bar.write(f'epoch {epoch + 1}/{self.config.optim.epochs}: '
-                                  f'train loss {components["loss"]:.4f}, val loss {val_loss:.4f}')
-                if epoch_done or self.step % self.config.train.checkpoint_every == 0 or self.step == stop_at:
-                    self.save_checkpoint()
-                if epoch_done and time.monotonic() - self._last_plot >= PLOT_EVERY_S:
-                    self.write_metrics()
-        except KeyboardInterrupt:
-            self.save_checkpoint()
-            bar.write(f'interrupted: checkpoint at step {self.step} in {self.output_dir / CHECKPOINT}; '
-                      f'continue with --resume')
-            raise
-        finally:
-            bar.close()
+        self.interrupted = False
+        with _first_sigint_sets_flag(self):
+            bar = tqdm(total=self.total_steps, initial=self.step, desc='pretrain', unit='step',
+                       disable=not self.progress, dynamic_ncols=True)
+            try:
+                while self.step < stop_at and not self.interrupted:
+                    epoch = self.step // self.steps_per_epoch
+                    components = self.advance()
+                    bar.update(1)
+                    bar.set_postfix({k: f'{v:.2e}' if k == 'lr' else f'{v:.4f}'
+                                    for k, v in components.items() if k not in ('step', 'epoch')})
+                    epoch_done = self.step % self.steps_per_epoch == 0
+                    if epoch_done:
+                        val_loss = self.validate()
+                        if val_loss is not None:
+                            self.val_history.append({'step': self.step, 'epoch': epoch, 'val_loss': val_loss})
+                            bar.write(f'epoch {epoch + 1}/{self.config.optim.epochs}: '
+                                      f'train loss {components["loss"]:.4f}, val loss {val_loss:.4f}')
+                    if (epoch_done or self.step % self.config.train.checkpoint_every == 0 or self.step == stop_at
+                            or self.interrupted):
+                        self.save_checkpoint()
+                    if epoch_done and time.monotonic() - self._last_plot >= PLOT_EVERY_S:
+                        self.write_metrics()
+            finally:
+                bar.close()
+        if self.interrupted:
+            self.write_metrics()
+            print(f'pretrain: interrupted; checkpoint at step {self.step} in {self.output_dir / CHECKPOINT}')
         if self.step < self.total_steps:
             return False
         self.write_metrics()
@@ -278,6 +284,25 @@ class Pretrainer:
         os.replace(tmp, self.output_dir / 'metrics.csv')
         plot_loss_curves(self.history, self.val_history, self.output_dir / 'loss_curves.png')
         self._last_plot = time.monotonic()
+
+
+@contextlib.contextmanager
+def _first_sigint_sets_flag(trainer: Pretrainer):
+    """While training: the first SIGINT sets trainer.interrupted, a second one raises KeyboardInterrupt."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        if trainer.interrupted:
+            raise KeyboardInterrupt
+        trainer.interrupted = True
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def plot_loss_curves(history: list[dict], val_history: list[dict], path: Path) -> None:
