@@ -90,7 +90,7 @@ class EncoderNode(LifecycleNode):
         self._encoder = None
         self._embedding_publisher = None
         self._diagnostics_publisher = None
-        self._subscriptions = []
+        self._camera_subscriptions = []
         self._diagnostics_timer = None
         self._synchronizer: FrameSynchronizer | None = None
         self._statistics: StreamStatistics | None = None
@@ -116,7 +116,7 @@ class EncoderNode(LifecycleNode):
                             in zip(self._encoder.camera_names, settings.camera_topics, settings.compressed))
         self.get_logger().info(
             f'loaded encoder {self._encoder.name} (checksum {self._encoder.checksum}) from {settings.checkpoint} '
-            f'on {settings.device}; cameras: {cameras}')
+            f'on {self._encoder.device}; cameras: {cameras}')
         return super().on_configure(state)
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -128,7 +128,7 @@ class EncoderNode(LifecycleNode):
         self._inference_thread.start()
         for camera, topic, compressed in zip(camera_names, settings.camera_topics, settings.compressed):
             msg_type = CompressedImage if compressed else Image
-            self._subscriptions.append(self.create_subscription(
+            self._camera_subscriptions.append(self.create_subscription(
                 msg_type, topic, lambda msg, camera=camera: self._on_image(camera, msg), settings.qos))
         self._diagnostics_timer = self.create_timer(settings.diagnostics_period, self._publish_diagnostics)
         self.get_logger().info('active: encoding the newest synchronised frame set')
@@ -293,9 +293,9 @@ class EncoderNode(LifecycleNode):
                                         time.perf_counter() - started)
 
     def _stop_pipeline(self) -> None:
-        for subscription in self._subscriptions:
+        for subscription in self._camera_subscriptions:
             self.destroy_subscription(subscription)
-        self._subscriptions = []
+        self._camera_subscriptions = []
         if self._diagnostics_timer is not None:
             self.destroy_timer(self._diagnostics_timer)
             self._diagnostics_timer = None

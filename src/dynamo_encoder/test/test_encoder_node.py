@@ -293,8 +293,10 @@ def test_without_autostart_the_node_follows_lifecycle_transitions(ros_processes,
     from lifecycle_msgs.srv import ChangeState, GetState
 
     embeddings = ros_node.collect(Embedding, 'embedding')
-    publisher = ros_node.node.create_publisher(Image, FRONT_TOPIC, qos_profile_sensor_data)
-    start_encoder(ros_processes, artifacts['one'], '-p', 'autostart:=false')
+    topics = ['/front/image_raw', '/wrist/image_raw']
+    publishers = [ros_node.node.create_publisher(Image, topic, qos_profile_sensor_data) for topic in topics]
+    start_encoder(ros_processes, artifacts['two'], '-p', 'autostart:=false', '-p', f'camera_topics:=[{",".join(topics)}]',
+                  '-p', 'camera_transports:=[raw,raw]')
     get_state = ros_node.node.create_client(GetState, '/encoder_node/get_state')
     change_state = ros_node.node.create_client(ChangeState, '/encoder_node/change_state')
     ros_node.spin_until(change_state.service_is_ready, STARTUP_TIMEOUT_S, 'the lifecycle services')
@@ -308,15 +310,22 @@ def test_without_autostart_the_node_follows_lifecycle_transitions(ros_processes,
         return call(change_state, ChangeState.Request(transition=Transition(id=transition_id))).success
 
     assert call(get_state, GetState.Request()).current_state.label == 'unconfigured'
-    assert ros_node.node.count_subscribers(FRONT_TOPIC) == 0
+    def subscribed():
+        return [ros_node.node.count_subscribers(topic) for topic in topics]
+
+    assert subscribed() == [0, 0]
     assert transition(Transition.TRANSITION_CONFIGURE)
-    assert ros_node.node.count_subscribers(FRONT_TOPIC) == 0, 'configure loads the model but does not subscribe'
+    assert subscribed() == [0, 0], 'configure loads the model but does not subscribe'
     assert transition(Transition.TRANSITION_ACTIVATE)
-    ros_node.wait_for_subscriber(FRONT_TOPIC, timeout=20)
+    ros_node.spin_until(lambda: subscribed() == [1, 1], 20, 'both camera subscriptions')
 
     image = random_image(np.random.default_rng(4))
-    publish_until(ros_node, lambda i: publisher.publish(raw_image_msg(image, (i + 1) * 1_000_000)),
-                  lambda: embeddings, 30, 'an embedding once active')
+
+    def publish_pair(i):
+        for publisher in publishers:
+            publisher.publish(raw_image_msg(image, (i + 1) * 1_000_000))
+
+    publish_until(ros_node, publish_pair, lambda: embeddings, 30, 'an embedding once active')
     assert transition(Transition.TRANSITION_DEACTIVATE)
-    ros_node.spin_until(lambda: ros_node.node.count_subscribers(FRONT_TOPIC) == 0, 20, 'unsubscribing')
+    ros_node.spin_until(lambda: subscribed() == [0, 0], 20, 'unsubscribing from both cameras')
     assert call(get_state, GetState.Request()).current_state.label == 'inactive'
