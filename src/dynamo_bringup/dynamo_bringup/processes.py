@@ -70,7 +70,8 @@ class NodeProcess:
         return self.popen.poll()
 
     def output(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors='replace')
 
     def stop(self, sigint_grace_s: float = 10.0, sigterm_grace_s: float = 3.0) -> int:
