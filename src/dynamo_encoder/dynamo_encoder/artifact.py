@@ -152,7 +152,8 @@ class EncoderArtifact:
             layout = '(B, H, W, 3)' if batched else '(H, W, 3)'
             raise ArtifactError(f'camera {camera!r}: expected uint8 {layout} RGB, got {array.dtype} {array.shape}')
         # Dataset frames are read-only views; torch wants writable memory.
-        tensor = torch.from_numpy(np.array(array, order='C', copy=not array.flags.writeable))
+        array = np.ascontiguousarray(array) if array.flags.writeable else np.array(array, order='C')
+        tensor = torch.from_numpy(array)
         return (tensor if batched else tensor.unsqueeze(0)).to(self.device)
 
     @torch.inference_mode()

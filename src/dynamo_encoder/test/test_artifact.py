@@ -67,3 +67,12 @@ def test_errors_name_the_file_or_camera(artifact, tmp_path):
         artifact.encode({'front': images()['front']})
     with pytest.raises(ArtifactError, match="camera 'front': expected uint8"):
         artifact.encode({'front': images()['front'].astype(np.float32), 'wrist': images()['wrist']})
+
+
+def test_read_only_and_strided_frames_are_accepted(artifact):
+    batch = images(batch=2, size=(32, 64))
+    expected = artifact.encode_batch({c: np.ascontiguousarray(v[:, :, ::2]) for c, v in batch.items()})
+    strided = {c: v[:, :, ::2] for c, v in batch.items()}   # a non-contiguous view, e.g. a crop or stride
+    for view in strided.values():
+        view.flags.writeable = False                      # dataset frames are read-only views
+    np.testing.assert_array_equal(artifact.encode_batch(strided), expected)

@@ -1,0 +1,50 @@
+"""Training windows: consecutive frames of one episode, all cameras, episode-level split, cached once."""
+
+import numpy as np
+import torch
+
+from dynamo_encoder.dataset import DatasetWriter, LeRobotDataset
+from dynamo_encoder.pretraining.data import load_windows, split_episodes
+
+LENGTHS = [7, 5, 9]
+
+
+def write_labelled_dataset(root):
+    """Every frame's pixels say (episode, frame index, camera) so windows can be checked exactly."""
+    writer = DatasetWriter(root, fps=10, robot_type='test', cameras={'front': (16, 16, 3), 'wrist': (24, 24, 3)},
+                           arrays={'action': ['a']}, video=False)
+    for episode, length in enumerate(LENGTHS):
+        frames = {}
+        for camera_index, (camera, size) in enumerate([('front', 16), ('wrist', 24)]):
+            f = np.zeros((length, size, size, 3), np.uint8)
+            f[..., 0] = 10 * episode
+            f[..., 1] = 10 * np.arange(length)[:, None, None]
+            f[..., 2] = 100 * camera_index
+            frames[camera] = f
+        writer.add_episode(frames=frames, arrays={'action': np.zeros((length, 1), np.float32)}, task='t')
+    writer.finalize()
+    return LeRobotDataset(root)
+
+
+def test_windows_are_consecutive_frames_of_one_episode_for_every_camera(tmp_path):
+    dataset = write_labelled_dataset(tmp_path / 'dataset')
+    windows = load_windows(dataset, [0, 1, 2], ['front', 'wrist'], window=4, input_size=(16, 16), progress=False)
+    assert len(windows) == sum(n - 4 + 1 for n in LENGTHS)
+    assert windows.frames.dtype == torch.uint8 and windows.frames.shape == (sum(LENGTHS), 2, 16, 16, 3)
+    batch = windows.batch(torch.arange(len(windows)))
+    assert batch.shape == (len(windows), 4, 2, 16, 16, 3)
+    centre = batch[:, :, :, 8, 8].int()          # (windows, T, views, rgb); the wrist view was resized 24 -> 16
+    episodes, frame_values, cameras = centre[..., 0] // 10, centre[..., 1] // 10, centre[..., 2] // 100
+    assert torch.all(episodes == episodes[:, :1])                                  # never crosses an episode
+    assert torch.all(frame_values[:, 1:] - frame_values[:, :-1] == 1)               # consecutive frames
+    assert torch.all(cameras == torch.tensor([0, 1]))                                # camera order kept
+    starts = sorted(zip(episodes[:, 0, 0].tolist(), frame_values[:, 0, 0].tolist()))
+    assert starts == [(e, f) for e, n in enumerate(LENGTHS) for f in range(n - 4 + 1)]
+
+
+def test_split_is_by_episode_and_deterministic():
+    train, val = split_episodes(20, 0.1, seed=3)
+    assert sorted(train + val) == list(range(20)) and len(val) == 2
+    assert (train, val) == split_episodes(20, 0.1, seed=3)
+    assert split_episodes(1, 0.1, seed=0) == ([0], [])
+    assert split_episodes(5, 0.0, seed=0) == ([0, 1, 2, 3, 4], [])
