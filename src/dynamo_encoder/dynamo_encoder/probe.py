@@ -143,9 +143,9 @@ def nearest_neighbours(embeddings: list[np.ndarray], num_queries: int, k: int, s
         query_frame = int(rng.integers(len(embeddings[episode])))
         similarity = bank @ normalised[episode][query_frame]
         similarity[owner == episode] = -np.inf
-        best = np.argsort(-similarity)[:k]
+        best = [i for i in np.argsort(-similarity)[:k] if np.isfinite(similarity[i])]
         results.append(((int(episode), query_frame),
-                        [(int(owner[i]), int(frame[i]), float(similarity[i])) for i in best if np.isfinite(similarity[i])]))
+                        [(int(owner[i]), int(frame[i]), float(similarity[i])) for i in best]))
     return results
 
 

@@ -15,7 +15,8 @@ def test_default_preset_reproduces_the_paper_settings():
     assert (objective.ema_beta_start, objective.ema_beta_end) == (0.99, 1.0)
     assert objective.forward_model and objective.inverse_model and objective.bottleneck
     assert 2 <= config.data.window <= 5
-    assert (config.optim.lr, config.optim.grad_clip, config.optim.batch_size, config.optim.epochs) == (1e-4, 0.1, 64, 40)
+    optim = config.optim
+    assert (optim.lr, optim.grad_clip, optim.batch_size, optim.epochs) == (1e-4, 0.1, 64, 40)
     assert config.optim.warmup_fraction > 0
     # The dataclass defaults are the same recipe: a YAML with only a few keys changes only those.
     bare = config_from_dict({})

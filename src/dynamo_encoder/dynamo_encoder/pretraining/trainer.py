@@ -255,10 +255,11 @@ class Pretrainer:
         differing = sorted(k for k in set(ours) | set(theirs)
                            if ours.get(k) != theirs.get(k) and k not in RESUMABLE_DIFFERENCES)
         if differing:
-            raise ConfigError(f'{path}: cannot resume with a different config; differing: '
-                              + ', '.join(f'{k} (checkpoint {theirs.get(k)!r}, now {ours.get(k)!r})' for k in differing))
+            details = ', '.join(f'{k} (checkpoint {theirs.get(k)!r}, now {ours.get(k)!r})' for k in differing)
+            raise ConfigError(f'{path}: cannot resume with a different config; differing: {details}')
         if state['camera_names'] != self.camera_names:
-            raise ConfigError(f'{path}: checkpoint cameras {state["camera_names"]} != dataset cameras {self.camera_names}')
+            raise ConfigError(f'{path}: checkpoint cameras {state["camera_names"]} != dataset cameras '
+                              f'{self.camera_names}')
         self.objective.load_state_dict(state['objective'])
         self.optimizer.load_state_dict(state['optimizer'])
         self.scheduler.load_state_dict(state['scheduler'])
