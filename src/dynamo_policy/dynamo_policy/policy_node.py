@@ -186,7 +186,8 @@ class PolicyNode(Node):
             return
         started = time.perf_counter()
         chunk = self.policy.predict_action(self.window.window())
-        self.inference_stats.output_published(time.perf_counter() - started)
+        predict_s = time.perf_counter() - started
+        self.inference_stats.output_published(latency_s=predict_s, processing_s=predict_s)
         self._publish_chunk(msg, chunk)
         self.ensembler.add(stamp, chunk)
         if not self.enabled:
@@ -251,7 +252,8 @@ class PolicyNode(Node):
             self.get_logger().info('commanding the robot')
         self.stopped = False
         self.last_command = action
-        self.stats.output_published(self._now() - self.window.latest_stamp)
+        # A command forwards an ensembled row; the prediction's compute time is in inference_stats.
+        self.stats.output_published(self._now() - self.window.latest_stamp, processing_s=0.0)
 
     def _measured_action(self) -> np.ndarray | None:
         names = self.policy.metadata.action_names
