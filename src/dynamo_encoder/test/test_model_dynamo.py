@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from dynamo_encoder.model import build_encoder, build_objective
-from dynamo_encoder.model.dynamo import ema_beta, off_diagonal_covariance
+from dynamo_encoder.model.dynamo import ema_beta, embedding_spread, off_diagonal_covariance
 from dynamo_encoder.pretraining.config import ABLATIONS, apply_overrides, load_config
 
 torch.set_num_threads(1)
@@ -84,6 +84,13 @@ def test_views_are_separate_sequences_with_the_loss_averaged_over_views():
     both = objective.compute(x).components['dynamics']
     per_view = [objective.compute(x[:, :, v:v + 1]).components['dynamics'] for v in range(2)]
     torch.testing.assert_close(both, (per_view[0] + per_view[1]) / 2)
+
+
+def test_spread_monitor_reads_zero_for_collapsed_embeddings():
+    spread_out = torch.randn(500, 64)
+    collapsed = torch.ones(500, 64) + 1e-6 * torch.randn(500, 64)
+    assert 0.8 < float(embedding_spread(spread_out)) < 1.2
+    assert float(embedding_spread(collapsed)) < 1e-3
 
 
 def test_covariance_term_is_mean_squared_off_diagonal():

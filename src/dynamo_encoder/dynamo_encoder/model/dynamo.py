@@ -70,6 +70,14 @@ def off_diagonal_covariance(embeddings: torch.Tensor) -> torch.Tensor:
     return off_diagonal.square().mean()
 
 
+def embedding_spread(embeddings: torch.Tensor) -> torch.Tensor:
+    """Collapse monitor (not trained on): per-dimension std of the L2-normalised (N, E) embeddings,
+    averaged and scaled by sqrt(E); about 1 for embeddings spread evenly over the sphere, 0 when
+    every frame maps to the same direction (collapse)."""
+    x = F.normalize(embeddings.reshape(-1, embeddings.shape[-1]).float(), dim=-1)
+    return x.std(dim=0).mean() * math.sqrt(x.shape[-1])
+
+
 def ema_beta(progress: float, start: float, end: float) -> float:
     """Cosine schedule of the EMA decay: `start` at progress 0, `end` at progress 1."""
     progress = min(max(progress, 0.0), 1.0)
@@ -85,7 +93,7 @@ class DynaMoOutputs:
     latents: torch.Tensor | None      # z_1..z_T, (B*V, T, L); None without inverse model
     predictions: torch.Tensor         # predicted o_2..o_T, (B*V, T-1, E)
     loss: torch.Tensor
-    components: dict[str, torch.Tensor]
+    components: dict[str, torch.Tensor]  # dynamics, covariance (if weighted), loss, spread (monitor only)
 
 
 class DynaMoObjective(nn.Module):
@@ -164,6 +172,7 @@ class DynaMoObjective(nn.Module):
             components['covariance'] = covariance
             loss = loss + self.config.covariance_weight * covariance
         components['loss'] = loss
+        components['spread'] = embedding_spread(embeddings.detach())
         return DynaMoOutputs(embeddings, targets, latents, predictions, loss, components)
 
     def forward(self, frames: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
