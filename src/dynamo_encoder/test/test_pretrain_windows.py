@@ -1,10 +1,21 @@
 """Training windows: consecutive frames of one episode, all cameras, episode-level split, cached once."""
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import torch
 
-from dynamo_encoder.dataset import DatasetWriter, LeRobotDataset
-from dynamo_encoder.pretraining.data import load_windows, split_episodes
+sys.path.insert(0, str(Path(__file__).parent))  # importlib mode: the synthetic data helper lives beside the tests
+from _synthetic_data_pretrain import write_square_dataset  # noqa: E402
+
+from dynamo_encoder.artifact import EncoderArtifact  # noqa: E402
+from dynamo_encoder.dataset import DatasetWriter, LeRobotDataset  # noqa: E402
+from dynamo_encoder.pretraining.config import apply_overrides, load_config  # noqa: E402
+from dynamo_encoder.pretraining.data import load_windows, split_episodes  # noqa: E402
+from dynamo_encoder.pretraining.trainer import pretrain  # noqa: E402
+
+torch.set_num_threads(1)
 
 LENGTHS = [7, 5, 9]
 
@@ -48,3 +59,14 @@ def test_split_is_by_episode_and_deterministic():
     assert (train, val) == split_episodes(20, 0.1, seed=3)
     assert split_episodes(1, 0.1, seed=0) == ([0], [])
     assert split_episodes(5, 0.0, seed=0) == ([0, 1, 2, 3, 4], [])
+
+
+def test_two_camera_run_exports_an_encoder_for_both_cameras(tmp_path):
+    dataset = write_square_dataset(tmp_path / 'dataset', episodes=3, length=8, size=32, cameras=('front', 'wrist'))
+    config = apply_overrides(load_config('cpu_small'), ['encoder.input_size=[32, 32]', 'optim.epochs=1',
+                                                        'data.window=3', 'train.threads=1'])
+    artifact = EncoderArtifact.load(pretrain(dataset, tmp_path / 'run', config, progress=False))
+    assert artifact.camera_names == ['front', 'wrist'] and artifact.output_dim == 256
+    frames = LeRobotDataset(dataset)
+    embedding = artifact.encode({c: frames.frames(0, c)[0] for c in ('front', 'wrist')})
+    assert embedding.shape == (256,) and np.isfinite(embedding).all()

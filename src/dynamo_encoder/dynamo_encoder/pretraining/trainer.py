@@ -326,7 +326,8 @@ def plot_loss_curves(history: list[dict], val_history: list[dict], path: Path) -
                     color='C1', label='validation')
         ax.set_title(key)
         ax.set_xlabel('step')
-        ax.set_yscale('log')  # losses fall by orders of magnitude; the late progress matters
+        if bool((values > 0).all()):
+            ax.set_yscale('log')  # losses fall by orders of magnitude; the late progress matters
         ax.legend(fontsize=7)
     fig.tight_layout()
     fd, tmp = tempfile.mkstemp(prefix='.loss_curves.', suffix='.png', dir=path.parent)
