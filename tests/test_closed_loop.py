@@ -58,6 +58,8 @@ def test_policy_moves_the_simulated_xarm_and_the_episode_reports_a_result(artifa
 
     # The simulator's first episode ran while the nodes were loading: start a fresh one.
     reset = ros_node.node.create_client(ResetEpisode, '/sim/reset_episode')
+    # A request sent before the client has discovered the server can be lost.
+    ros_node.spin_until(reset.service_is_ready, timeout=30, what='/sim/reset_episode to be discovered')
     future = reset.call_async(ResetEpisode.Request(task='open_door', seed=100_000))
     ros_node.spin_until(future.done, timeout=20, what='/sim/reset_episode')
     assert future.result().success, future.result().message
