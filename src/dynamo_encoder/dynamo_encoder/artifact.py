@@ -23,6 +23,19 @@ _REQUIRED_KEYS = ('format_version', 'name', 'arch', 'state_dict', 'input_size', 
                   'camera_names', 'embedding_dim', 'checksum')
 
 
+def atomic_torch_save(obj, path: Path) -> None:
+    """torch.save to a temporary file beside `path`, moved into place only when complete, so an
+    interrupted save never leaves a truncated artifact or checkpoint."""
+    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 class ArtifactError(Exception):
     """Missing, corrupt or incompatible artifact, or frames that do not fit it; names the file/camera."""
 
@@ -133,14 +146,7 @@ class EncoderArtifact:
             'checksum': self.checksum,
             'training_config': self.training_config,
         }
-        fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', dir=path.parent)
-        os.close(fd)
-        try:
-            torch.save(data, tmp)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_torch_save(data, path)
 
     # -- inference ------------------------------------------------------------------------------
     def _camera_batch(self, frames: dict, camera: str, batched: bool) -> torch.Tensor:

@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from ..artifact import EncoderArtifact
+from ..artifact import EncoderArtifact, atomic_torch_save
 from ..dataset import DatasetError, LeRobotDataset
 from ..model import build_encoder, build_objective
 from .config import ConfigError, PretrainConfig, config_from_dict, save_config
@@ -38,17 +38,6 @@ VALIDATION_WINDOWS = 512   # cap per validation pass; a fixed subset so values a
 PLOT_EVERY_S = 60.0        # redraw loss_curves.png at most this often during training (and at the end)
 # Settings that may differ when resuming: they change speed, not the training run.
 RESUMABLE_DIFFERENCES = {'train.threads', 'train.device', 'train.checkpoint_every'}
-
-
-def _atomic_torch_save(obj, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _flatten(values: dict, prefix: str = '') -> dict:
@@ -244,7 +233,7 @@ class Pretrainer:
             'history': self.history,
             'val_history': self.val_history,
         }
-        _atomic_torch_save(state, self.output_dir / CHECKPOINT)
+        atomic_torch_save(state, self.output_dir / CHECKPOINT)
 
     def load_checkpoint(self, path: Path) -> None:
         try:

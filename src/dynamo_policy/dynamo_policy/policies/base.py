@@ -20,14 +20,14 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import torch
+
+from dynamo_encoder.artifact import atomic_torch_save
 
 ARTIFACT_FORMAT_VERSION = 1
 
@@ -278,14 +278,7 @@ class Policy(abc.ABC):
             'metadata': self.metadata.to_dict(),
             'state_dict': {key: value.detach().cpu() for key, value in self.state_dict().items()},
         }
-        handle, temp = tempfile.mkstemp(prefix=path.name + '.', suffix='.tmp', dir=path.parent)
-        os.close(handle)
-        try:
-            torch.save(payload, temp)
-            os.replace(temp, path)
-        except BaseException:
-            Path(temp).unlink(missing_ok=True)
-            raise
+        atomic_torch_save(payload, path)
 
     @property
     def horizon(self) -> int:
