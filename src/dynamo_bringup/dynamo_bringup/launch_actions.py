@@ -3,9 +3,12 @@
 Kept apart from graph.py because launch and launch_ros exist only on a ROS 2 install.
 """
 
-from launch.actions import DeclareLaunchArgument, OpaqueFunction
-from launch.substitutions import LaunchConfiguration
+from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription, OpaqueFunction
+from launch.conditions import UnlessCondition
+from launch.launch_description_sources import PythonLaunchDescriptionSource
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
+from launch_ros.substitutions import FindPackageShare
 
 from dynamo_bringup.graph import ARGUMENT_DESCRIPTIONS, BringupArguments, node_graph
 
@@ -30,6 +33,18 @@ def graph_nodes(robot: str) -> OpaqueFunction:
         ]
 
     return OpaqueFunction(function=nodes)
+
+
+def real_robot_include(package: str, launch_file: str, arguments: dict) -> IncludeLaunchDescription:
+    """A real driver's launch file, included only with sim:=false."""
+    return IncludeLaunchDescription(
+        PythonLaunchDescriptionSource(PathJoinSubstitution([FindPackageShare(package), 'launch', launch_file])),
+        launch_arguments=arguments.items(), condition=UnlessCondition(LaunchConfiguration('sim')))
+
+
+def realsense_camera() -> IncludeLaunchDescription:
+    """realsense2_camera with an empty namespace: the /camera/color/image_raw names the simulator uses."""
+    return real_robot_include('realsense2_camera', 'rs_launch.py', {'camera_namespace': '', 'camera_name': 'camera'})
 
 
 def _default_text(value) -> str:

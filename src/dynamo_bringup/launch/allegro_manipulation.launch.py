@@ -9,33 +9,20 @@ Nodes and parameters come from dynamo_bringup.graph and config/allegro_manipulat
 """
 
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription
-from launch.conditions import UnlessCondition
-from launch.launch_description_sources import PythonLaunchDescriptionSource
-from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
-from launch_ros.substitutions import FindPackageShare
+from launch.actions import DeclareLaunchArgument
+from launch.substitutions import LaunchConfiguration
 
-from dynamo_bringup.launch_actions import declare_bringup_arguments, graph_nodes
+from dynamo_bringup.launch_actions import (
+    declare_bringup_arguments, graph_nodes, real_robot_include, realsense_camera)
 
 
 def generate_launch_description():
-    real_robot = UnlessCondition(LaunchConfiguration('sim'))
-    allegro_hand = IncludeLaunchDescription(
-        PythonLaunchDescriptionSource(PathJoinSubstitution(
-            [FindPackageShare('allegro_hand_bringup'), 'launch', 'allegro_hand.launch.py'])),
-        launch_arguments={'hand': LaunchConfiguration('hand'), 'device': 'v4',
-                          'ros2_control_hardware_type': 'physical_device',
-                          'use_sim_time': 'false'}.items(),
-        condition=real_robot)
-    camera = IncludeLaunchDescription(
-        PythonLaunchDescriptionSource(PathJoinSubstitution(
-            [FindPackageShare('realsense2_camera'), 'launch', 'rs_launch.py'])),
-        launch_arguments={'camera_namespace': '', 'camera_name': 'camera'}.items(),
-        condition=real_robot)
     return LaunchDescription([
         *declare_bringup_arguments(),
         DeclareLaunchArgument('hand', default_value='right', description='Allegro hand side: right or left (sim:=false).'),
-        allegro_hand,
-        camera,
+        real_robot_include('allegro_hand_bringup', 'allegro_hand.launch.py', {
+            'hand': LaunchConfiguration('hand'), 'device': 'v4',
+            'ros2_control_hardware_type': 'physical_device', 'use_sim_time': 'false'}),
+        realsense_camera(),
         graph_nodes('allegro'),
     ])
