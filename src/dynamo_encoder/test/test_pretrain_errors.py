@@ -12,9 +12,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))  # importlib mode: the synthetic data helper lives beside the tests
 from _synthetic_data_pretrain import write_square_dataset  # noqa: E402
 
-from dynamo_encoder.dataset import DatasetError  # noqa: E402
+from dynamo_encoder.dataset import DatasetError, LeRobotDataset  # noqa: E402
 from dynamo_encoder.pretraining import cli  # noqa: E402
 from dynamo_encoder.pretraining.config import ConfigError, apply_overrides, load_config  # noqa: E402
+from dynamo_encoder.pretraining.data import load_windows  # noqa: E402
 from dynamo_encoder.pretraining.trainer import pretrain  # noqa: E402
 
 torch.set_num_threads(1)
@@ -46,21 +47,34 @@ def test_episode_shorter_than_the_window_is_named(tmp_path):
         pretrain(dataset, tmp_path / 'run', config('data.val_fraction=0'), progress=False)
 
 
-def test_nan_actions_are_named_with_episode_and_frame(tmp_path):
-    dataset = write_square_dataset(tmp_path / 'dataset', episodes=3, length=8, size=16)
-    # DatasetWriter refuses NaN, so corrupt the written parquet like a foreign tool might.
+def write_nan(dataset: Path, key: str, episode: int, frame: int) -> None:
+    """Put a NaN into `key` at (episode, frame); DatasetWriter refuses NaN, so corrupt the written
+    parquet like a foreign tool might."""
     files = sorted((dataset / 'data').rglob('*.parquet'))
     table = pq.read_table(files[0])
-    episode = table.column('episode_index').to_numpy()
-    frame = table.column('frame_index').to_numpy()
-    actions = np.stack(table.column('action').to_pylist()).astype(np.float32)
-    actions[np.flatnonzero((episode == 2) & (frame == 5))[0], 1] = np.nan
-    action_type = table.schema.field('action').type
-    column = pa.FixedSizeListArray.from_arrays(pa.array(actions.reshape(-1)), actions.shape[1]).cast(action_type)
-    table = table.set_column(table.schema.get_field_index('action'), 'action', column)
+    episodes = table.column('episode_index').to_numpy()
+    frames = table.column('frame_index').to_numpy()
+    values = np.stack(table.column(key).to_pylist()).astype(np.float32)
+    values[np.flatnonzero((episodes == episode) & (frames == frame))[0], 1] = np.nan
+    column_type = table.schema.field(key).type
+    column = pa.FixedSizeListArray.from_arrays(pa.array(values.reshape(-1)), values.shape[1]).cast(column_type)
+    table = table.set_column(table.schema.get_field_index(key), key, column)
     pq.write_table(table, files[0])
+
+
+def test_nan_actions_are_named_with_episode_and_frame(tmp_path):
+    dataset = write_square_dataset(tmp_path / 'dataset', episodes=3, length=8, size=16)
+    write_nan(dataset, 'action', episode=2, frame=5)
     with pytest.raises(DatasetError, match=r"'action' of episode 2 has NaN/inf values \(first at frame 5\)"):
         pretrain(dataset, tmp_path / 'run', config(), progress=False)
+
+
+@pytest.mark.parametrize('key', ['observation.state', 'action'])
+def test_windows_carrying_a_nan_state_or_action_are_refused_with_its_episode_and_frame(tmp_path, key):
+    dataset = write_square_dataset(tmp_path / 'dataset', episodes=3, length=8, size=16)
+    write_nan(dataset, key, episode=1, frame=3)
+    with pytest.raises(DatasetError, match=rf"'{key}' of episode 1 has NaN/inf values \(first at frame 3\)"):
+        load_windows(LeRobotDataset(dataset), [0, 1, 2], ['front'], window=4, input_size=(16, 16), progress=False)
 
 
 def test_bad_settings_are_named():
