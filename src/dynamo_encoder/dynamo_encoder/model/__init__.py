@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from .byol import BYOLConfig, BYOLObjective
 from .dynamo import DynaMoConfig, DynaMoObjective
 from .encoder import ARCHITECTURES, ImageEncoder, build_encoder
 
@@ -11,9 +12,10 @@ from .encoder import ARCHITECTURES, ImageEncoder, build_encoder
 # built as cls(encoder, config, window) with `name`, `encoder` (the module exported at the end),
 # `forward(frames (B,T,V,H,W,3) uint8) -> (loss, {component: scalar tensor, ..., 'loss': loss})` and
 # `after_optimizer_step(progress in [0, 1])`; its config dataclass has a `min_window` class
-# attribute. New objectives (e.g. BYOL) register here.
+# attribute. New objectives register here.
 OBJECTIVES = {
     'dynamo': (DynaMoConfig, DynaMoObjective),
+    'byol': (BYOLConfig, BYOLObjective),   # single-image baseline (the paper's classic SSL comparison)
 }
 
 
@@ -37,5 +39,5 @@ def build_objective(settings: dict, encoder: ImageEncoder, window: int):
     return OBJECTIVES[name][1](encoder, config, window)
 
 
-__all__ = ['ARCHITECTURES', 'DynaMoConfig', 'DynaMoObjective', 'ImageEncoder', 'OBJECTIVES',
-           'build_encoder', 'build_objective', 'objective_config']
+__all__ = ['ARCHITECTURES', 'BYOLConfig', 'BYOLObjective', 'DynaMoConfig', 'DynaMoObjective', 'ImageEncoder',
+           'OBJECTIVES', 'build_encoder', 'build_objective', 'objective_config']
