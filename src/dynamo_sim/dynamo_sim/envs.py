@@ -6,9 +6,15 @@
     image = env.render("front")             # uint8 (H, W, 3)
     env.joint_positions(); env.success(); env.object_state(); env.time
 
+    make_env("open_door", menagerie_path="~/mujoco_menagerie")  # drawn with the Menagerie's meshes
+
 Commands are joint position targets, as sent to a ros2_control position/trajectory controller:
 the robot's position actuators track them during `substeps` physics steps (one control period,
 1/control_rate seconds). The same seed gives the same states and the same images.
+
+With `menagerie_path`, a local MuJoCo Menagerie checkout (ufactory_xarm7/xarm7.xml,
+wonik_allegro/right_hand.xml and their assets), the robot is drawn with the Menagerie's detailed
+meshes; physics, joints, cameras and tasks stay ours (models.with_menagerie_visuals).
 """
 from __future__ import annotations
 
@@ -35,7 +41,8 @@ PHYSICS_TIMESTEP = 0.002
 
 
 class SimError(ValueError):
-    """Bad input to the simulator (unknown task, wrong command size); the message names it."""
+    """Bad input to the simulator (unknown task, wrong command size, a Menagerie path without the
+    robot's model); the message names it."""
 
 
 def _quat_upright(quat: np.ndarray) -> float:
@@ -52,7 +59,8 @@ class SimEnv:
     tasks: tuple[str, ...] = ()
     max_episode_steps_by_task: dict[str, int] = {}
 
-    def __init__(self, task: str, seed: int = 0, image_size: int = 96, control_rate: float = 10.0):
+    def __init__(self, task: str, seed: int = 0, image_size: int = 96, control_rate: float = 10.0,
+                 menagerie_path=None):
         if task not in self.tasks:
             raise SimError(f"unknown task {task!r} for {self.robot_type}; known: {', '.join(self.tasks)}")
         if control_rate <= 0:
@@ -61,7 +69,14 @@ class SimEnv:
         self.image_size = int(image_size)
         self.control_rate = float(control_rate)
         self.substeps = max(1, int(round(1.0 / (self.control_rate * PHYSICS_TIMESTEP))))
-        self.model = mujoco.MjModel.from_xml_string(self._xml(self.image_size))
+        xml = self._xml(self.image_size)
+        if menagerie_path is None:
+            self.model = mujoco.MjModel.from_xml_string(xml)
+        else:
+            try:
+                self.model = models.with_menagerie_visuals(xml, self.robot_type, menagerie_path)
+            except models.MenagerieError as error:
+                raise SimError(str(error)) from None
         self.data = mujoco.MjData(self.model)
         self._renderer: mujoco.Renderer | None = None
         model_joints = [self._model_joint(n) for n in self.joint_names]
@@ -426,6 +441,9 @@ def env_class(task: str) -> type[SimEnv]:
     return XArmKitchenEnv if TASKS[task] == "xarm7" else AllegroEnv
 
 
-def make_env(task: str, seed: int = 0, image_size: int = 96, control_rate: float = 10.0) -> SimEnv:
-    """The simulated robot scene that runs `task` (see TASKS), reset with `seed`."""
-    return env_class(task)(task, seed=seed, image_size=image_size, control_rate=control_rate)
+def make_env(task: str, seed: int = 0, image_size: int = 96, control_rate: float = 10.0,
+             menagerie_path=None) -> SimEnv:
+    """The simulated robot scene that runs `task` (see TASKS), reset with `seed`; drawn with the
+    meshes of the MuJoCo Menagerie checkout at `menagerie_path` if given."""
+    return env_class(task)(task, seed=seed, image_size=image_size, control_rate=control_rate,
+                           menagerie_path=menagerie_path)

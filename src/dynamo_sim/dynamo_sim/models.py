@@ -17,9 +17,19 @@ joints (mount_x, mount_y, mount_z) standing in for the arm it is normally carrie
 All robot geoms have contype=2/conaffinity=1 so robot links never collide with each other but do
 collide with the world (contype=1/conaffinity=3). Robot bodies are gravity compensated, like a
 real position-controlled arm, so position actuators track their targets.
+
+Optionally the robots are drawn with the detailed meshes of a local MuJoCo Menagerie checkout
+(with_menagerie_visuals): ufactory_xarm7/xarm7.xml or wonik_allegro/right_hand.xml and the assets
+they name are read from it at run time, nothing of them ships here or is downloaded. Their mesh
+geoms become visual-only geoms of our links and our own robot geoms are hidden, still colliding:
+physics, joints, sites and cameras stay the same, so experts, IK and success checks do too.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
+
+import mujoco
 import numpy as np
 
 XARM_JOINTS = [f"joint{i}" for i in range(1, 8)]
@@ -242,13 +252,13 @@ def _allegro_finger(index: int, y: float) -> str:
         <body name="finger{index}_base" pos="{_PALM_HALF[0]} {y} 0">
           <joint name="ah_joint{index}0" axis="0 0 1" {r.format(*lim[0])}/>
           <geom type="capsule" fromto="0 0 0 {l0} 0 0" size="0.0095" material="dark" {g}/>
-          <body pos="{l0} 0 0">
+          <body name="finger{index}_proximal" pos="{l0} 0 0">
             <joint name="ah_joint{index}1" axis="0 1 0" {r.format(*lim[1])}/>
             <geom type="capsule" fromto="0 0 0 {l1} 0 0" size="0.0095" material="dark" {g}/>
-            <body pos="{l1} 0 0">
+            <body name="finger{index}_medial" pos="{l1} 0 0">
               <joint name="ah_joint{index}2" axis="0 1 0" {r.format(*lim[2])}/>
               <geom type="capsule" fromto="0 0 0 {l2} 0 0" size="0.0095" material="dark" {g}/>
-              <body pos="{l2} 0 0">
+              <body name="finger{index}_distal" pos="{l2} 0 0">
                 <joint name="ah_joint{index}3" axis="0 1 0" {r.format(*lim[3])}/>
                 <geom type="capsule" fromto="0 0 0 {l3} 0 0" size="0.0095" material="dark" {g}/>
                 <geom type="sphere" pos="{l3 + _FINGER_TIP - 0.01} 0 0" size="0.012" material="white" friction="1.5 0.03 0.001" {g}/>
@@ -270,13 +280,13 @@ def _allegro_thumb() -> str:
         <body name="thumb_base" pos="-0.01 0.025 {-_PALM_HALF[2]}">
           <joint name="ah_joint30" axis="-1 0 0" {r.format(*lim[0])}/>
           <geom type="capsule" fromto="0 0 0 0 0.015 0" size="0.0095" material="dark" {g}/>
-          <body pos="0 0.015 0">
+          <body name="thumb_proximal" pos="0 0.015 0">
             <joint name="ah_joint31" axis="0 1 0" {r.format(*lim[1])}/>
             <geom type="capsule" fromto="0 0 0 0 {l13} 0" size="0.0095" material="dark" {g}/>
-            <body pos="0 {l13} 0">
+            <body name="thumb_medial" pos="0 {l13} 0">
               <joint name="ah_joint32" axis="0 0 -1" {r.format(*lim[2])}/>
               <geom type="capsule" fromto="0 0 0 0 {l14} 0" size="0.0095" material="dark" {g}/>
-              <body pos="0 {l14} 0">
+              <body name="thumb_distal" pos="0 {l14} 0">
                 <joint name="ah_joint33" axis="0 0 -1" {r.format(*lim[3])}/>
                 <geom type="capsule" fromto="0 0 0 0 {l15 - 0.01} 0" size="0.0095" material="dark" {g}/>
                 <geom type="sphere" pos="0 {l15 - 0.01} 0" size="0.012" material="white" friction="1.5 0.03 0.001" {g}/>
@@ -356,3 +366,196 @@ def allegro_scene_xml(image_size: int = 96) -> str:
         + _allegro_actuators()
         + "</mujoco>\n"
     )
+
+
+# --- Optional visuals from a local MuJoCo Menagerie checkout ----------------------------------
+
+class MenagerieError(ValueError):
+    """A Menagerie path that lacks what a scene needs; the message names the path and the file."""
+
+
+@dataclass(frozen=True)
+class MenagerieRobot:
+    """Where a robot's model lies in a Menagerie checkout and which of our bodies carries its links."""
+
+    xml: str  # relative to the checkout
+    root: str  # the Menagerie body fixed to our body bodies[root]
+    root_pos: tuple[float, float, float]  # the root's frame in our body's frame
+    root_quat: tuple[float, float, float, float]
+    bodies: dict[str, str]  # Menagerie body -> our body whose motion its meshes follow
+
+
+_ALLEGRO_LINKS = ("base", "proximal", "medial", "distal")
+MENAGERIE_ROBOTS = {
+    "xarm7": MenagerieRobot(
+        xml="ufactory_xarm7/xarm7.xml",
+        root="link_base", root_pos=(0.0, 0.0, 0.0), root_quat=(1.0, 0.0, 0.0, 0.0),  # the same URDF frames
+        bodies={
+            "link_base": "link_base",
+            **{f"link{i}": f"link{i}" for i in range(1, 8)},
+            # Menagerie's gripper base is turned half a turn about z, so its left knuckles (and the
+            # finger on them) are on our right. Their four-bar fingers are drawn sliding with ours.
+            "left_outer_knuckle": "right_finger", "left_inner_knuckle": "right_finger",
+            "right_outer_knuckle": "left_finger", "right_inner_knuckle": "left_finger",
+        },
+    ),
+    "allegro_hand": MenagerieRobot(
+        xml="wonik_allegro/right_hand.xml",
+        # Menagerie's palm frame has the fingers along +z, the palm face +x and the finger base
+        # joints at z = 0; ours has them along +x, the face -z and the joints at x = _PALM_HALF[0].
+        root="palm", root_pos=(_PALM_HALF[0], 0.0, 0.0), root_quat=(np.sqrt(0.5), 0.0, np.sqrt(0.5), 0.0),
+        bodies={
+            "palm": "palm",
+            **{
+                f"{theirs}_{link}": f"{ours}_{link}"
+                for theirs, ours in (("ff", "finger0"), ("mf", "finger1"), ("rf", "finger2"), ("th", "thumb"))
+                for link in _ALLEGRO_LINKS
+            },
+        },
+    ),
+}
+# Groups mujoco.Renderer draws (its default MjvOption shows geom groups 0-2, as the viewer does).
+_VISIBLE_GROUPS = 2
+_HIDDEN_GROUP = 3
+_MENAGERIE_VISUAL_GROUP = 2
+
+Pose = tuple[np.ndarray, np.ndarray]  # (pos, quat)
+
+
+def _compose(a: Pose, b: Pose) -> Pose:
+    pos, quat = np.zeros(3), np.zeros(4)
+    mujoco.mju_mulPose(pos, quat, a[0], a[1], b[0], b[1])
+    return pos, quat
+
+
+def _inverse(a: Pose) -> Pose:
+    pos, quat = np.zeros(3), np.zeros(4)
+    mujoco.mju_negPose(pos, quat, a[0], a[1])
+    return pos, quat
+
+
+def _rotate(quat: np.ndarray, vec: np.ndarray) -> np.ndarray:
+    out = np.zeros(3)
+    mujoco.mju_rotVecQuat(out, vec, quat)
+    return out
+
+
+def _reference_kinematics(model: mujoco.MjModel) -> mujoco.MjData:
+    """Body and geom frames at the reference configuration qpos0 (every joint at zero)."""
+    data = mujoco.MjData(model)
+    mujoco.mj_kinematics(model, data)
+    return data
+
+
+def _single_hinge(model: mujoco.MjModel, body: int) -> int | None:
+    """The body's joint id if it moves about exactly one hinge."""
+    if model.body_jntnum[body] != 1:
+        return None
+    joint = model.body_jntadr[body]
+    return joint if model.jnt_type[joint] == mujoco.mjtJoint.mjJNT_HINGE else None
+
+
+def _read_menagerie_robot(checkout, robot: MenagerieRobot) -> tuple[Path, mujoco.MjSpec, mujoco.MjModel]:
+    """The robot's Menagerie model file, spec and compiled model, or a MenagerieError naming what is missing."""
+    checkout = Path(checkout).expanduser()
+    if not checkout.is_dir():
+        raise MenagerieError(
+            f"menagerie path {checkout} is not a directory (expected a MuJoCo Menagerie checkout holding {robot.xml})")
+    xml = checkout / robot.xml
+    if not xml.is_file():
+        raise MenagerieError(f"menagerie path {checkout} has no {robot.xml} (expected a MuJoCo Menagerie checkout)")
+    try:
+        spec = mujoco.MjSpec.from_file(str(xml))
+    except ValueError as error:
+        raise MenagerieError(f"cannot read {xml}: {error}") from None
+    for mesh in spec.meshes:
+        path = xml.parent / spec.meshdir / mesh.file
+        if not path.is_file():
+            raise MenagerieError(f"{xml} uses mesh file {mesh.file}, which is missing (expected {path})")
+    try:
+        model = spec.compile()
+    except ValueError as error:
+        raise MenagerieError(f"cannot load {xml}: {error}") from None
+    for name in robot.bodies:
+        if mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, name) < 0:
+            raise MenagerieError(f"{xml} has no body {name!r} (expected MuJoCo Menagerie's {robot.xml})")
+    return xml, spec, model
+
+
+def with_menagerie_visuals(scene_xml: str, robot_type: str, checkout) -> mujoco.MjModel:
+    """Compile `scene_xml` with its robot drawn by the meshes of the Menagerie checkout `checkout`.
+
+    Only what is drawn changes. Our robot geoms keep colliding but move to a group renderers hide;
+    each mesh geom the Menagerie model draws becomes a massless, non-colliding geom of the body
+    of ours that its link maps to (MENAGERIE_ROBOTS; a Menagerie body that is not mapped, like a
+    fingertip, goes with its nearest mapped ancestor). A link is placed on ours as the two models
+    line up at the reference configuration (all joints at zero), with the root bodies related by
+    root_pos/root_quat. Where both links turn about a hinge, the Menagerie hinge is put on ours,
+    so the mesh turns about the point our physics turns about even where our simplified
+    kinematics put it elsewhere (the Allegro thumb's base).
+    """
+    robot = MENAGERIE_ROBOTS[robot_type]
+    their_xml, their_spec, theirs = _read_menagerie_robot(checkout, robot)
+    their_ref = _reference_kinematics(theirs)
+    scene = mujoco.MjSpec.from_string(scene_xml)
+    ours = scene.compile()
+    our_ref = _reference_kinematics(ours)
+
+    def their_pose(body: int) -> Pose:
+        return their_ref.xpos[body], their_ref.xquat[body]
+
+    def our_pose(body: int) -> Pose:
+        return our_ref.xpos[body], our_ref.xquat[body]
+
+    their_root = theirs.body(robot.root).id
+    our_root = ours.body(robot.bodies[robot.root]).id
+    root = (np.array(robot.root_pos), np.array(robot.root_quat))
+
+    def link_on_ours(their_body: int, our_body: int) -> Pose:
+        """The frame of the Menagerie link `their_body` in the frame of our body `our_body`."""
+        if their_body == their_root:
+            return root
+        their_in_root = _compose(_inverse(their_pose(their_root)), their_pose(their_body))
+        our_in_root = _compose(_inverse(our_pose(our_root)), our_pose(our_body))
+        pos, quat = _compose(_inverse(our_in_root), _compose(root, their_in_root))
+        our_hinge, their_hinge = _single_hinge(ours, our_body), _single_hinge(theirs, their_body)
+        if our_hinge is not None and their_hinge is not None:
+            pos = ours.jnt_pos[our_hinge] - _rotate(quat, theirs.jnt_pos[their_hinge])
+        return pos, quat
+
+    mapped = {theirs.body(name).id: ours.body(our_name).id for name, our_name in robot.bodies.items()}
+    for our_name in set(robot.bodies.values()):
+        for geom in scene.body(our_name).geoms:
+            geom.group = _HIDDEN_GROUP
+    their_meshes = {mesh.name: mesh for mesh in their_spec.meshes}
+    added_meshes = set()
+    for geom in range(theirs.ngeom):
+        if theirs.geom_type[geom] != mujoco.mjtGeom.mjGEOM_MESH or theirs.geom_group[geom] > _VISIBLE_GROUPS:
+            continue
+        link = theirs.geom_bodyid[geom]
+        while link not in mapped and link != 0:
+            link = theirs.body_parentid[link]
+        if link == 0:  # not part of the robot (a floor, say)
+            continue
+        mesh = theirs.mesh(theirs.geom_dataid[geom]).name
+        # Compiled mesh geoms include the offset MuJoCo moves the mesh's vertices by; undo it, as
+        # compiling our copy of the mesh applies it again.
+        offset = theirs.mesh_pos[theirs.geom_dataid[geom]], theirs.mesh_quat[theirs.geom_dataid[geom]]
+        geom_quat = np.zeros(4)
+        mujoco.mju_mat2Quat(geom_quat, their_ref.geom_xmat[geom])
+        authored = _compose((their_ref.geom_xpos[geom], geom_quat), _inverse(offset))
+        in_link = _compose(_inverse(their_pose(link)), authored)
+        pos, quat = _compose(link_on_ours(link, mapped[link]), in_link)
+        name = f"menagerie_{mesh}"
+        if mesh not in added_meshes:
+            their_mesh = their_meshes[mesh]
+            scene.add_mesh(name=name, file=str(their_xml.parent / their_spec.meshdir / their_mesh.file),
+                           scale=their_mesh.scale, inertia=their_mesh.inertia, smoothnormal=their_mesh.smoothnormal)
+            added_meshes.add(mesh)
+        material = theirs.geom_matid[geom]
+        scene.body(ours.body(mapped[link]).name).add_geom(
+            type=mujoco.mjtGeom.mjGEOM_MESH, meshname=name, pos=pos, quat=quat,
+            rgba=theirs.mat_rgba[material] if material >= 0 else theirs.geom_rgba[geom],
+            contype=0, conaffinity=0, group=_MENAGERIE_VISUAL_GROUP, mass=0.0,
+        )
+    return scene.compile()

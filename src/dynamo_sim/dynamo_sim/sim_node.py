@@ -55,6 +55,9 @@ class SimNode(Node):
         rtf = p("real_time_factor", 1.0, "Sim seconds per real second; 0 = as fast as possible.")
         self.publish_clock = p("publish_clock", True, "Publish /clock with the sim time.")
         self.max_steps_param = p("max_episode_steps", 0, "Control steps before an episode times out; 0 = task default.")
+        menagerie_path = p("menagerie_path", "", "Local MuJoCo Menagerie checkout (with ufactory_xarm7/xarm7.xml and "
+                           "wonik_allegro/right_hand.xml): the robot is drawn with its detailed meshes; physics, "
+                           "joints and cameras stay the same. Empty = our simple geometry.")
         if robot not in ROBOTS:
             raise SimError(f"parameter robot: {robot!r} is not one of {sorted(ROBOTS)}")
         env_cls = ROBOTS[robot]
@@ -63,7 +66,7 @@ class SimNode(Node):
             raise SimError(f"parameter task: {task!r} is not a {robot} task ({', '.join(env_cls.tasks)})")
         if rate <= 0 or rtf < 0 or image_size < 8 or self.max_steps_param < 0:
             raise SimError("parameters rate > 0, real_time_factor >= 0, image_size >= 8, max_episode_steps >= 0 required")
-        self.env = make_env(task, seed, image_size=image_size, control_rate=rate)
+        self.env = make_env(task, seed, image_size=image_size, control_rate=rate, menagerie_path=menagerie_path or None)
         if self.camera not in self.env.camera_names:
             raise SimError(f"parameter camera: {self.camera!r} is not one of {list(self.env.camera_names)}")
         self.commands = JointTargets(self.env.joint_names, self.env.joint_positions())
