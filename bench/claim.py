@@ -1,0 +1,358 @@
+"""The paper's claim on our tasks: DynaMo vs random init vs its ablations vs BYOL, in closed loop.
+
+  python bench/claim.py [--preset cpu|gpu|PRESET.yaml] [--work runs/claim_cpu] [--results bench/results] [--jobs 2]
+
+For each robot of the preset: record scripted-expert demonstrations per task (rosbag2 bags) ->
+convert them (one dataset per task for the policies, one per robot for pretraining) -> per
+encoder variant and seed, pretrain an encoder with the same budget (or take the seeded random
+init) -> linear-probe R^2 of the object state on each task's held-out episodes -> train kNN and
+MLP policies on the frozen embeddings -> evaluate every policy in closed loop through sim_node,
+encoder_node and policy_node over DDS (`evaluate --lockstep`) from held-out initial states.
+Every step is the console script a user runs; a finished step is reused, so rerunning resumes.
+
+Writes bench/results/claim_<preset>_<date>/: results.md (the table and the verdicts), results.csv,
+success_rate.png, probe_r2.png, preset.yaml (the exact preset), pretrain_configs/ (the exact
+pretraining configs), command.txt and machine.txt.
+
+Statistics: a seed's success rate is over its evaluation episodes; the table gives the mean over
+seeds +- the standard error across seeds (the seed noise the claim must beat). "DynaMo beats X"
+means the difference of means exceeds twice its standard error; this rule is fixed here, before
+any result, and applied to every task and policy alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime
+import json
+import math
+import os
+import platform
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import yaml
+from tqdm import tqdm
+
+PRESETS_DIR = Path(__file__).resolve().parent / 'claim_presets'
+REFERENCE = 'dynamo'
+BASELINES = ('random_init', 'byol')
+PHASES = ('record', 'convert', 'pretrain', 'probe', 'train', 'evaluate')
+
+
+@dataclass
+class Step:
+    """One command whose output is complete once `marker` exists."""
+
+    name: str
+    marker: Path
+    command: list[str] = field(default_factory=list)
+    bag_dirs: list[Path] = field(default_factory=list)   # appended to `command` as their bags, once recorded
+    run_in_process: Callable[[], None] | None = None   # for steps that are not a console script
+    log: Path | None = None
+
+
+def load_preset(name_or_path: str) -> tuple[Path, dict]:
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = PRESETS_DIR / f'{name_or_path}.yaml'
+    if not path.is_file():
+        raise SystemExit(f'claim: preset {name_or_path!r} not found ({path}); presets: '
+                         f'{sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))}')
+    with open(path) as f:
+        preset = yaml.safe_load(f)
+    for key in ('seeds', 'demos_per_task', 'eval_episodes', 'policies', 'robots', 'pretrain', 'encoders'):
+        if key not in preset:
+            raise SystemExit(f'claim: {path}: missing key {key!r}')
+    if REFERENCE not in preset['encoders'] or any(b not in preset['encoders'] for b in BASELINES):
+        raise SystemExit(f'claim: {path}: encoders must include {REFERENCE} and {", ".join(BASELINES)}')
+    return path, preset
+
+
+def pretrain_config(preset: dict, variant: str) -> dict:
+    """The full pretrain YAML of an encoder variant: the shared base with the variant's keys on top."""
+    config = json.loads(json.dumps(preset['pretrain']))
+    for section, values in (preset['encoders'][variant] or {}).items():
+        if section == 'objective':
+            config['objective'] = values
+        else:
+            config.setdefault(section, {}).update(values)
+    return config
+
+
+def converter_config(name: str) -> Path:
+    from ament_index_python.packages import get_package_share_directory
+    return Path(get_package_share_directory('dynamo_encoder')) / 'config' / name
+
+
+def plan(preset: dict, work: Path, threads: int) -> dict[str, list[Step]]:
+    """The steps, in phases: each phase needs only the outputs of earlier phases."""
+    record, convert, pretrain, probe, train, evaluate = [], [], [], [], [], []
+    seeds, policies = preset['seeds'], preset['policies']
+    for robot, spec in preset['robots'].items():
+        tasks = spec['tasks']
+        for task in tasks:
+            bags = work / 'bags' / task
+            record.append(Step(f'record {task}', bags / 'COMPLETE', [
+                'record_demos', '--task', task, '--episodes', str(preset['demos_per_task']), '--output', str(bags)]))
+            convert.append(Step(f'convert {task}', work / 'datasets' / task / 'meta' / 'info.json', [
+                'convert_bags', '--config', str(converter_config(spec['converter_config'])),
+                '--output', str(work / 'datasets' / task)], bag_dirs=[bags]))
+        robot_dataset = work / 'datasets' / f'robot_{robot}'
+        convert.append(Step(f'convert all {robot} tasks', robot_dataset / 'meta' / 'info.json', [
+            'convert_bags', '--config', str(converter_config(spec['converter_config'])), '--output', str(robot_dataset)],
+            bag_dirs=[work / 'bags' / t for t in tasks]))
+        for variant in preset['encoders']:
+            for seed in seeds:
+                run = work / 'encoders' / robot / variant / f'seed{seed}'
+                encoder = run / 'encoder.pt'
+                if preset['encoders'][variant] is None:
+                    pretrain.append(Step(f'random init {robot} seed {seed}', encoder,
+                                         run_in_process=_random_init(preset, robot_dataset, encoder, seed)))
+                else:
+                    config_path = work / 'pretrain_configs' / f'{variant}.yaml'
+                    pretrain.append(Step(f'pretrain {variant} {robot} seed {seed}', encoder, [
+                        'pretrain', '--dataset', str(robot_dataset), '--output', str(run), '--config', str(config_path),
+                        '--set', f'train.seed={seed}', '--threads', str(threads), '--no-progress', '--resume']))
+                for task in tasks:
+                    dataset = work / 'datasets' / task
+                    probe.append(Step(f'probe {variant} seed {seed} on {task}',
+                                      work / 'probes' / task / variant / f'seed{seed}' / 'probe.json', [
+                                          'probe', '--dataset', str(dataset), '--encoder', str(encoder),
+                                          '--output', str(work / 'probes' / task / variant / f'seed{seed}'),
+                                          '--threads', str(threads)]))
+                    for policy in policies:
+                        policy_dir = work / 'policies' / task / variant / f'seed{seed}' / policy
+                        train.append(Step(f'train {policy} {variant} seed {seed} on {task}', policy_dir / 'policy.pt', [
+                            'train_policy', '--dataset', str(dataset), '--encoder', str(encoder), '--policy', policy,
+                            '--output', str(policy_dir), '--threads', str(threads), '--quiet']
+                            + (['--set', f'seed={seed}'] if policy == 'mlp' else [])))
+                        eval_dir = work / 'evaluations' / task / variant / f'seed{seed}' / policy
+                        evaluate.append(Step(f'evaluate {policy} {variant} seed {seed} on {task}',
+                                             eval_dir / 'summary.json', [
+                                                 'evaluate', '--robot', robot, '--task', task, '--encoder', str(encoder),
+                                                 '--policy', str(policy_dir / 'policy.pt'),
+                                                 '--episodes', str(preset['eval_episodes']), '--output', str(eval_dir),
+                                                 '--lockstep', '--real-time-factor', '0', '--rollout-sheets', '0']))
+    return dict(zip(PHASES, [record, convert, pretrain, probe, train, evaluate]))
+
+
+def _random_init(preset: dict, robot_dataset: Path, encoder: Path, seed: int) -> Callable[[], None]:
+    def make() -> None:
+        from dynamo_encoder.artifact import EncoderArtifact
+        from dynamo_encoder.dataset import LeRobotDataset
+        settings = preset['pretrain']['encoder']
+        cameras = LeRobotDataset(robot_dataset).camera_names
+        encoder.parent.mkdir(parents=True, exist_ok=True)
+        EncoderArtifact.random_init(settings['arch'], cameras, settings['input_size'], seed).save(encoder)
+    return make
+
+
+def run_phase(steps: list[Step], jobs: int, logs: Path, progress: tqdm) -> None:
+    todo = [s for s in steps if not s.marker.exists()]
+    progress.update(len(steps) - len(todo))
+
+    def run(step: Step) -> Step:
+        if step.run_in_process is not None:
+            step.run_in_process()
+        else:
+            from dynamo_bringup.processes import resolve_executable
+            command = step.command + [str(m.parent) for d in step.bag_dirs for m in sorted(d.glob('*/metadata.yaml'))]
+            step.log = logs / (step.name.replace(' ', '_') + '.log')
+            with open(step.log, 'w') as log:
+                log.write('$ ' + shlex.join(command) + '\n')
+                log.flush()
+                completed = subprocess.run([resolve_executable(command[0]), *command[1:]],
+                                           stdout=log, stderr=subprocess.STDOUT)
+            if completed.returncode != 0:
+                tail = step.log.read_text()[-2000:]
+                raise RuntimeError(f'step "{step.name}" failed (exit {completed.returncode}); log {step.log}:\n{tail}')
+            if step.name.startswith('record '):
+                step.marker.write_text('all demonstrations recorded\n')
+        if not step.marker.exists():
+            raise RuntimeError(f'step "{step.name}" finished without writing {step.marker}')
+        return step
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        for step in pool.map(run, todo):
+            progress.set_postfix_str(step.name[:48])
+            progress.update()
+
+
+# --- results ------------------------------------------------------------------------------------
+
+def mean_and_standard_error(values: list[float]) -> tuple[float, float]:
+    values = np.asarray(values, float)
+    if len(values) < 2:
+        return float(values.mean()), float('nan')
+    return float(values.mean()), float(values.std(ddof=1) / math.sqrt(len(values)))
+
+
+def collect(preset: dict, work: Path) -> list[dict]:
+    """One row per task x encoder x policy: per-seed success rates and probe R^2, with mean +- SE."""
+    rows = []
+    for robot, spec in preset['robots'].items():
+        for task in spec['tasks']:
+            for variant in preset['encoders']:
+                probes = [json.loads((work / 'probes' / task / variant / f'seed{s}' / 'probe.json').read_text())
+                          ['encoder']['r2'].get('observation.environment_state', float('nan')) for s in preset['seeds']]
+                for policy in preset['policies']:
+                    rates = []
+                    for seed in preset['seeds']:
+                        summary = json.loads((work / 'evaluations' / task / variant / f'seed{seed}' / policy
+                                              / 'summary.json').read_text())
+                        (entry,) = [t for t in summary['tasks'] if t['task'] == task]
+                        rates.append(entry['success_rate'])
+                    success, success_se = mean_and_standard_error(rates)
+                    r2, r2_se = mean_and_standard_error(probes)
+                    rows.append({'robot': robot, 'task': task, 'encoder': variant, 'policy': policy,
+                                 'seeds': len(rates), 'episodes_per_seed': preset['eval_episodes'],
+                                 'success_mean': success, 'success_se': success_se,
+                                 'success_per_seed': rates, 'probe_r2_mean': r2, 'probe_r2_se': r2_se})
+    return rows
+
+
+def verdicts(rows: list[dict]) -> list[str]:
+    """Per task and policy: does DynaMo beat each baseline by more than 2 standard errors?"""
+    lines = []
+    by_key = {(r['task'], r['policy'], r['encoder']): r for r in rows}
+    for task, policy in dict.fromkeys((r['task'], r['policy']) for r in rows):
+        ours = by_key[(task, policy, REFERENCE)]
+        parts = []
+        for baseline in BASELINES:
+            other = by_key[(task, policy, baseline)]
+            difference = ours['success_mean'] - other['success_mean']
+            se = math.sqrt(ours['success_se'] ** 2 + other['success_se'] ** 2)
+            if difference > 2 * se:
+                word = 'beats'
+            elif difference < -2 * se:
+                word = 'is beaten by'
+            else:
+                word = 'does not beat (within seed noise)'
+            parts.append(f'{word} {baseline} ({difference:+.0%} ± {se:.0%})')
+        lines.append(f'- {task}, {policy}: DynaMo ' + '; '.join(parts))
+    return lines
+
+
+def write_results(rows: list[dict], preset_path: Path, preset: dict, work: Path, out: Path, command: str) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / 'results.csv', 'w', newline='') as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({**row, 'success_per_seed': ' '.join(f'{r:.2f}' for r in row['success_per_seed'])})
+    lines = [f'# DynaMo vs random init vs ablations vs BYOL, closed loop ({preset_path.stem} preset)', '',
+             f'{datetime.date.today().isoformat()} on {_machine()["summary"]}. Command: `{command}`', '',
+             f'Success rate: mean over {len(preset["seeds"])} seeds ± standard error across seeds; '
+             f'{preset["eval_episodes"]} closed-loop episodes per seed from held-out initial states, through '
+             'sim_node + encoder_node + policy_node over DDS (lockstep). Probe: linear-probe R² of the object '
+             'state (observation.environment_state) on held-out demonstration episodes.', '',
+             '| task | policy | encoder | success rate | per seed | probe R² |', '|---|---|---|---|---|---|']
+    for r in rows:
+        lines.append(f'| {r["task"]} | {r["policy"]} | {r["encoder"]} | {r["success_mean"]:.0%} ± {r["success_se"]:.0%} '
+                     f'| {" ".join(f"{x:.2f}" for x in r["success_per_seed"])} '
+                     f'| {r["probe_r2_mean"]:.2f} ± {r["probe_r2_se"]:.2f} |')
+    lines += ['', '## Verdicts (difference of means ± its standard error; "beats" = more than 2 SE)', '',
+              *verdicts(rows), '']
+    (out / 'results.md').write_text('\n'.join(lines))
+    _plot(rows, preset, out)
+    shutil.copyfile(preset_path, out / 'preset.yaml')
+    shutil.copytree(work / 'pretrain_configs', out / 'pretrain_configs', dirs_exist_ok=True)
+    (out / 'command.txt').write_text(command + '\n')
+    (out / 'machine.txt').write_text(yaml.safe_dump(_machine(), sort_keys=False))
+
+
+def _plot(rows: list[dict], preset: dict, out: Path) -> None:
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    encoders = list(preset['encoders'])
+    groups = list(dict.fromkeys((r['task'], r['policy']) for r in rows))
+    by_key = {(r['task'], r['policy'], r['encoder']): r for r in rows}
+    fig, ax = plt.subplots(figsize=(1.6 * len(groups) + 2, 3.6))
+    width = 0.8 / len(encoders)
+    x = np.arange(len(groups))
+    for i, encoder in enumerate(encoders):
+        values = [by_key[(t, p, encoder)] for t, p in groups]
+        ax.bar(x + (i - (len(encoders) - 1) / 2) * width, [v['success_mean'] for v in values], width,
+               yerr=[v['success_se'] for v in values], capsize=2, label=encoder)
+    ax.set_xticks(x, [f'{t}\n{p}' for t, p in groups], fontsize=8)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel(f'success rate (mean ± SE, {len(preset["seeds"])} seeds)')
+    ax.legend(fontsize=7, ncol=len(encoders), loc='upper center', bbox_to_anchor=(0.5, 1.15))
+    fig.tight_layout()
+    fig.savefig(out / 'success_rate.png', dpi=110)
+    plt.close(fig)
+
+    tasks = list(dict.fromkeys(r['task'] for r in rows))
+    fig, ax = plt.subplots(figsize=(1.6 * len(tasks) + 2, 3.2))
+    x = np.arange(len(tasks))
+    for i, encoder in enumerate(encoders):
+        values = [by_key[(t, preset['policies'][0], encoder)] for t in tasks]
+        ax.bar(x + (i - (len(encoders) - 1) / 2) * width, [v['probe_r2_mean'] for v in values], width,
+               yerr=[v['probe_r2_se'] for v in values], capsize=2, label=encoder)
+    ax.set_xticks(x, tasks, fontsize=8)
+    ax.set_ylabel('object-state linear-probe R²')
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / 'probe_r2.png', dpi=110)
+    plt.close(fig)
+
+
+def _machine() -> dict:
+    import torch
+    info = {'platform': platform.platform(), 'processor': platform.processor() or platform.machine(),
+            'cpu_cores': os.cpu_count(), 'python': platform.python_version(), 'torch': torch.__version__,
+            'cuda': torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+    info['summary'] = f'{info["cpu_cores"]} CPU cores' + (f', {info["cuda"]}' if info['cuda'] else ', no GPU')
+    return info
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--preset', default='cpu', help='cpu (reduced, 2 CPU cores), gpu (full), or a YAML path')
+    parser.add_argument('--work', type=Path, help='where datasets, encoders, policies and evaluations go '
+                        '(default runs/claim_<preset>); rerun with the same --work to resume')
+    parser.add_argument('--results', type=Path, default=Path(__file__).resolve().parent / 'results')
+    parser.add_argument('--jobs', type=int, default=2, help='steps run at once within a phase')
+    parser.add_argument('--threads', type=int, default=1, help='torch threads per step')
+    parser.add_argument('--until', choices=PHASES, default=PHASES[-1],
+                        help='stop after this phase (the table needs every phase)')
+    args = parser.parse_args(argv)
+    preset_path, preset = load_preset(args.preset)
+    work = args.work or Path('runs') / f'claim_{preset_path.stem}'
+    logs = work / 'logs'
+    logs.mkdir(parents=True, exist_ok=True)
+    (work / 'pretrain_configs').mkdir(exist_ok=True)
+    for variant in preset['encoders']:
+        if preset['encoders'][variant] is not None:
+            (work / 'pretrain_configs' / f'{variant}.yaml').write_text(
+                yaml.safe_dump(pretrain_config(preset, variant), sort_keys=False))
+    phases = plan(preset, work, args.threads)
+    start = time.monotonic()
+    phases = {name: steps for name, steps in phases.items() if PHASES.index(name) <= PHASES.index(args.until)}
+    with tqdm(total=sum(map(len, phases.values())), desc='claim', unit='step') as progress:
+        for steps in phases.values():
+            run_phase(steps, args.jobs, logs, progress)
+    if args.until != PHASES[-1]:
+        return 0
+    rows = collect(preset, work)
+    out = args.results / f'claim_{preset_path.stem}_{datetime.date.today().isoformat()}'
+    command = 'python bench/claim.py ' + shlex.join(argv if argv is not None else sys.argv[1:])
+    write_results(rows, preset_path, preset, work, out, command)
+    print((out / 'results.md').read_text())
+    print(f'claim: {time.monotonic() - start:.0f} s; results in {out}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
