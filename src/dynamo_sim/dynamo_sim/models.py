@@ -414,8 +414,9 @@ MENAGERIE_ROBOTS = {
         },
     ),
 }
-# Groups mujoco.Renderer draws (its default MjvOption shows geom groups 0-2, as the viewer does).
-_VISIBLE_GROUPS = 2
+# mujoco.Renderer and the viewer draw geom groups 0-2 by default; Menagerie models keep their
+# collision geoms in group 3.
+_HIGHEST_DRAWN_GROUP = 2
 _HIDDEN_GROUP = 3
 _MENAGERIE_VISUAL_GROUP = 2
 
@@ -455,6 +456,10 @@ def _single_hinge(model: mujoco.MjModel, body: int) -> int | None:
     return joint if model.jnt_type[joint] == mujoco.mjtJoint.mjJNT_HINGE else None
 
 
+def _mesh_path(xml: Path, spec: mujoco.MjSpec, mesh: mujoco.MjsMesh) -> Path:
+    return xml.parent / spec.meshdir / mesh.file
+
+
 def _read_menagerie_robot(checkout, robot: MenagerieRobot) -> tuple[Path, mujoco.MjSpec, mujoco.MjModel]:
     """The robot's Menagerie model file, spec and compiled model, or a MenagerieError naming what is missing."""
     checkout = Path(checkout).expanduser()
@@ -469,7 +474,7 @@ def _read_menagerie_robot(checkout, robot: MenagerieRobot) -> tuple[Path, mujoco
     except ValueError as error:
         raise MenagerieError(f"cannot read {xml}: {error}") from None
     for mesh in spec.meshes:
-        path = xml.parent / spec.meshdir / mesh.file
+        path = _mesh_path(xml, spec, mesh)
         if not path.is_file():
             raise MenagerieError(f"{xml} uses mesh file {mesh.file}, which is missing (expected {path})")
     try:
@@ -530,31 +535,32 @@ def with_menagerie_visuals(scene_xml: str, robot_type: str, checkout) -> mujoco.
     their_meshes = {mesh.name: mesh for mesh in their_spec.meshes}
     added_meshes = set()
     for geom in range(theirs.ngeom):
-        if theirs.geom_type[geom] != mujoco.mjtGeom.mjGEOM_MESH or theirs.geom_group[geom] > _VISIBLE_GROUPS:
+        if theirs.geom_type[geom] != mujoco.mjtGeom.mjGEOM_MESH or theirs.geom_group[geom] > _HIGHEST_DRAWN_GROUP:
             continue
         link = theirs.geom_bodyid[geom]
         while link not in mapped and link != 0:
             link = theirs.body_parentid[link]
         if link == 0:  # not part of the robot (a floor, say)
             continue
-        mesh = theirs.mesh(theirs.geom_dataid[geom]).name
+        mesh_id = theirs.geom_dataid[geom]
+        mesh_name = theirs.mesh(mesh_id).name
         # Compiled mesh geoms include the offset MuJoCo moves the mesh's vertices by; undo it, as
         # compiling our copy of the mesh applies it again.
-        offset = theirs.mesh_pos[theirs.geom_dataid[geom]], theirs.mesh_quat[theirs.geom_dataid[geom]]
+        offset = theirs.mesh_pos[mesh_id], theirs.mesh_quat[mesh_id]
         geom_quat = np.zeros(4)
         mujoco.mju_mat2Quat(geom_quat, their_ref.geom_xmat[geom])
         authored = _compose((their_ref.geom_xpos[geom], geom_quat), _inverse(offset))
         in_link = _compose(_inverse(their_pose(link)), authored)
         pos, quat = _compose(link_on_ours(link, mapped[link]), in_link)
-        name = f"menagerie_{mesh}"
-        if mesh not in added_meshes:
-            their_mesh = their_meshes[mesh]
-            scene.add_mesh(name=name, file=str(their_xml.parent / their_spec.meshdir / their_mesh.file),
+        our_mesh_name = f"menagerie_{mesh_name}"
+        if mesh_name not in added_meshes:
+            their_mesh = their_meshes[mesh_name]
+            scene.add_mesh(name=our_mesh_name, file=str(_mesh_path(their_xml, their_spec, their_mesh)),
                            scale=their_mesh.scale, inertia=their_mesh.inertia, smoothnormal=their_mesh.smoothnormal)
-            added_meshes.add(mesh)
+            added_meshes.add(mesh_name)
         material = theirs.geom_matid[geom]
         scene.body(ours.body(mapped[link]).name).add_geom(
-            type=mujoco.mjtGeom.mjGEOM_MESH, meshname=name, pos=pos, quat=quat,
+            type=mujoco.mjtGeom.mjGEOM_MESH, meshname=our_mesh_name, pos=pos, quat=quat,
             rgba=theirs.mat_rgba[material] if material >= 0 else theirs.geom_rgba[geom],
             contype=0, conaffinity=0, group=_MENAGERIE_VISUAL_GROUP, mass=0.0,
         )

@@ -1,7 +1,7 @@
 """record_demos: run the scripted experts and write one rosbag2 bag per successful episode.
 
     record_demos --task open_door --episodes 20 --output bags/open_door [--storage mcap|sqlite3]
-                 [--seed 0] [--image-size 96]
+                 [--seed 0] [--image-size 96] [--menagerie PATH]
 
 Each bag holds exactly the topics of a `ros2 bag record` of the real robot (see
 dynamo_sim.interfaces.recorded_topics) plus the sim-only /sim/object_state. Message types are
@@ -11,6 +11,8 @@ observed at t, then the command(s) the expert sent at t; /task once at t=0. As i
 first observation is one control period after the reset. Bags are written to a
 temporary directory and renamed when complete, and existing bags are skipped, so an interrupted
 run resumes. Episodes the expert fails are not kept; seeds continue until N bags exist.
+--menagerie draws the robot with the meshes of a local MuJoCo Menagerie checkout (see
+dynamo_sim.envs); the physics, and so the expert's motions, are the same either way.
 """
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 from tqdm import tqdm
 
 from dynamo_sim import interfaces
-from dynamo_sim.envs import TASKS, SimEnv, make_env
+from dynamo_sim.envs import TASKS, SimEnv, SimError, make_env
 from dynamo_sim.experts import make_expert
 
 # Every type our bags use, with the types they contain.
@@ -171,11 +173,13 @@ def record_episode(env: SimEnv, seed: int, bag_dir: Path, storage: str = "mcap",
 
 
 def record_demos(task: str, episodes: int, output: Path, storage: str = "mcap", seed: int = 0,
-                 image_size: int = 96, camera: str = "front", max_attempts_factor: int = 3) -> list[Path]:
+                 image_size: int = 96, camera: str = "front", max_attempts_factor: int = 3,
+                 menagerie_path: Path | None = None) -> list[Path]:
     """Record `episodes` successful expert episodes of `task` into output/<task>_<seed>/ bags."""
+    # the env first, so a bad menagerie path leaves no empty output directory behind
+    env = make_env(task, seed, image_size=image_size, menagerie_path=menagerie_path)
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
-    env = make_env(task, seed, image_size=image_size)
     store = ros_typestore()
     bags, failed = [], []
     progress = tqdm(total=episodes, desc=f"record {task}", unit="episode")
@@ -205,12 +209,18 @@ def main(argv=None) -> int:
     parser.add_argument("--storage", choices=["mcap", "sqlite3"], default="mcap", help="rosbag2 storage plugin")
     parser.add_argument("--seed", type=int, default=0, help="first episode seed (seeds increase by one)")
     parser.add_argument("--image-size", type=int, default=96, help="camera image height = width in pixels")
+    parser.add_argument("--menagerie", type=Path, metavar="PATH",
+                        help="local MuJoCo Menagerie checkout whose meshes draw the robot (default: simple geometry)")
     args = parser.parse_args(argv)
     if args.episodes < 1:
         parser.error("--episodes must be >= 1")
     if args.image_size < 16:
         parser.error("--image-size must be >= 16")
-    bags = record_demos(args.task, args.episodes, args.output, args.storage, args.seed, args.image_size)
+    try:
+        bags = record_demos(args.task, args.episodes, args.output, args.storage, args.seed, args.image_size,
+                            menagerie_path=args.menagerie)
+    except SimError as error:  # a --menagerie path without the robot's model
+        parser.error(str(error))
     print(f"{len(bags)} bags in {args.output}")
     return 0
 
