@@ -10,10 +10,25 @@
                 /allegro_mount_controller/commands (mount_x, mount_y, mount_z) (std_msgs/Float64MultiArray)
   srv  /sim/reset_episode (dynamo_msgs/ResetEpisode)
 
-Every control period (1/rate sim seconds, paced at real_time_factor x real time on the steady
-clock, or as fast as possible with 0) the node steps the physics towards the latest command and
-publishes the clock, then the observations stamped with the new sim time. Bad commands are logged
-and ignored. The simulator is the clock: run it with use_sim_time false.
+Each step advances the physics one control period (1/rate sim seconds) towards the latest
+command, then publishes the clock and the observations stamped with the new sim time. Bad commands
+are logged and ignored. The simulator is the clock: run it with use_sim_time false. When it steps:
+
+  lockstep false  on the steady clock every 1/(rate x real_time_factor) real seconds, or as fast as
+                  possible with real_time_factor 0; a controller that falls behind misses steps.
+  lockstep true   after publishing a step's observations it waits for the controller (as Gazebo's
+                  and Isaac's lockstep modes do): it steps from the callback of the command that
+                  completes a new command on every command topic that has a publisher, or once
+                  lockstep_timeout real seconds passed without that (no controller, a disabled
+                  policy, the time between episodes), then holding the last targets. A topic is
+                  awaited once it has a publisher, not once it carried a command: a controller's
+                  first arm command cannot tell that its gripper command is on the way. A reset
+                  restarts the wait, so a controller enabled right after it sees the episode's
+                  first observations. real_time_factor > 0 becomes a minimum pacing: no step comes
+                  sooner than 1/(rate x real_time_factor) real seconds after the previous one; with
+                  0 the simulation runs as fast as the nodes compute. Outcomes then do not depend
+                  on machine load, as long as the nodes answer within lockstep_timeout (each
+                  episode's log line counts the steps that waited it out).
 """
 from __future__ import annotations
 
@@ -40,6 +55,7 @@ from dynamo_sim.commands import CommandError, JointTargets
 from dynamo_sim.envs import AllegroEnv, SimError, XArmKitchenEnv, make_env
 
 ROBOTS = {"xarm": XArmKitchenEnv, "allegro": AllegroEnv}
+LOCKSTEP_TIMEOUT_S = 1.0  # default lockstep_timeout: far above a step of the nodes, short enough between episodes
 
 
 class SimNode(Node):
@@ -52,7 +68,12 @@ class SimNode(Node):
         rate = p("rate", 10.0, "Control, camera and joint_states rate in Hz of sim time.")
         image_size = p("image_size", 96, "Camera image height = width in pixels.")
         self.camera = p("camera", "front", "Simulated camera rendered to /camera/color/image_raw.")
-        rtf = p("real_time_factor", 1.0, "Sim seconds per real second; 0 = as fast as possible.")
+        rtf = p("real_time_factor", 1.0, "Sim seconds per real second; 0 = as fast as possible. With lockstep "
+                "a minimum pacing: no step sooner than 1/(rate x real_time_factor) real seconds after the last.")
+        self.lockstep = p("lockstep", False, "Step only once every command topic that has a publisher got a new "
+                          "command after the last observations (or after lockstep_timeout).")
+        lockstep_timeout = p("lockstep_timeout", LOCKSTEP_TIMEOUT_S, "Real seconds a lockstep step waits for commands before it "
+                             "steps holding the last targets.")
         self.publish_clock = p("publish_clock", True, "Publish /clock with the sim time.")
         self.max_steps_param = p("max_episode_steps", 0, "Control steps before an episode times out; 0 = task default.")
         menagerie_path = p("menagerie_path", "", "Local MuJoCo Menagerie checkout (with ufactory_xarm7/xarm7.xml and "
@@ -64,14 +85,19 @@ class SimNode(Node):
         task = task or env_cls.tasks[0]
         if task not in env_cls.tasks:
             raise SimError(f"parameter task: {task!r} is not a {robot} task ({', '.join(env_cls.tasks)})")
-        if rate <= 0 or rtf < 0 or image_size < 8 or self.max_steps_param < 0:
-            raise SimError("parameters rate > 0, real_time_factor >= 0, image_size >= 8, max_episode_steps >= 0 required")
+        if rate <= 0 or rtf < 0 or image_size < 8 or self.max_steps_param < 0 or lockstep_timeout <= 0:
+            raise SimError("parameters rate > 0, real_time_factor >= 0, image_size >= 8, max_episode_steps >= 0, "
+                           "lockstep_timeout > 0 required")
         self.env = make_env(task, seed, image_size=image_size, control_rate=rate, menagerie_path=menagerie_path or None)
         if self.camera not in self.env.camera_names:
             raise SimError(f"parameter camera: {self.camera!r} is not one of {list(self.env.camera_names)}")
         self.commands = JointTargets(self.env.joint_names, self.env.joint_positions())
         self._time_offset = 0.0  # sim time of earlier episodes, so /clock never goes back
         self._episode_over = False
+        self._commanded_topics: set[str] = set()  # lockstep: topics with a new command since the last step
+        self._paced = True  # lockstep: the minimum pacing period since the last step has passed
+        self._timed_out = False  # lockstep: lockstep_timeout passed since the last step (or reset)
+        self._timeout_steps = 0  # lockstep: steps of this episode that waited out lockstep_timeout
 
         self.joint_pub = self.create_publisher(JointState, interfaces.JOINT_STATES, 10)
         self.image_pub = self.create_publisher(Image, interfaces.IMAGE, 10)
@@ -100,11 +126,19 @@ class SimNode(Node):
         self.create_service(ResetEpisode, interfaces.RESET_SERVICE, self._on_reset)
         period = 0.0 if rtf == 0 else 1.0 / (rate * rtf)
         # pace on the steady clock: the node's own ROS clock may be the sim time it publishes
-        self.create_timer(period, self._tick, clock=Clock(clock_type=ClockType.STEADY_TIME))
+        steady = Clock(clock_type=ClockType.STEADY_TIME)
+        if self.lockstep:
+            self._timeout_timer = self.create_timer(lockstep_timeout, self._on_lockstep_timeout, clock=steady)
+            self._pacing_timer = (self.create_timer(period, self._on_paced, clock=steady, autostart=False)
+                                  if period else None)
+        else:
+            self.create_timer(period, self._step, clock=steady)
         self._publish_task()
         self.get_logger().info(
             f"simulating {self.env.robot_type} task={self.env.task} seed={self.env.seed} at {rate:g} Hz, "
-            f"real_time_factor={rtf:g}, {image_size}x{image_size} images")
+            f"real_time_factor={rtf:g}, "
+            + (f"lockstep (timeout {lockstep_timeout:g} s), " if self.lockstep else "")
+            + f"{image_size}x{image_size} images")
 
     def _declare(self, name, default, description):
         return self.declare_parameter(name, default, ParameterDescriptor(description=description)).value
@@ -131,12 +165,16 @@ class SimNode(Node):
             self.commands.set_trajectory(msg.joint_names, points, self.sim_time, self._controllers[topic], topic)
         except CommandError as error:
             self.get_logger().error(f"ignored command: {error}", throttle_duration_sec=1.0)
+            return
+        self._on_command(topic)
 
     def _on_array(self, topic: str, msg: Float64MultiArray) -> None:
         try:
             self.commands.set_positions(msg.data, self._controllers[topic], topic)
         except CommandError as error:
             self.get_logger().error(f"ignored command: {error}", throttle_duration_sec=1.0)
+            return
+        self._on_command(topic)
 
     # --- episodes -------------------------------------------------------------------------------
     def _on_reset(self, request, response):
@@ -151,6 +189,13 @@ class SimNode(Node):
         self.env.reset(seed=request.seed, task=task)
         self.commands.reset(self.env.joint_positions())
         self._episode_over = False
+        if self.lockstep:
+            # Commands so far were for the old episode; the full timeout lets a controller enabled
+            # after the reset see the first observations of the new one.
+            self._commanded_topics.clear()
+            self._timed_out = False
+            self._timeout_steps = 0
+            self._timeout_timer.reset()
         self._publish_task()
         response.success = True
         response.message = f"{task} seed {request.seed}: {self.env.description}"
@@ -165,15 +210,51 @@ class SimNode(Node):
                             steps=self.env.steps, duration=self.env.time, reason=reason)
         msg.header.stamp = self._stamp()
         self.result_pub.publish(msg)
-        self.get_logger().info(f"episode {reason}: {self.env.task} seed {self.env.seed} after {self.env.steps} steps")
+        waits = f" ({self._timeout_steps} waited out lockstep_timeout)" if self.lockstep else ""
+        self.get_logger().info(
+            f"episode {reason}: {self.env.task} seed {self.env.seed} after {self.env.steps} steps{waits}")
+
+    # --- lockstep -------------------------------------------------------------------------------
+    def _on_command(self, topic: str) -> None:
+        if self.lockstep:
+            self._commanded_topics.add(topic)
+            self._step_when_due()
+
+    def _on_paced(self) -> None:
+        self._pacing_timer.cancel()  # one-shot: _step restarts it
+        self._paced = True
+        self._step_when_due()
+
+    def _on_lockstep_timeout(self) -> None:
+        self._timed_out = True
+        self._step_when_due()
+
+    def _step_when_due(self) -> None:
+        if self._paced and (self._timed_out or self._commands_complete()):
+            if not self._commands_complete():
+                self._timeout_steps += 1
+            self._step()
+
+    def _commands_complete(self) -> bool:
+        """A new command arrived on every command topic that has a publisher (and on one at least)."""
+        return bool(self._commanded_topics) and all(
+            topic in self._commanded_topics for topic in self._controllers if self.count_publishers(topic))
 
     # --- stepping -------------------------------------------------------------------------------
-    def _tick(self) -> None:
+    def _step(self) -> None:
+        if self.lockstep:
+            self._commanded_topics.clear()
+            self._timed_out = False
+            if self._pacing_timer is not None:  # paced from step start to step start, as without lockstep
+                self._paced = False
+                self._pacing_timer.reset()
         self.env.step(self.commands.targets(self.sim_time + self.env.dt))
         stamp = self._stamp()
         if self.publish_clock:
             self.clock_pub.publish(ClockMsg(clock=stamp))
         self._publish_observation(stamp)
+        if self.lockstep:  # the controller's time to answer starts with the observations
+            self._timeout_timer.reset()
         if not self._episode_over:
             if self.env.success():
                 self._episode_over = True

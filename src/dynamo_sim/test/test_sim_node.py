@@ -3,6 +3,7 @@ import time
 
 import numpy as np
 import pytest
+from builtin_interfaces.msg import Duration
 from dynamo_msgs.msg import EpisodeResult
 from dynamo_msgs.srv import ResetEpisode
 from rclpy.qos import DurabilityPolicy, QoSProfile
@@ -152,3 +153,61 @@ def test_expert_over_dds_solves_the_task(ros_processes, ros_node):
     ros_node.spin_until(lambda: results, 60, "an EpisodeResult")
     assert (results[0].task, results[0].seed, results[0].reason, results[0].success) == ("lift_object", 6, "success", True)
     assert len(sent) > 20
+
+
+def test_lockstep_without_commands_steps_at_the_timeout_rate(ros_processes, ros_node):
+    """A silent command publisher (a disabled policy) or none: the sim steps every lockstep_timeout."""
+    ros_node.node.create_publisher(JointTrajectory, "/xarm7_traj_controller/joint_trajectory", 10)
+    ticks = []
+    ros_node.node.create_subscription(Clock, "/clock", lambda _msg: ticks.append(time.monotonic()), 10)
+    ros_processes.start(["sim_node", "--ros-args", "-p", "robot:=xarm", "-p", "image_size:=16",
+                         "-p", "real_time_factor:=0.0", "-p", "lockstep:=true", "-p", "lockstep_timeout:=0.25"],
+                        name="sim_node")
+    ros_node.spin_until(lambda: len(ticks) >= 8, 40, "eight /clock ticks")
+    assert np.median(np.diff(ticks[-6:])) == pytest.approx(0.25, abs=0.08)
+
+
+@pytest.mark.parametrize("real_time_factor", [0.0, 4.0])
+def test_lockstep_steps_once_per_command_on_every_commanded_topic(ros_processes, ros_node, real_time_factor):
+    """Answering each joint_states with an arm and a gripper command steps the sim once per answer, much
+    faster than lockstep_timeout (real_time_factor > 0: no faster than its pacing); with only the arm
+    answered it waits for the gripper, whose topic has a publisher."""
+    timeout, answered = 3.0, 20
+    arm = ros_node.node.create_publisher(JointTrajectory, "/xarm7_traj_controller/joint_trajectory", 10)
+    gripper = ros_node.node.create_publisher(JointTrajectory, "/xarm_gripper_traj_controller/joint_trajectory", 10)
+    point = JointTrajectoryPoint(positions=[0.3], time_from_start=Duration(nanosec=100_000_000))
+    steps = []  # (wall time, sim time) of every joint_states, one per step
+
+    def command_arm(msg):
+        arm.publish(JointTrajectory(joint_names=list(msg.name[:7]), points=[
+            JointTrajectoryPoint(positions=list(msg.position[:7]), time_from_start=point.time_from_start)]))
+
+    def answer(msg):
+        steps.append((time.monotonic(), msg.header.stamp.sec + 1e-9 * msg.header.stamp.nanosec))
+        if len(steps) <= answered:
+            command_arm(msg)
+            gripper.publish(JointTrajectory(joint_names=["drive_joint"], points=[point]))
+
+    ros_node.node.create_subscription(JointState, "/joint_states", answer, 10)
+    sim = ros_processes.start(["sim_node", "--ros-args", "-p", "robot:=xarm", "-p", "image_size:=16",
+                               "-p", f"real_time_factor:={real_time_factor}", "-p", "lockstep:=true",
+                               "-p", f"lockstep_timeout:={timeout}"], name="sim_node")
+    ros_node.spin_until(lambda: len(steps) > answered, 60, f"{answered} answered steps")
+    ros_node.spin_for(0.5)
+    assert len(steps) == answered + 1, "one step per answer, then it waits"
+    wall, sim_time = np.array(steps).T
+    np.testing.assert_allclose(np.diff(sim_time), 0.1, atol=1e-6)
+    intervals = np.diff(wall)
+    assert intervals.max() < timeout / 3, f"steps waited for the timeout: {intervals}"
+    if real_time_factor:
+        assert wall[-1] - wall[0] >= 0.9 * answered / (10 * real_time_factor), "steps came faster than the pacing"
+
+    # The arm alone does not complete a step while the gripper topic has a publisher.
+    command_arm(JointState(name=[f"joint{i}" for i in range(1, 8)], position=[0.0] * 7))
+    ros_node.spin_for(0.5)
+    assert len(steps) == answered + 1
+    sent = time.monotonic()
+    gripper.publish(JointTrajectory(joint_names=["drive_joint"], points=[point]))
+    ros_node.spin_until(lambda: len(steps) > answered + 1, timeout, "the step the gripper command completes")
+    assert time.monotonic() - sent < timeout / 3
+    assert "lockstep (timeout 3 s)" in sim.output()
