@@ -9,7 +9,10 @@ Watchdog, command layout). Topics (relative names, remap with -r):
        at start)
 A new embedding is turned into a chunk and a command at once (and the control timer restarts its
 period), so fresh observations never wait for a timer tick; between observations the timer keeps
-commanding the ensembled chunk rows at `control_rate`.
+commanding the ensembled chunk rows at `control_rate`, once the newest observation is more than a
+control period old: until then the next one is due and commands on arrival. (On sim time a tick and
+the next observation share one stamp and the tick comes first; commanding there would send two
+commands per step, and a lockstep simulator steps on each.)
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ from dynamo_policy.safety import SafetyFilter, SafetyLimitError, UnsafeActionErr
 from dynamo_policy.watchdog import Watchdog, hold_position, zero_twist
 
 LOG_THROTTLE_S = 5.0
+STAMP_TOLERANCE_S = 1e-6   # times from nanosecond stamps that are equal may differ by float rounding
 COMMAND_MESSAGE = {'joint_trajectory': JointTrajectory, 'float64_multi_array': Float64MultiArray,
                    'twist_stamped': TwistStamped}
 
@@ -139,7 +143,7 @@ class PolicyNode(Node):
         self.create_subscription(Embedding, 'embedding', self._on_embedding, qos_profile_sensor_data)
         self.create_subscription(JointState, 'joint_states', self._on_joint_state, qos_profile_sensor_data)
         self.create_service(SetBool, '~/enable', self._on_enable)
-        self.control_timer = self.create_timer(self.control_period, self._control_step)
+        self.control_timer = self.create_timer(self.control_period, self._on_control_timer)
         self.create_timer(diagnostics_period, self._publish_diagnostics)
         self.get_logger().info(
             f'policy {metadata.action_dim}-dim {self.policy.name} from {policy_path} (encoder '
@@ -221,6 +225,13 @@ class PolicyNode(Node):
     # --- control ---------------------------------------------------------------------------
     def _now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
+
+    def _on_control_timer(self) -> None:
+        now, latest = self._now(), self.window.latest_stamp
+        if (latest is not None and 0.0 <= now - latest <= self.control_period + STAMP_TOLERANCE_S
+                and not self.watchdog.expired(now, latest)):
+            return   # the next observation is due and commands on arrival
+        self._control_step()
 
     def _control_step(self) -> None:
         if not self.enabled:
