@@ -57,6 +57,7 @@ class BringupArguments:
     task: str = ''
     seed: int = 0
     real_time_factor: float = 1.0
+    lockstep: bool = False
 
     @classmethod
     def from_strings(cls, values: dict[str, str]) -> 'BringupArguments':
@@ -87,6 +88,9 @@ ARGUMENT_DESCRIPTIONS = {
     'task': 'Simulated task to run (sim only); empty keeps the config file value.',
     'seed': 'Seed of the first simulated episode (sim only).',
     'real_time_factor': 'Simulation speed relative to real time, 0 = as fast as possible (sim only).',
+    'lockstep': 'Step the simulator only once the policy has answered the last observations (or after '
+                'sim_node\'s lockstep_timeout): runs as fast as the nodes compute, whatever the load; '
+                'real_time_factor is then a minimum pacing, 0 = none (sim only).',
 }
 
 
@@ -118,6 +122,7 @@ def node_graph(robot: str, args: BringupArguments) -> list[NodeSpec]:
         sim = dict(config['sim_node'])
         sim['use_sim_time'] = False  # the simulator is the clock
         sim['real_time_factor'] = args.real_time_factor
+        sim['lockstep'] = args.lockstep
         sim['seed'] = args.seed
         if args.task:
             sim['task'] = args.task

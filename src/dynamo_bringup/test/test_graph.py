@@ -29,8 +29,18 @@ def test_sim_graph_runs_simulator_encoder_and_policy_on_sim_time(robot):
     assert sim.parameters['use_sim_time'] is False and sim.parameters['seed'] == 7 and sim.parameters['task'] == 't'
     assert encoder.parameters['use_sim_time'] is True and policy.parameters['use_sim_time'] is True
     assert encoder.parameters['checkpoint'] == '/e.pt' and policy.parameters['policy'] == '/p.pt'
+    assert sim.parameters['lockstep'] is False
     # The encoder's output reaches the policy's input.
     assert dict(encoder.remappings)['embedding'] == dict(policy.remappings)['embedding']
+
+
+def test_lockstep_reaches_the_simulator_only():
+    specs = node_graph('xarm', BringupArguments(lockstep=True, real_time_factor=0.0))
+    sim, *others = specs
+    assert sim.parameters['lockstep'] is True and sim.parameters['real_time_factor'] == 0.0
+    assert all('lockstep' not in spec.parameters for spec in others)
+    assert [s.executable for s in node_graph('xarm', BringupArguments(sim=False, lockstep=True))] == \
+        ['encoder_node', 'policy_node']
 
 
 def test_real_robot_graph_has_no_simulator_and_uses_wall_time():
@@ -61,8 +71,9 @@ def test_string_parameters_that_look_like_other_types_stay_strings():
 
 
 def test_launch_argument_strings_become_typed_arguments():
-    args = BringupArguments.from_strings({'sim': 'False', 'seed': '3', 'real_time_factor': '2.5', 'task': 'x'})
-    assert args == BringupArguments(sim=False, seed=3, real_time_factor=2.5, task='x')
+    args = BringupArguments.from_strings({'sim': 'False', 'seed': '3', 'real_time_factor': '2.5', 'task': 'x',
+                                          'lockstep': 'true'})
+    assert args == BringupArguments(sim=False, seed=3, real_time_factor=2.5, task='x', lockstep=True)
     with pytest.raises(ValueError, match='autostart'):
         BringupArguments.from_strings({'autostart': 'maybe'})
     assert set(ARGUMENT_DESCRIPTIONS) == set(BringupArguments.__dataclass_fields__)
