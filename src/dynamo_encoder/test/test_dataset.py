@@ -248,18 +248,33 @@ def test_reader_errors_name_the_path(tmp_path):
 
 
 @pytest.mark.parametrize("level", [0, 1, 9])
-def test_encode_png_is_lossless_for_pillow(level):
+@pytest.mark.parametrize("shape", [(13, 7, 3), (150, 230, 3)])  # one deflate block / several (>64 kB)
+def test_encode_png_is_lossless_for_pillow(level, shape):
     import io
 
     from PIL import Image
 
     from dynamo_encoder.dataset import encode_png
 
-    image = np.random.default_rng(level).integers(0, 256, (13, 7, 3), dtype=np.uint8)
+    image = np.random.default_rng(level).integers(0, 256, shape, dtype=np.uint8)
     image[5:] //= 3  # some structure for the filter
+    image[shape[0] // 2:, : shape[1] // 2] = 17  # a flat region: runs for the run-length strategy
     with Image.open(io.BytesIO(encode_png(image, level))) as img:
         assert img.mode == "RGB"
         np.testing.assert_array_equal(np.asarray(img), image)
+
+
+def test_long_episodes_are_written_in_batches_in_order(tmp_path):
+    """Image rows go to the parquet in batches (row groups) while the pool encodes ahead."""
+    eps = [(_episode(150, 0), "a"), (_episode(70, 1), "b")]
+    root = _write(tmp_path / "ds", eps)
+    data = pq.ParquetFile(root / "data/chunk-000/file-000.parquet")
+    assert data.metadata.num_row_groups > 2
+    ds = LeRobotDataset(root)
+    for i, ((frames, arrays), _) in enumerate(eps):
+        np.testing.assert_array_equal(ds.frames(i, "front"), frames["front"])
+        np.testing.assert_array_equal(ds.array(i, "observation.state"), arrays["observation.state"])
+    assert list(pq.read_table(root / "data/chunk-000/file-000.parquet").column("index").to_numpy()) == list(range(220))
 
 
 def test_temp_dirs_of_killed_writers_are_removed(tmp_path):
