@@ -1,14 +1,17 @@
 """Benchmark convert_bags against a raw read + deserialise of the same bag with rosbags.
 
-    python bench/convert.py [--frames 2000] [--size 224] [--storage mcap] [--video]
+    python bench/convert.py [--frames 2000] [--size 224] [--storage mcap] [--repeat 2]
 
 Writes one bag of N 224x224 rgb8 camera-like frames at 10 Hz with /joint_states and the two xArm trajectory
 topics, then times (in this one run, warm page cache, best of --repeat):
   raw:     rosbags AnyReader iterating every message and deserialising it
-  convert: convert_bags (read, sync, decode, encode the dataset, stats, report, previews)
-and prints the ratio convert / raw (goal <= 3).
+  convert: convert_bags (read, sync, decode, encode the dataset, stats, report, previews), with PNG
+           images (default level 1, and level 0) and with mp4 video
+and prints the ratio convert / raw (goal <= 3). It also times PNG encoding alone on the writer's
+thread count: that ratio is the floor of the conversion on this machine whatever else is done.
 """
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -59,6 +62,18 @@ def convert(bag, cfg, out):
     assert rc == 0
 
 
+def png_encode_only(size, level, sample=200):
+    """Seconds per frame of encode_png alone, frames spread over the writer's threads."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from dynamo_encoder.dataset import encode_png
+
+    frames = list(camera_frames(sample, size))
+    with ThreadPoolExecutor(len(os.sched_getaffinity(0))) as pool:
+        wall, _ = best(lambda: list(pool.map(lambda frame: encode_png(frame, level), frames)), 2)
+    return wall / sample
+
+
 def best(fn, repeat):
     """Best wall time of `repeat` runs, and the process CPU time (all threads) of that run."""
     runs = []
@@ -71,10 +86,10 @@ def best(fn, repeat):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--frames", type=int, default=2000)
-    parser.add_argument("--size", type=int, default=224)
-    parser.add_argument("--storage", default="mcap", choices=["mcap", "sqlite3"])
-    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--frames", type=int, default=2000, help="camera frames in the bag (10 Hz)")
+    parser.add_argument("--size", type=int, default=224, help="frame height and width (pixels)")
+    parser.add_argument("--storage", default="mcap", choices=["mcap", "sqlite3"], help="bag storage plugin")
+    parser.add_argument("--repeat", type=int, default=2, help="runs of each measurement; the best counts")
     args = parser.parse_args()
     import contextlib
     import io
@@ -89,6 +104,11 @@ def main():
         n = raw_read(bag)  # warm the page cache
         raw, raw_cpu = best(lambda: raw_read(bag), args.repeat)
         print(f"raw read + deserialise (rosbags AnyReader): {raw:.2f} s, cpu {raw_cpu:.2f} s ({n / raw:.0f} msg/s)")
+        threads = len(os.sched_getaffinity(0))
+        for level in (1, 0):
+            per_frame = png_encode_only(args.size, level)
+            print(f"PNG level {level} encode alone on {threads} thread(s): {per_frame * 1e3:.2f} ms/frame, "
+                  f"{per_frame * args.frames:.2f} s for the bag, ratio to raw {per_frame * args.frames / raw:.1f} (floor)")
         variants = (("PNG in parquet, png_compress_level 1 (default)", {"video": False}),
                     ("PNG in parquet, png_compress_level 0 (stored)", {"video": False, "png_compress_level": 0}),
                     ("h264 mp4 (video: true)", {"video": True}))
