@@ -11,7 +11,6 @@ and prints the ratio convert / raw (goal <= 3). It also times PNG encoding alone
 thread count: that ratio is the floor of the conversion on this machine whatever else is done.
 """
 import argparse
-import os
 import sys
 import tempfile
 import time
@@ -66,10 +65,10 @@ def png_encode_only(size, level, sample=200):
     """Seconds per frame of encode_png alone, frames spread over the writer's threads."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from dynamo_encoder.dataset import encode_png
+    from dynamo_encoder.dataset import PNG_THREADS, encode_png
 
     frames = list(camera_frames(sample, size))
-    with ThreadPoolExecutor(len(os.sched_getaffinity(0))) as pool:
+    with ThreadPoolExecutor(PNG_THREADS) as pool:
         wall, _ = best(lambda: list(pool.map(lambda frame: encode_png(frame, level), frames)), 2)
     return wall / sample
 
@@ -104,10 +103,11 @@ def main():
         n = raw_read(bag)  # warm the page cache
         raw, raw_cpu = best(lambda: raw_read(bag), args.repeat)
         print(f"raw read + deserialise (rosbags AnyReader): {raw:.2f} s, cpu {raw_cpu:.2f} s ({n / raw:.0f} msg/s)")
-        threads = len(os.sched_getaffinity(0))
+        from dynamo_encoder.dataset import PNG_THREADS
+
         for level in (1, 0):
             per_frame = png_encode_only(args.size, level)
-            print(f"PNG level {level} encode alone on {threads} thread(s): {per_frame * 1e3:.2f} ms/frame, "
+            print(f"PNG level {level} encode alone on {PNG_THREADS} thread(s): {per_frame * 1e3:.2f} ms/frame, "
                   f"{per_frame * args.frames:.2f} s for the bag, ratio to raw {per_frame * args.frames / raw:.1f} (floor)")
         variants = (("PNG in parquet, png_compress_level 1 (default)", {"video": False}),
                     ("PNG in parquet, png_compress_level 0 (stored)", {"video": False, "png_compress_level": 0}),

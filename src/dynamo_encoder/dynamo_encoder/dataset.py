@@ -33,7 +33,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-__all__ = ["CAMERA_PREFIX", "DatasetError", "DatasetWriter", "LeRobotDataset", "encode_png"]
+__all__ = ["CAMERA_PREFIX", "DatasetError", "DatasetWriter", "LeRobotDataset", "PNG_THREADS", "encode_png"]
 
 CAMERA_PREFIX = "observation.images."
 CODEBASE_VERSION = "v3.0"
@@ -58,6 +58,8 @@ _STATS_PIXELS_PER_SIDE = 64
 # Image rows per parquet write (one row group): the PNG bytes of a batch stay far below arrow's
 # 2 GiB binary-array limit and in memory only until written.
 _PNG_ROWS_PER_WRITE = 64
+# zlib releases the GIL, so frames compress in parallel on threads: one per core this process may use.
+PNG_THREADS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 _VIDEO_CODEC = "libx264"
 _VIDEO_CODEC_NAME = "h264"
 _VIDEO_OPTIONS = {"crf": "18", "preset": "veryfast", "g": "2"}
@@ -445,9 +447,8 @@ class DatasetWriter:
         return encode_png(image, self.png_compress_level)
 
     def _png_pool(self):
-        # zlib releases the GIL, so frames compress in parallel on every core we may use
         if self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=len(os.sched_getaffinity(0)))
+            self._pool = ThreadPoolExecutor(max_workers=PNG_THREADS)
         return self._pool
 
     def _open_parquet(self, schema):
