@@ -152,7 +152,7 @@ def encode_png(image, level=1):
         rows[:, 0] = 0
         rows[:, 1:] = flat
     else:
-        rows[:, 0] = 2  # Up
+        rows[:, 0] = 2  # Up: each row minus the row above (mod 256)
         rows[0, 1:] = flat[0]
         np.subtract(flat[1:], flat[:-1], out=rows[1:, 1:])
     if level == 1:
@@ -572,7 +572,7 @@ class DatasetWriter:
 
     def _close_files(self):
         if self._pool is not None:
-            self._pool.shutdown()
+            self._pool.shutdown(cancel_futures=True)  # an abort need not encode the rest of an episode
             self._pool = None
         if self._parquet is not None:
             self._parquet.close()

@@ -31,7 +31,7 @@ def _png(fig):
     import matplotlib.pyplot as plt
 
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=80, pil_kwargs={"compress_level": 1})  # level 6 took a third of the time
+    fig.savefig(buf, format="png", dpi=80, pil_kwargs={"compress_level": 1})  # Pillow's 6: ~15% slower
     plt.close(fig)
     return buf.getvalue()
 
