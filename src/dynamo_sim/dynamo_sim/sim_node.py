@@ -23,12 +23,13 @@ are logged and ignored. The simulator is the clock: run it with use_sim_time fal
                   policy, the time between episodes), then holding the last targets. A topic is
                   awaited once it has a publisher, not once it carried a command: a controller's
                   first arm command cannot tell that its gripper command is on the way. A reset
-                  restarts the wait, so a controller enabled right after it sees the episode's
-                  first observations. real_time_factor > 0 becomes a minimum pacing: no step comes
-                  sooner than 1/(rate x real_time_factor) real seconds after the previous one; with
-                  0 the simulation runs as fast as the nodes compute. Outcomes then do not depend
-                  on machine load, as long as the nodes answer within lockstep_timeout (each
-                  episode's log line counts the steps that waited it out).
+                  restarts the wait, so a controller enabled right after it sees the episode's first
+                  observations; commands that arrive before those answer the previous episode and
+                  are ignored. real_time_factor > 0 becomes a minimum pacing: no step comes sooner
+                  than 1/(rate x real_time_factor) real seconds after the previous one; with 0 the
+                  simulation runs as fast as the nodes compute. Outcomes then do not depend on
+                  machine load, as long as the nodes answer within lockstep_timeout (each episode's
+                  log line counts the steps that waited it out).
 """
 from __future__ import annotations
 
@@ -98,6 +99,7 @@ class SimNode(Node):
         self._paced = True  # lockstep: the minimum pacing period since the last step has passed
         self._timed_out = False  # lockstep: lockstep_timeout passed since the last step (or reset)
         self._timeout_steps = 0  # lockstep: steps of this episode that waited out lockstep_timeout
+        self._before_first_step = False  # lockstep: reset, the new episode's first observations not yet out
 
         self.joint_pub = self.create_publisher(JointState, interfaces.JOINT_STATES, 10)
         self.image_pub = self.create_publisher(Image, interfaces.IMAGE, 10)
@@ -158,6 +160,8 @@ class SimNode(Node):
 
     # --- commands -------------------------------------------------------------------------------
     def _on_trajectory(self, topic: str, msg: JointTrajectory) -> None:
+        if self._answers_previous_episode(topic):
+            return
         points = [
             (p.positions, p.time_from_start.sec + 1e-9 * p.time_from_start.nanosec) for p in msg.points
         ]
@@ -169,6 +173,8 @@ class SimNode(Node):
         self._on_command(topic)
 
     def _on_array(self, topic: str, msg: Float64MultiArray) -> None:
+        if self._answers_previous_episode(topic):
+            return
         try:
             self.commands.set_positions(msg.data, self._controllers[topic], topic)
         except CommandError as error:
@@ -195,6 +201,7 @@ class SimNode(Node):
             self._commanded_topics.clear()
             self._timed_out = False
             self._timeout_steps = 0
+            self._before_first_step = True
             self._timeout_timer.reset()
         self._publish_task()
         response.success = True
@@ -215,6 +222,16 @@ class SimNode(Node):
             f"episode {reason}: {self.env.task} seed {self.env.seed} after {self.env.steps} steps{waits}")
 
     # --- lockstep -------------------------------------------------------------------------------
+    def _answers_previous_episode(self, topic: str) -> bool:
+        """Whether a command is stale: in lockstep a command answers the last observations, so one
+        that arrives after a reset, before the new episode's first observations, was sent for the
+        previous episode (e.g. the hold a policy sends when disabled just before the reset)."""
+        if not self._before_first_step:
+            return False
+        self.get_logger().info(f"lockstep: ignored a command on {topic} sent for the previous episode",
+                               throttle_duration_sec=1.0)
+        return True
+
     def _on_command(self, topic: str) -> None:
         if self.lockstep:
             self._commanded_topics.add(topic)
@@ -245,6 +262,7 @@ class SimNode(Node):
         if self.lockstep:
             self._commanded_topics.clear()
             self._timed_out = False
+            self._before_first_step = False
             if self._pacing_timer is not None:  # paced from step start to step start, as without lockstep
                 self._paced = False
                 self._pacing_timer.reset()
