@@ -129,6 +129,7 @@ class PolicyNode(Node):
         self.ensembler = ChunkEnsembler(metadata.step_period, ensemble_m)
         self.watchdog = Watchdog(timeout)
         self.enabled = bool(autostart)
+        self.enabled_at: float | None = None   # this node's time at the last ~/enable
         self.stopped = True            # no command is being executed (start, watchdog, disable)
         self.last_command: np.ndarray | None = None
         self.measured: dict[str, float] = {}
@@ -179,6 +180,10 @@ class PolicyNode(Node):
             return
         self.stats.frame_received('embedding')
         stamp = _seconds(msg.header.stamp)
+        if self.enabled_at is not None and stamp <= self.enabled_at:
+            # Taken before enabling and still in the pipeline, e.g. the last of a simulated episode
+            # that was reset while the policy was disabled: acting on it would mix the two episodes.
+            return
         try:
             self.window.add_embedding(stamp, msg.data)
         except ValueError as error:
@@ -212,6 +217,7 @@ class PolicyNode(Node):
             self.policy.reset()
             self.ensembler.reset()
             self.window.reset()   # act only on observations taken after enabling
+            self.enabled_at = self._now()
             self.last_command = None
             self.enabled = True
             self.get_logger().info('enabled: commands follow the policy')
