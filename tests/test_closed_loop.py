@@ -3,8 +3,10 @@ train_policy -> the bring-up graph's sim_node, encoder_node and policy_node over
 
 import csv
 import json
+import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +26,10 @@ pytestmark = pytest.mark.ros
 REPO = Path(__file__).parents[1]
 SAMPLE_BAGS = sorted((REPO / 'bags' / 'xarm_kitchen').iterdir())
 CONVERTER_CONFIG = REPO / 'src' / 'dynamo_encoder' / 'config' / 'xarm_kitchen_sim.yaml'
+
+
+def _seconds(stamp) -> float:
+    return stamp.sec + 1e-9 * stamp.nanosec
 
 
 def _run(command: list[str]) -> None:
@@ -74,6 +80,49 @@ def test_policy_moves_the_simulated_xarm_and_the_episode_reports_a_result(artifa
     assert travelled.max() > 0.05, f'the arm did not follow the policy: joint ranges {travelled}'
 
 
+def test_lockstep_episodes_repeat_exactly_and_every_step_waits_for_the_policy(artifacts, ros_processes, ros_node):
+    """In lockstep the same seed gives the same rollout through the nodes, whatever the timing: every
+    step but an episode's first (which waits out lockstep_timeout for the enabled policy) is taken
+    on the policy's command, faster than real time."""
+    from std_srvs.srv import SetBool
+    joint_states = ros_node.collect(JointState, '/joint_states')
+    results = ros_node.collect(EpisodeResult, '/sim/episode_result')
+    specs = node_graph('xarm', BringupArguments(
+        sim=True, encoder=str(artifacts['encoder']), policy=str(artifacts['policy']), task='open_door',
+        real_time_factor=0.0, lockstep=True))
+    processes = {spec.name: ros_processes.start(spec.command(), name=spec.name) for spec in specs}
+    reset = ros_node.node.create_client(ResetEpisode, '/sim/reset_episode')
+    enable = ros_node.node.create_client(SetBool, '/policy_node/enable')
+
+    def call(client, request):
+        ros_node.spin_until(client.service_is_ready, timeout=60, what=f'{client.srv_name} to be discovered')
+        future = client.call_async(request)
+        ros_node.spin_until(future.done, timeout=20, what=client.srv_name)
+        assert future.result().success, future.result().message
+
+    rollouts, wall_seconds = [], []
+    for _ in range(2):
+        call(enable, SetBool.Request(data=False))
+        call(reset, ResetEpisode.Request(task='open_door', seed=100_000))
+        joint_states.clear()
+        results.clear()
+        started = time.monotonic()
+        call(enable, SetBool.Request(data=True))
+        ros_node.spin_until(lambda: any(r.reason != 'reset' for r in results), timeout=120,
+                            what='the end of the lockstep episode')
+        wall_seconds.append(time.monotonic() - started)
+        result = next(r for r in results if r.reason != 'reset')
+        start = _seconds(result.header.stamp) - result.duration
+        rollouts.append({round((_seconds(m.header.stamp) - start) / 0.1): m.position for m in joint_states})
+    steps = sorted(set(rollouts[0]) & set(rollouts[1]) & set(range(1, result.steps + 1)))
+    assert len(steps) > 0.9 * result.steps, 'joint_states of the episodes went missing'
+    first, second = (np.array([rollout[k] for k in steps]) for rollout in rollouts)
+    assert np.ptp(first, axis=0).max() > 0.05, 'the policy did not move the arm'
+    np.testing.assert_allclose(second, first, atol=1e-6)
+    assert max(wall_seconds) < result.duration, f'episodes took {wall_seconds} s, more than real time'
+    assert processes['sim_node'].output().count(f'after {result.steps} steps (1 waited out lockstep_timeout)') == 2
+
+
 def test_evaluate_reports_success_rate_table_and_plots(artifacts):
     output = artifacts['root'] / 'evaluation'
     completed = subprocess.run(
@@ -108,3 +157,20 @@ def test_recorded_bag_holds_the_real_robot_topics_and_converts(artifacts):
     dataset = LeRobotDataset(artifacts['root'] / 'dataset')
     assert dataset.num_episodes == len(SAMPLE_BAGS)
     assert dataset.feature_names('action') == [f'joint{i}' for i in range(1, 8)] + ['drive_joint']
+
+
+def test_evaluate_lockstep_runs_episodes_as_fast_as_the_nodes(artifacts):
+    output = artifacts['root'] / 'evaluation_lockstep'
+    completed = subprocess.run(
+        [resolve_executable('evaluate'), '--robot', 'xarm', '--task', 'open_door',
+         '--encoder', str(artifacts['encoder']), '--policy', str(artifacts['policy']), '--episodes', '2',
+         '--lockstep', '--real-time-factor', '0', '--rollout-sheets', '0', '--output', str(output)],
+        capture_output=True, text=True, timeout=400)
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    summary = json.loads((output / 'summary.json').read_text())
+    assert summary['lockstep'] is True and summary['tasks'][0]['episodes'] == 2
+    assert summary['seconds_per_episode'] < 9.0, 'slower than the 9 s real-time episode'
+    # every step but each episode's first was taken on the policy's command
+    sim_log = (output / 'logs' / 'sim_node.log').read_text()
+    assert len(re.findall(r'episode (success|timeout): .* \(1 waited out lockstep_timeout\)', sim_log)) == 2
+    assert 'lockstep simulation' in completed.stdout

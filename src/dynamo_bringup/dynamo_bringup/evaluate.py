@@ -8,6 +8,11 @@ Starts the robot's node graph (dynamo_bringup.graph: the same nodes, parameters 
 disables the policy, resets the simulator to a held-out seed, enables the policy, and waits for
 the simulator's EpisodeResult. Writes episodes.csv, summary.json, success_rate.png and a contact
 sheet of the first rollouts.
+
+With --lockstep the simulator steps only once the policy has answered its last observations
+(sim_node's lockstep mode), so an episode takes as long as the nodes compute, outcomes do not
+depend on machine load, and --real-time-factor 0 drops the pacing; each episode starts after
+sim_node's lockstep_timeout (the first step waits for it, the policy being enabled after the reset).
 """
 
 from __future__ import annotations
@@ -39,7 +44,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--first-seed', type=int, default=FIRST_EVALUATION_SEED)
     parser.add_argument('--output', required=True, type=Path)
     parser.add_argument('--real-time-factor', type=float, default=1.0,
-                        help='simulation speed; the nodes must keep up with it on this machine')
+                        help='simulation speed; the nodes must keep up with it on this machine '
+                             '(with --lockstep a minimum pacing, 0 = none)')
+    parser.add_argument('--lockstep', action='store_true',
+                        help='the simulator waits for the policy\'s command at every step')
     parser.add_argument('--rollout-sheets', type=int, default=4, help='episodes shown in rollouts.png (0: none)')
     parser.add_argument('--startup-timeout', type=float, default=60.0, help='seconds for the nodes to come up')
     args = parser.parse_args(argv)
@@ -58,23 +66,26 @@ def main(argv=None) -> int:
     os.environ.update(lease.environment())
     specs = node_graph(args.robot, BringupArguments(
         sim=True, encoder=str(args.encoder.resolve()), policy=str(args.policy.resolve()), autostart=False,
-        task=args.task[0], seed=args.first_seed, real_time_factor=args.real_time_factor))
+        task=args.task[0], seed=args.first_seed, real_time_factor=args.real_time_factor, lockstep=args.lockstep))
     processes = [NodeProcess(spec.command(), spec.name, env, args.output / 'logs' / f'{spec.name}.log')
                  for spec in specs]
     outcomes: list[EpisodeOutcome] = []
     try:
-        outcomes, sheets = _run_episodes(args, processes)
+        outcomes, sheets, seconds_per_episode = _run_episodes(args, processes)
     finally:
         for proc in reversed(processes):
             proc.stop()
         lease.release()
     paths = write_results(args.output, outcomes, {
         'robot': args.robot, 'encoder': str(args.encoder), 'policy': str(args.policy),
-        'real_time_factor': args.real_time_factor,
+        'real_time_factor': args.real_time_factor, 'lockstep': args.lockstep,
+        'seconds_per_episode': seconds_per_episode,
         'title': f'{args.robot}: closed-loop success through encoder_node + policy_node'})
     if sheets:
         contact_sheet([frames for frames, _ in sheets], [label for _, label in sheets], args.output / 'rollouts.png')
         paths['rollouts'] = args.output / 'rollouts.png'
+    print(f'{"lockstep" if args.lockstep else "free-running"} simulation, real_time_factor '
+          f'{args.real_time_factor:g}: {seconds_per_episode:.2f} s per episode')
     print(format_table(summarise(outcomes)))
     for name, path in paths.items():
         print(f'{name}: {path}')
@@ -132,11 +143,10 @@ def _run_episodes(args, processes: list[NodeProcess]):
                                    f'node logs are in {args.output / "logs"}')
             rclpy.spin_once(node, timeout_sec=0.1)
 
-    sim_config = load_robot_config(args.robot)['sim_node']
-    episode_timeout = 3.0 * sim_config.get('max_episode_steps', 200) / sim_config.get('rate', 10.0) \
-        / max(args.real_time_factor, 0.05) + 30.0
+    episode_timeout = _episode_timeout(args, load_robot_config(args.robot)['sim_node'])
     outcomes, sheets = [], []
     total = len(args.task) * args.episodes
+    started = time.monotonic()
     with tqdm(total=total, desc='evaluating', unit='episode') as progress:
         for task in args.task:
             for i in range(args.episodes):
@@ -162,10 +172,23 @@ def _run_episodes(args, processes: list[NodeProcess]):
                     sheets.append((list(frames), f'{task} seed {seed}: {"success" if result.success else result.reason}'))
                 progress.set_postfix(success=f'{np.mean([o.success for o in outcomes]):.0%}')
                 progress.update()
+    seconds_per_episode = (time.monotonic() - started) / total
     call(enable, SetBool.Request(data=False))
     node.destroy_node()
     rclpy.try_shutdown()
-    return outcomes, sheets
+    return outcomes, sheets, seconds_per_episode
+
+
+def _episode_timeout(args, sim_config: dict) -> float:
+    """Real seconds after which a missing EpisodeResult means the graph is stuck."""
+    steps, rate = sim_config.get('max_episode_steps', 200), sim_config.get('rate', 10.0)
+    if not args.lockstep:
+        return 3.0 * steps / rate / max(args.real_time_factor, 0.05) + 30.0
+    from dynamo_sim.sim_node import LOCKSTEP_TIMEOUT_S
+    # A lockstep step comes at the latest lockstep_timeout after the last one, unless the pacing of
+    # real_time_factor holds it longer; the episode's first step always waits the timeout out.
+    pacing = 1.0 / (rate * args.real_time_factor) if args.real_time_factor else 0.0
+    return (steps + 1) * max(sim_config.get('lockstep_timeout', LOCKSTEP_TIMEOUT_S), pacing) + 30.0
 
 
 if __name__ == '__main__':
