@@ -73,8 +73,8 @@ class SimNode(Node):
                 "a minimum pacing: no step sooner than 1/(rate x real_time_factor) real seconds after the last.")
         self.lockstep = p("lockstep", False, "Step only once every command topic that has a publisher got a new "
                           "command after the last observations (or after lockstep_timeout).")
-        lockstep_timeout = p("lockstep_timeout", LOCKSTEP_TIMEOUT_S, "Real seconds a lockstep step waits for commands before it "
-                             "steps holding the last targets.")
+        lockstep_timeout = p("lockstep_timeout", LOCKSTEP_TIMEOUT_S,
+                             "Real seconds a lockstep step waits for commands before stepping on the last targets.")
         self.publish_clock = p("publish_clock", True, "Publish /clock with the sim time.")
         self.max_steps_param = p("max_episode_steps", 0, "Control steps before an episode times out; 0 = task default.")
         menagerie_path = p("menagerie_path", "", "Local MuJoCo Menagerie checkout (with ufactory_xarm7/xarm7.xml and "
