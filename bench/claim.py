@@ -311,7 +311,7 @@ def _plot(rows: list[dict], preset: dict, out: Path) -> None:
 def _machine() -> dict:
     import torch
     info = {'platform': platform.platform(), 'processor': platform.processor() or platform.machine(),
-            'cpu_cores': os.cpu_count(), 'python': platform.python_version(), 'torch': torch.__version__,
+            'cpu_cores': os.cpu_count(), 'python': platform.python_version(), 'torch': str(torch.__version__),
             'cuda': torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
     info['summary'] = f'{info["cpu_cores"]} CPU cores' + (f', {info["cuda"]}' if info['cuda'] else ', no GPU')
     return info
