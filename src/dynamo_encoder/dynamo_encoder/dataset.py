@@ -455,13 +455,12 @@ class DatasetWriter:
         chunk, file = _chunk_file(self._data_counter)
         path = self._tmp / DATA_PATH.format(chunk_index=chunk, file_index=file)
         path.parent.mkdir(parents=True, exist_ok=True)
-        # PNG bytes are already compressed: snappy on them only costs time, a dictionary of distinct
-        # frames is pointless, and min/max statistics of the image bytes cost more than writing them
+        # PNG bytes are already compressed: snappy on them only costs time
+        # (and a dictionary of distinct frames is pointless)
         leaves = _leaf_paths(schema)
         codecs = {leaf: "NONE" if leaf.startswith(CAMERA_PREFIX) else "SNAPPY" for leaf in leaves}
-        plain = [leaf for leaf in leaves if not leaf.startswith(CAMERA_PREFIX)]
-        self._parquet = pq.ParquetWriter(path, schema, compression=codecs, use_dictionary=plain,
-                                         write_statistics=plain)
+        dictionary = [leaf for leaf in leaves if not leaf.startswith(CAMERA_PREFIX)]
+        self._parquet = pq.ParquetWriter(path, schema, compression=codecs, use_dictionary=dictionary)
         self._parquet_bytes = 0
 
     def add_episode(self, frames, arrays, task):
