@@ -29,6 +29,7 @@ import json
 import math
 import os
 import platform
+import re
 import shlex
 import shutil
 import subprocess
@@ -206,19 +207,33 @@ def collect(preset: dict, work: Path) -> list[dict]:
                 probes = [json.loads((work / 'probes' / task / variant / f'seed{s}' / 'probe.json').read_text())
                           ['encoder']['r2'].get('observation.environment_state', float('nan')) for s in preset['seeds']]
                 for policy in preset['policies']:
-                    rates = []
+                    rates, steps, late_steps = [], 0, 0
                     for seed in preset['seeds']:
-                        summary = json.loads((work / 'evaluations' / task / variant / f'seed{seed}' / policy
-                                              / 'summary.json').read_text())
+                        evaluation = work / 'evaluations' / task / variant / f'seed{seed}' / policy
+                        summary = json.loads((evaluation / 'summary.json').read_text())
                         (entry,) = [t for t in summary['tasks'] if t['task'] == task]
                         rates.append(entry['success_rate'])
+                        episode_steps, episode_late = late_lockstep_steps(evaluation / 'logs' / 'sim_node.log',
+                                                                          entry['episodes'])
+                        steps, late_steps = steps + episode_steps, late_steps + episode_late
                     success, success_se = mean_and_standard_error(rates)
                     r2, r2_se = mean_and_standard_error(probes)
                     rows.append({'robot': robot, 'task': task, 'encoder': variant, 'policy': policy,
                                  'seeds': len(rates), 'episodes_per_seed': preset['eval_episodes'],
                                  'success_mean': success, 'success_se': success_se,
-                                 'success_per_seed': rates, 'probe_r2_mean': r2, 'probe_r2_se': r2_se})
+                                 'success_per_seed': rates, 'probe_r2_mean': r2, 'probe_r2_se': r2_se,
+                                 'late_step_fraction': late_steps / max(steps, 1)})
     return rows
+
+
+def late_lockstep_steps(sim_log: Path, episodes: int) -> tuple[int, int]:
+    """(steps, steps the simulator took on lockstep_timeout without the policy's command) over the
+    last `episodes` episodes of a lockstep evaluation, not counting each episode's first step
+    (which waits by design: the policy is enabled after the reset). Late steps mean the nodes fell
+    behind, e.g. on a loaded machine: the policy then acted one step late."""
+    ends = re.findall(r'episode (?:success|timeout): .* after (\d+) steps \((\d+) waited out lockstep_timeout\)',
+                      sim_log.read_text())[-episodes:]
+    return sum(int(n) for n, _ in ends), sum(max(int(k) - 1, 0) for _, k in ends)
 
 
 def verdicts(rows: list[dict]) -> list[str]:
@@ -256,11 +271,14 @@ def write_results(rows: list[dict], preset_path: Path, preset: dict, work: Path,
              f'{preset["eval_episodes"]} closed-loop episodes per seed from held-out initial states, through '
              'sim_node + encoder_node + policy_node over DDS (lockstep). Probe: linear-probe R² of the object '
              'state (observation.environment_state) on held-out demonstration episodes.', '',
-             '| task | policy | encoder | success rate | per seed | probe R² |', '|---|---|---|---|---|---|']
+             'Late steps: steps the lockstep simulator took without the policy\'s command because the nodes '
+             'fell behind (a loaded machine); the policy then acted one step late.', '',
+             '| task | policy | encoder | success rate | per seed | probe R² | late steps |',
+             '|---|---|---|---|---|---|---|']
     for r in rows:
         lines.append(f'| {r["task"]} | {r["policy"]} | {r["encoder"]} | {r["success_mean"]:.0%} ± {r["success_se"]:.0%} '
                      f'| {" ".join(f"{x:.2f}" for x in r["success_per_seed"])} '
-                     f'| {r["probe_r2_mean"]:.2f} ± {r["probe_r2_se"]:.2f} |')
+                     f'| {r["probe_r2_mean"]:.2f} ± {r["probe_r2_se"]:.2f} | {r["late_step_fraction"]:.1%} |')
     lines += ['', '## Verdicts (difference of means ± its standard error; "beats" = more than 2 SE)', '',
               *verdicts(rows), '']
     (out / 'results.md').write_text('\n'.join(lines))
