@@ -24,7 +24,7 @@ from torch import nn
 
 from .augmentations import (color_jitter, random_gaussian_blur, random_grayscale, random_resized_crop,
                             random_solarize)
-from .dynamo import ema_beta, embedding_spread
+from .dynamo import ema_beta, ema_update, embedding_spread
 from .encoder import ImageEncoder
 
 BYOL_IMAGE_SIZE = 224      # the image side BYOL's blur sigmas are given for
@@ -165,10 +165,5 @@ class BYOLObjective(nn.Module):
     def after_optimizer_step(self, progress: float) -> None:
         """Move the target encoder and projector towards the online ones by 1 - tau(progress)."""
         tau = ema_beta(progress, self.config.ema_tau_start, self.config.ema_tau_end)
-        for target_module, online_module in ((self.target_encoder, self.encoder),
-                                             (self.target_projector, self.projector)):
-            for target, online in zip(target_module.parameters(), online_module.parameters()):
-                target.lerp_(online, 1.0 - tau)
-            # BatchNorm running statistics are not trained: the target uses the online ones.
-            for target, online in zip(target_module.buffers(), online_module.buffers()):
-                target.copy_(online)
+        ema_update(self.target_encoder, self.encoder, tau)
+        ema_update(self.target_projector, self.projector, tau)

@@ -78,6 +78,16 @@ def embedding_spread(embeddings: torch.Tensor) -> torch.Tensor:
     return x.std(dim=0).mean() * math.sqrt(x.shape[-1])
 
 
+@torch.no_grad()
+def ema_update(target: nn.Module, online: nn.Module, beta: float) -> None:
+    """target <- beta * target + (1 - beta) * online for the parameters; buffers (BatchNorm running
+    statistics, which are not trained) are copied from the online module."""
+    for target_param, online_param in zip(target.parameters(), online.parameters()):
+        target_param.lerp_(online_param, 1.0 - beta)
+    for target_buffer, online_buffer in zip(target.buffers(), online.buffers()):
+        target_buffer.copy_(online_buffer)
+
+
 def ema_beta(progress: float, start: float, end: float) -> float:
     """Cosine schedule of the EMA decay: `start` at progress 0, `end` at progress 1."""
     progress = min(max(progress, 0.0), 1.0)
@@ -184,8 +194,5 @@ class DynaMoObjective(nn.Module):
         """Move the EMA target towards the online encoder (no-op for the other targets)."""
         if self.target_encoder is None:
             return
-        beta = ema_beta(progress, self.config.ema_beta_start, self.config.ema_beta_end)
-        for target, online in zip(self.target_encoder.parameters(), self.encoder.parameters()):
-            target.lerp_(online, 1.0 - beta)
-        for target, online in zip(self.target_encoder.buffers(), self.encoder.buffers()):
-            target.copy_(online)
+        ema_update(self.target_encoder, self.encoder,
+                   ema_beta(progress, self.config.ema_beta_start, self.config.ema_beta_end))
