@@ -44,6 +44,8 @@ import numpy as np
 import yaml
 from tqdm import tqdm
 
+from dynamo_bringup.demo import converter_config
+
 PRESETS_DIR = Path(__file__).resolve().parent / 'claim_presets'
 REFERENCE = 'dynamo'
 BASELINES = ('random_init', 'byol')
@@ -88,11 +90,6 @@ def pretrain_config(preset: dict, variant: str) -> dict:
         else:
             config.setdefault(section, {}).update(values)
     return config
-
-
-def converter_config(name: str) -> Path:
-    from ament_index_python.packages import get_package_share_directory
-    return Path(get_package_share_directory('dynamo_encoder')) / 'config' / name
 
 
 def plan(preset: dict, work: Path, threads: int) -> dict[str, list[Step]]:
