@@ -54,6 +54,7 @@ from trajectory_msgs.msg import JointTrajectory
 from dynamo_sim import interfaces, models
 from dynamo_sim.commands import CommandError, JointTargets
 from dynamo_sim.envs import AllegroEnv, SimError, XArmKitchenEnv, make_env
+from dynamo_sim.lockstep import LockstepGate
 
 ROBOTS = {"xarm": XArmKitchenEnv, "allegro": AllegroEnv}
 LOCKSTEP_TIMEOUT_S = 1.0  # default lockstep_timeout: far above a step of the nodes, short enough between episodes
@@ -95,11 +96,8 @@ class SimNode(Node):
         self.commands = JointTargets(self.env.joint_names, self.env.joint_positions())
         self._time_offset = 0.0  # sim time of earlier episodes, so /clock never goes back
         self._episode_over = False
-        self._commanded_topics: set[str] = set()  # lockstep: topics with a new command since the last step
-        self._paced = True  # lockstep: the minimum pacing period since the last step has passed
-        self._timed_out = False  # lockstep: lockstep_timeout passed since the last step (or reset)
-        self._timeout_steps = 0  # lockstep: steps of this episode that waited out lockstep_timeout
-        self._before_first_step = False  # lockstep: reset, the new episode's first observations not yet out
+        period = 0.0 if rtf == 0 else 1.0 / (rate * rtf)
+        self.lockstep_gate = LockstepGate(paced=period > 0) if self.lockstep else None
 
         self.joint_pub = self.create_publisher(JointState, interfaces.JOINT_STATES, 10)
         self.image_pub = self.create_publisher(Image, interfaces.IMAGE, 10)
@@ -126,7 +124,6 @@ class SimNode(Node):
             for topic in self._controllers:
                 self.create_subscription(Float64MultiArray, topic, lambda msg, t=topic: self._on_array(t, msg), 10)
         self.create_service(ResetEpisode, interfaces.RESET_SERVICE, self._on_reset)
-        period = 0.0 if rtf == 0 else 1.0 / (rate * rtf)
         # pace on the steady clock: the node's own ROS clock may be the sim time it publishes
         steady = Clock(clock_type=ClockType.STEADY_TIME)
         if self.lockstep:
@@ -198,10 +195,7 @@ class SimNode(Node):
         if self.lockstep:
             # Commands so far were for the old episode; the full timeout lets a controller enabled
             # after the reset see the first observations of the new one.
-            self._commanded_topics.clear()
-            self._timed_out = False
-            self._timeout_steps = 0
-            self._before_first_step = True
+            self.lockstep_gate.reset_episode()
             self._timeout_timer.reset()
         self._publish_task()
         response.success = True
@@ -217,54 +211,40 @@ class SimNode(Node):
                             steps=self.env.steps, duration=self.env.time, reason=reason)
         msg.header.stamp = self._stamp()
         self.result_pub.publish(msg)
-        waits = f" ({self._timeout_steps} waited out lockstep_timeout)" if self.lockstep else ""
+        waits = f" ({self.lockstep_gate.timeout_steps} waited out lockstep_timeout)" if self.lockstep else ""
         self.get_logger().info(
             f"episode {reason}: {self.env.task} seed {self.env.seed} after {self.env.steps} steps{waits}")
 
     # --- lockstep -------------------------------------------------------------------------------
     def _answers_previous_episode(self, topic: str) -> bool:
-        """Whether a command is stale: in lockstep a command answers the last observations, so one
-        that arrives after a reset, before the new episode's first observations, was sent for the
-        previous episode (e.g. the hold a policy sends when disabled just before the reset)."""
-        if not self._before_first_step:
+        if not (self.lockstep and self.lockstep_gate.command_is_stale()):
             return False
         self.get_logger().info(f"lockstep: ignored a command on {topic} sent for the previous episode",
                                throttle_duration_sec=1.0)
         return True
 
+    def _awaited_topics(self):
+        """Command topics with a publisher (counted lazily: only once every topic has a command)."""
+        return (topic for topic in self._controllers if self.count_publishers(topic))
+
     def _on_command(self, topic: str) -> None:
-        if self.lockstep:
-            self._commanded_topics.add(topic)
-            self._step_when_due()
+        if self.lockstep and self.lockstep_gate.on_command(topic, self._awaited_topics()):
+            self._step()
 
     def _on_paced(self) -> None:
         self._pacing_timer.cancel()  # one-shot: _step restarts it
-        self._paced = True
-        self._step_when_due()
-
-    def _on_lockstep_timeout(self) -> None:
-        self._timed_out = True
-        self._step_when_due()
-
-    def _step_when_due(self) -> None:
-        if self._paced and (self._timed_out or self._commands_complete()):
-            if not self._commands_complete():
-                self._timeout_steps += 1
+        if self.lockstep_gate.on_pacing_done(self._awaited_topics()):
             self._step()
 
-    def _commands_complete(self) -> bool:
-        """A new command arrived on every command topic that has a publisher (and on one at least)."""
-        return bool(self._commanded_topics) and all(
-            topic in self._commanded_topics for topic in self._controllers if self.count_publishers(topic))
+    def _on_lockstep_timeout(self) -> None:
+        if self.lockstep_gate.on_timeout(self._awaited_topics()):
+            self._step()
 
     # --- stepping -------------------------------------------------------------------------------
     def _step(self) -> None:
         if self.lockstep:
-            self._commanded_topics.clear()
-            self._timed_out = False
-            self._before_first_step = False
+            self.lockstep_gate.stepped()
             if self._pacing_timer is not None:  # paced from step start to step start, as without lockstep
-                self._paced = False
                 self._pacing_timer.reset()
         self.env.step(self.commands.targets(self.sim_time + self.env.dt))
         stamp = self._stamp()
