@@ -5,9 +5,10 @@
 For each robot of the preset: record scripted-expert demonstrations per task (rosbag2 bags) ->
 convert them (one dataset per task for the policies, one per robot for pretraining) -> per
 encoder variant and seed, pretrain an encoder with the same budget (or take the seeded random
-init) -> linear-probe R^2 of the object state on each task's held-out episodes -> train kNN and
-MLP policies on the frozen embeddings -> evaluate every policy in closed loop through sim_node,
-encoder_node and policy_node over DDS (`evaluate --lockstep`) from held-out initial states.
+init) -> linear-probe R^2 of the object state on each task's held-out episodes, and the
+embeddings' effective rank (collapse) -> train kNN and MLP policies on the frozen embeddings ->
+evaluate every policy in closed loop through sim_node, encoder_node and policy_node over DDS
+(`evaluate --lockstep`) from held-out initial states.
 Every step is the console script a user runs; a finished step is reused, so rerunning resumes.
 
 Writes bench/results/claim_<preset>_<date>/: results.md (the table and the verdicts), results.csv,
@@ -201,8 +202,10 @@ def collect(preset: dict, work: Path) -> list[dict]:
     for robot, spec in preset['robots'].items():
         for task in spec['tasks']:
             for variant in preset['encoders']:
-                probes = [json.loads((work / 'probes' / task / variant / f'seed{s}' / 'probe.json').read_text())
-                          ['encoder']['r2'].get('observation.environment_state', float('nan')) for s in preset['seeds']]
+                reports = [json.loads((work / 'probes' / task / variant / f'seed{s}' / 'probe.json').read_text())
+                           ['encoder'] for s in preset['seeds']]
+                probes = [r['r2'].get('observation.environment_state', float('nan')) for r in reports]
+                ranks = [r['embeddings']['effective_rank'] for r in reports]
                 for policy in preset['policies']:
                     rates, steps, late_steps = [], 0, 0
                     for seed in preset['seeds']:
@@ -215,10 +218,12 @@ def collect(preset: dict, work: Path) -> list[dict]:
                         steps, late_steps = steps + episode_steps, late_steps + episode_late
                     success, success_se = mean_and_standard_error(rates)
                     r2, r2_se = mean_and_standard_error(probes)
+                    rank, rank_se = mean_and_standard_error(ranks)
                     rows.append({'robot': robot, 'task': task, 'encoder': variant, 'policy': policy,
                                  'seeds': len(rates), 'episodes_per_seed': preset['eval_episodes'],
                                  'success_mean': success, 'success_se': success_se,
                                  'success_per_seed': rates, 'probe_r2_mean': r2, 'probe_r2_se': r2_se,
+                                 'effective_rank_mean': rank, 'effective_rank_se': rank_se,
                                  'late_step_fraction': late_steps / max(steps, 1)})
     return rows
 
@@ -267,15 +272,18 @@ def write_results(rows: list[dict], preset_path: Path, preset: dict, work: Path,
              f'Success rate: mean over {len(preset["seeds"])} seeds ± standard error across seeds; '
              f'{preset["eval_episodes"]} closed-loop episodes per seed from held-out initial states, through '
              'sim_node + encoder_node + policy_node over DDS (lockstep). Probe: linear-probe R² of the object '
-             'state (observation.environment_state) on held-out demonstration episodes.', '',
+             'state (observation.environment_state) on held-out demonstration episodes. Rank: effective '
+             'rank (RankMe) of the embeddings of every frame of the task, a collapse check (a random init '
+             'is the reference; complete collapse is 1).', '',
              'Late steps: steps the lockstep simulator took without the policy\'s command because the nodes '
              'fell behind (a loaded machine); the policy then acted one step late.', '',
-             '| task | policy | encoder | success rate | per seed | probe R² | late steps |',
-             '|---|---|---|---|---|---|---|']
+             '| task | policy | encoder | success rate | per seed | probe R² | rank | late steps |',
+             '|---|---|---|---|---|---|---|---|']
     for r in rows:
         lines.append(f'| {r["task"]} | {r["policy"]} | {r["encoder"]} | {r["success_mean"]:.0%} ± {r["success_se"]:.0%} '
                      f'| {" ".join(f"{x:.2f}" for x in r["success_per_seed"])} '
-                     f'| {r["probe_r2_mean"]:.2f} ± {r["probe_r2_se"]:.2f} | {r["late_step_fraction"]:.1%} |')
+                     f'| {r["probe_r2_mean"]:.2f} ± {r["probe_r2_se"]:.2f} '
+                     f'| {r["effective_rank_mean"]:.1f} ± {r["effective_rank_se"]:.1f} | {r["late_step_fraction"]:.1%} |')
     lines += ['', '## Verdicts (difference of means ± its standard error; "beats" = more than 2 SE)', '',
               *verdicts(rows), '']
     (out / 'results.md').write_text('\n'.join(lines))

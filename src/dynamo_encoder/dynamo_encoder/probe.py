@@ -5,6 +5,7 @@
     `observation.state` and `action`, fitted on some episodes and scored (R^2) on held-out ones.
 (b) Nearest neighbours like Fig. 2 of the DynaMo paper: for a few query frames, the k frames of
     OTHER episodes closest in embedding space (cosine), as a PNG grid.
+(c) Collapse: the effective rank (RankMe) and the spread of the embeddings of every frame.
 
   probe --dataset DIR --encoder RUN_DIR/encoder.pt --output DIR [--random-baseline]
 """
@@ -130,6 +131,23 @@ def linear_probe_r2(artifact: EncoderArtifact, dataset: LeRobotDataset, keys=Non
     return results
 
 
+def effective_rank(embeddings: np.ndarray) -> float:
+    """RankMe (Garrido et al., 2023): exp of the entropy of the normalised singular values of the
+    centred (N, D) embeddings. D when every direction is used equally, 1 for a collapse onto a line;
+    a pretrained encoder whose rank falls far below a random init's has collapsed dimensionally."""
+    singular = np.linalg.svd(embeddings - embeddings.mean(0), compute_uv=False)
+    p = singular / max(singular.sum(), 1e-30) + 1e-12
+    return float(np.exp(-(p * np.log(p)).sum()))
+
+
+def embedding_statistics(embeddings: list[np.ndarray]) -> dict[str, float]:
+    """Collapse monitors over every frame: effective rank and spread (as in pretraining's metrics)."""
+    x = np.concatenate(embeddings).astype(np.float64)
+    normalised = x / (np.linalg.norm(x, axis=1, keepdims=True) + 1e-12)
+    return {'dim': int(x.shape[1]), 'effective_rank': effective_rank(x),
+            'spread': float(normalised.std(0).mean() * np.sqrt(x.shape[1]))}
+
+
 def nearest_neighbours(embeddings: list[np.ndarray], num_queries: int, k: int, seed: int):
     """[(query (episode, frame), [(episode, frame, cosine) x k from other episodes])]."""
     normalised = [e / (np.linalg.norm(e, axis=1, keepdims=True) + 1e-8) for e in embeddings]
@@ -211,9 +229,13 @@ def main(argv: list[str] | None = None) -> int:
             embeddings = embed_dataset(artifact, dataset)
             r2 = linear_probe_r2(artifact, dataset, test_fraction=args.test_fraction, seed=args.seed,
                                  embeddings=embeddings)
-            report[label] = {'name': artifact.name, 'checksum': artifact.checksum, 'r2': r2}
+            statistics = embedding_statistics(embeddings)
+            report[label] = {'name': artifact.name, 'checksum': artifact.checksum, 'r2': r2,
+                             'embeddings': statistics}
             for key, value in r2.items():
                 print(f'{label:12s} {artifact.name:28s} R^2 {key:32s} {value:7.3f}')
+            print(f'{label:12s} {artifact.name:28s} effective rank {statistics["effective_rank"]:.1f} '
+                  f'of {statistics["dim"]}, spread {statistics["spread"]:.2f}')
             suffix = '' if label == 'encoder' else f'_{label}'
             plot_nearest_neighbours(dataset, artifact.camera_names[0],
                                     nearest_neighbours(embeddings, args.queries, args.neighbours, args.seed),

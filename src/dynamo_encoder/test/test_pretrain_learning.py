@@ -98,5 +98,9 @@ def test_probe_cli_writes_r2_report_and_neighbour_grid(trained_run, tmp_path):
     assert set(report['encoder']['r2']) == {'observation.environment_state', 'observation.state', 'action'}
     assert report['encoder']['checksum'] == EncoderArtifact.load(run / 'encoder.pt').checksum
     assert report['random_init']['name'].startswith('random-resnet_small')
+    for label in ('encoder', 'random_init'):
+        statistics = report[label]['embeddings']
+        assert statistics['dim'] == 128 and 1.0 <= statistics['effective_rank'] <= 128
+        assert 0.0 < statistics['spread']
     assert (tmp_path / 'nearest_neighbours.png').stat().st_size > 0
     assert (tmp_path / 'nearest_neighbours_random_init.png').stat().st_size > 0

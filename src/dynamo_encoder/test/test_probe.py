@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from dynamo_encoder.probe import fit_ridge_probe, nearest_neighbours, r2_score
+from dynamo_encoder.probe import embedding_statistics, fit_ridge_probe, nearest_neighbours, r2_score
 
 
 def episodes(num, length, dim, seed, noise_features=0):
@@ -48,3 +48,17 @@ def test_nearest_neighbours_come_from_other_episodes():
         assert all(episode != query_episode for episode, _, _ in found)
         similarities = [s for _, _, s in found]
         assert similarities == sorted(similarities, reverse=True)
+
+
+def test_effective_rank_counts_the_directions_the_embeddings_use():
+    rng = np.random.default_rng(3)
+    isotropic = embedding_statistics([rng.normal(size=(400, 16)) for _ in range(2)])
+    assert 14 < isotropic['effective_rank'] <= 16 and isotropic['dim'] == 16
+    assert isotropic['spread'] > 0.9
+    # Dimensional collapse: 16-d embeddings that only vary along 2 directions.
+    flat = rng.normal(size=(800, 2)) @ rng.normal(size=(2, 16))
+    collapsed = embedding_statistics([flat])
+    assert 1.5 < collapsed['effective_rank'] < 2.5
+    # Complete collapse: every frame the same point up to tiny noise, so one direction dominates.
+    point = embedding_statistics([np.ones((100, 16)) + 1e-6 * rng.normal(size=(100, 16))])
+    assert point['spread'] < 1e-3
