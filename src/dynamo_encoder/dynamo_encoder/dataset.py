@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+from isal import isal_zlib
 
 __all__ = ["CAMERA_PREFIX", "DatasetError", "DatasetWriter", "LeRobotDataset", "PNG_THREADS", "encode_png"]
 
@@ -133,18 +134,18 @@ class _RunningStats:
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PNG_IEND = struct.pack(">I", 0) + b"IEND" + struct.pack(">I", zlib.crc32(b"IEND"))
+_IDAT_CRC = zlib.crc32(b"IDAT")
 
 
 def encode_png(image, level=1):
     """uint8 (H, W, 3) -> PNG bytes (8-bit RGB, lossless).
 
     level 0 stores the rows uncompressed (about as fast as a copy, files as large as the pixels).
-    level 1 deflates "Up"-filtered rows (each row minus the row above) with zlib's run-length
-    strategy: sensor noise defeats LZ77 matches, so on camera frames this is ~1.7x faster than zlib
-    level 1 and ~13% smaller (224x224: 1.1 ms / 78 kB vs 1.8 ms / 90 kB), while the runs of flat
-    simulator renders still compress (as well as zlib level 1). Levels 2-9 are zlib's LZ77 levels,
-    worth it only for flat synthetic images. zlib releases the GIL, so frames encode in parallel
-    on threads."""
+    level 1 deflates "Up"-filtered rows (each row minus the row above) with ISA-L (`isal`), whose
+    level 1 is ~2.5x faster than zlib's fastest on camera frames at about the same size (224x224:
+    0.45 ms / 82 kB vs zlib run-length 1.15 ms / 78 kB, zlib level 1 1.8 ms / 90 kB) and smaller
+    on flat simulator renders. Levels 2-9 are zlib's LZ77 levels, worth it only for flat synthetic
+    images. Both release the GIL, so frames encode in parallel on threads."""
     h, w, c = image.shape
     flat = image.reshape(h, w * c)
     rows = np.empty((h, 1 + w * c), dtype=np.uint8)
@@ -155,18 +156,11 @@ def encode_png(image, level=1):
         rows[:, 0] = 2  # Up: each row minus the row above (mod 256)
         rows[0, 1:] = flat[0]
         np.subtract(flat[1:], flat[:-1], out=rows[1:, 1:])
-    if level == 1:
-        deflate = zlib.compressobj(1, zlib.DEFLATED, 15, 8, zlib.Z_RLE)
-        parts = [deflate.compress(rows), deflate.flush()]
-    else:
-        parts = [zlib.compress(rows, level)]
-    crc = zlib.crc32(b"IDAT")
-    for part in parts:
-        crc = zlib.crc32(part, crc)
+    idat = isal_zlib.compress(rows, 1) if level == 1 else zlib.compress(rows, level)
     header = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)  # 8-bit RGB, no interlace
     return b"".join([_PNG_SIGNATURE, struct.pack(">I", len(header)), b"IHDR", header,
                      struct.pack(">I", zlib.crc32(b"IHDR" + header)),
-                     struct.pack(">I", sum(len(p) for p in parts)), b"IDAT", *parts, struct.pack(">I", crc),
+                     struct.pack(">I", len(idat)), b"IDAT", idat, struct.pack(">I", zlib.crc32(idat, _IDAT_CRC)),
                      _PNG_IEND])
 
 
