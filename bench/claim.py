@@ -11,7 +11,7 @@ evaluate every policy in closed loop through sim_node, encoder_node and policy_n
 (`evaluate --lockstep`) from held-out initial states.
 Every step is the console script a user runs; a finished step is reused, so rerunning resumes.
 
-Writes bench/results/claim_<preset>_<date>/: results.md (the table and the verdicts), results.csv,
+Writes bench/results/claim_<preset>_<date>/: results.md (the table, the verdicts and each encoder's pretraining end state), results.csv,
 success_rate.png, probe_r2.png, preset.yaml (the exact preset), pretrain_configs/ (the exact
 pretraining configs), command.txt and machine.txt.
 
@@ -228,6 +228,30 @@ def collect(preset: dict, work: Path) -> list[dict]:
     return rows
 
 
+def pretraining_end_state(preset: dict, work: Path) -> list[dict]:
+    """Per robot and pretrained encoder variant, from each seed's metrics.csv: the optimiser steps,
+    the embedding spread at the start and over the last 10 % of the steps (collapse drives it to 0),
+    DynaMo's covariance term there (what the regulariser still has to push) and the last val loss."""
+    rows = []
+    for robot in preset['robots']:
+        for variant, spec in preset['encoders'].items():
+            if spec is None:
+                continue
+            seeds = []
+            for seed in preset['seeds']:
+                with open(work / 'encoders' / robot / variant / f'seed{seed}' / 'metrics.csv') as f:
+                    metrics = list(csv.DictReader(f))
+                tail = metrics[-max(len(metrics) // 10, 1):]
+                mean = lambda key, part: float(np.mean([float(m[key]) for m in part])) if key in part[0] else float('nan')
+                val = [float(m['val_loss']) for m in metrics if m.get('val_loss')]
+                seeds.append({'steps': len(metrics), 'spread_start': float(metrics[0]['spread']),
+                              'spread_end': mean('spread', tail), 'covariance_end': mean('covariance', tail),
+                              'val_loss_end': val[-1] if val else float('nan')})
+            rows.append({'robot': robot, 'encoder': variant,
+                         **{key: float(np.mean([s[key] for s in seeds])) for key in seeds[0]}})
+    return rows
+
+
 def late_lockstep_steps(sim_log: Path, episodes: int) -> tuple[int, int]:
     """(steps, steps the simulator took on lockstep_timeout without the policy's command) over the
     last `episodes` episodes of a lockstep evaluation, not counting each episode's first step
@@ -285,7 +309,18 @@ def write_results(rows: list[dict], preset_path: Path, preset: dict, work: Path,
                      f'| {r["probe_r2_mean"]:.2f} ± {r["probe_r2_se"]:.2f} '
                      f'| {r["effective_rank_mean"]:.1f} ± {r["effective_rank_se"]:.1f} | {r["late_step_fraction"]:.1%} |')
     lines += ['', '## Verdicts (difference of means ± its standard error; "beats" = more than 2 SE)', '',
-              *verdicts(rows), '']
+              *verdicts(rows), '',
+              '## Pretraining end state (mean over seeds, from each run\'s metrics.csv)', '',
+              'Spread: per-dimension std of the L2-normalised embeddings x sqrt(dim), over the last 10% of the '
+              'steps (about 1 when spread over the sphere, 0 at collapse); comparable within an objective '
+              '(a DynaMo batch holds windows of consecutive, similar frames, a BYOL batch independent ones). '
+              'Covariance: DynaMo\'s off-diagonal covariance term there. Val loss: each objective\'s own loss.', '',
+              '| robot | encoder | steps | spread start → end | covariance term | val loss |', '|---|---|---|---|---|---|']
+    for r in pretraining_end_state(preset, work):
+        covariance = '–' if math.isnan(r['covariance_end']) else f'{r["covariance_end"]:.4f}'
+        lines.append(f'| {r["robot"]} | {r["encoder"]} | {r["steps"]:.0f} | {r["spread_start"]:.2f} → {r["spread_end"]:.2f} '
+                     f'| {covariance} | {r["val_loss_end"]:.4f} |')
+    lines.append('')
     (out / 'results.md').write_text('\n'.join(lines))
     _plot(rows, preset, out)
     shutil.copyfile(preset_path, out / 'preset.yaml')
