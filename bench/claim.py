@@ -11,9 +11,9 @@ evaluate every policy in closed loop through sim_node, encoder_node and policy_n
 (`evaluate --lockstep`) from held-out initial states.
 Every step is the console script a user runs; a finished step is reused, so rerunning resumes.
 
-Writes bench/results/claim_<preset>_<date>/: results.md (the table, the verdicts and each encoder's pretraining end state), results.csv,
-success_rate.png, probe_r2.png, preset.yaml (the exact preset), pretrain_configs/ (the exact
-pretraining configs), command.txt and machine.txt.
+Writes bench/results/claim_<preset>_<date>/: results.md (the table, the verdicts and each
+encoder's pretraining end state), results.csv, success_rate.png, probe_r2.png, preset.yaml (the
+exact preset), pretrain_configs/ (the exact pretraining configs), command.txt and machine.txt.
 
 Statistics: a seed's success rate is over its evaluation episodes; the table gives the mean over
 seeds +- the standard error across seeds (the seed noise the claim must beat). "DynaMo beats X"
