@@ -1,16 +1,24 @@
 #!/usr/bin/env python3
 """End-to-end latency of encoder_node: image published -> Embedding received.
 
-    python bench/encoder_latency.py [--seconds 60] [--rate 30] [--checkpoint encoder.pt | --arch A --input-size N]
+    python bench/encoder_latency.py [--seconds 60] [--floor-seconds 20] [--rate 30]
+                                    [--checkpoint encoder.pt | --arch A --input-size N]
 
 Starts a real encoder_node subprocess over DDS (loopback only, a ROS_DOMAIN_ID of its own),
 publishes camera images (rgb8, --image-size) stamped with the time of publishing at --rate for
 --seconds, and takes each Embedding's receive time minus its stamp (the node stamps embeddings
-with the image stamp). Prints latency p50/p99, its ratio to the bare forward pass
-(`EncoderArtifact.encode` of the same image, same thread count, timed in this process before and
-after the stream in the same run), p99/p50, and frames that got no embedding. Writes a PNG of
-latency over time and its histogram. Without --checkpoint it benchmarks a randomly initialised
-encoder (latency does not depend on what an encoder learned).
+with the image stamp). Then, for --floor-seconds, streams the same images the same way (same QoS,
+rate and warm-up) to bench/transport_relay.py instead: a plain rclpy node in its own process
+that, in its subscription callback, publishes an Embedding of the encoder's size with the image
+stamp. That is the transport floor, what any two ROS 2 Python processes pay for this exchange
+whatever the node computes; with a small encoder it is most of the end-to-end latency.
+Prints latency p50/p99, the floor p50/p99, the node's own time (latency p50 - floor p50), the
+ratio to the bare forward pass (`EncoderArtifact.encode` of the same image, same thread count,
+timed in this process before and after the streams in the same run), the ratio to forward + floor
+(1.0 for a node that adds nothing to the forward pass beyond the transport), p99/p50, and frames
+that got no embedding. Writes a PNG of both latencies over time and their histograms. Without
+--checkpoint it benchmarks a randomly initialised encoder (latency does not depend on what an
+encoder learned).
 """
 
 from __future__ import annotations
@@ -33,6 +41,8 @@ DRAIN_S = 1.0
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--seconds', type=float, default=60.0, help='stream length (default 60)')
+    parser.add_argument('--floor-seconds', type=float, default=20.0,
+                        help='length of the transport-floor stream to the relay (default 20)')
     parser.add_argument('--rate', type=float, default=30.0, help='images per second (default 30)')
     parser.add_argument('--checkpoint', type=Path, help='encoder artifact to benchmark (default: random init)')
     parser.add_argument('--arch', default='resnet18', help='architecture of the random-init encoder (default resnet18)')
@@ -64,8 +74,32 @@ def time_forward(encoder, image: np.ndarray, calls: int) -> np.ndarray:
     return np.array(seconds)
 
 
-def stream(args, checkpoint: Path, image: np.ndarray, log_path: Path):
-    """Run encoder_node and the image stream; (send times, latencies by stamp, last diagnostics)."""
+def encoder_node_command(args, checkpoint: Path) -> list[str]:
+    return ['encoder_node', '--ros-args', '-p', f'checkpoint:={checkpoint}', '-p', f'device:={args.device}',
+            '-p', f'threads:={args.threads}', '-p', f'qos_reliability:={args.qos_reliability}']
+
+
+def relay_command(args, encoder, template_path: Path) -> list[str]:
+    """transport_relay answering each image with an Embedding of this encoder's size, as encoder_node does."""
+    from dynamo_msgs.msg import Embedding
+    from rclpy.serialization import serialize_message
+
+    embedding = Embedding(encoder_name=encoder.name, encoder_checksum=encoder.checksum,
+                          camera_names=list(encoder.camera_names),
+                          camera_dims=[int(encoder.embedding_dim)] * len(encoder.camera_names),
+                          data=[0.0] * (len(encoder.camera_names) * encoder.embedding_dim))
+    embedding.header.frame_id = 'camera_color_optical_frame'
+    template_path.write_bytes(serialize_message(embedding))
+    # Subscribed as encoder_node subscribes: its qos_reliability, keep last 1 (its default qos_depth).
+    return [sys.executable, str(Path(__file__).with_name('transport_relay.py')),
+            '--input', 'sensor_msgs/msg/Image', '/camera/color/image_raw',
+            '--reliability', args.qos_reliability, '--depth', '1',
+            '--output', 'dynamo_msgs/msg/Embedding', 'embedding', str(template_path)]
+
+
+def stream(args, command: list[str], name: str, seconds: float, image: np.ndarray, log_path: Path):
+    """Run `command` (encoder_node or the transport relay) and the image stream for `seconds`; (stamps of
+    the measured images, receive time by embedding stamp, last /diagnostics)."""
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
     from dynamo_msgs.msg import Embedding
@@ -74,9 +108,7 @@ def stream(args, checkpoint: Path, image: np.ndarray, log_path: Path):
 
     from dynamo_bringup.processes import NodeProcess
 
-    node_process = NodeProcess(
-        ['encoder_node', '--ros-args', '-p', f'checkpoint:={checkpoint}', '-p', f'device:={args.device}',
-         '-p', f'threads:={args.threads}', '-p', f'qos_reliability:={args.qos_reliability}'], 'encoder_node', dict(os.environ), log_path)
+    node_process = NodeProcess(command, name, dict(os.environ), log_path)
     rclpy.init()
     bench = rclpy.create_node('encoder_latency_bench')
     try:
@@ -96,7 +128,7 @@ def stream(args, checkpoint: Path, image: np.ndarray, log_path: Path):
         deadline = time.monotonic() + 120
         while not (bench.count_subscribers('/camera/color/image_raw') and bench.count_publishers('embedding')):
             if node_process.returncode is not None or time.monotonic() > deadline:
-                raise SystemExit(f'encoder_node did not come up; its output:\n{node_process.output()}')
+                raise SystemExit(f'{name} did not come up; its output:\n{node_process.output()}')
             rclpy.spin_once(bench, timeout_sec=0.1)
 
         sent: list[int] = []
@@ -111,9 +143,9 @@ def stream(args, checkpoint: Path, image: np.ndarray, log_path: Path):
         while time.monotonic() < warmup_end:
             rclpy.spin_once(bench, timeout_sec=0.01)
         first_measured = len(sent)
-        print(f'streaming {args.image_shape[1]}x{args.image_shape[0]} rgb8 at {args.rate:g} Hz for {args.seconds:g} s ...',
-              flush=True)
-        end = time.monotonic() + args.seconds
+        print(f'streaming {args.image_shape[1]}x{args.image_shape[0]} rgb8 at {args.rate:g} Hz to {name} '
+              f'for {seconds:g} s ...', flush=True)
+        end = time.monotonic() + seconds
         while time.monotonic() < end:
             rclpy.spin_once(bench, timeout_sec=0.01)
         measured = sent[first_measured:]
@@ -131,32 +163,43 @@ def stream(args, checkpoint: Path, image: np.ndarray, log_path: Path):
         rclpy.try_shutdown()
         exit_code = node_process.stop()
         if exit_code != 0:
-            print(f'warning: encoder_node exited with {exit_code}; log: {log_path}', file=sys.stderr)
+            print(f'warning: {name} exited with {exit_code}; log: {log_path}', file=sys.stderr)
 
 
-def plot(path: Path, sent, latencies_ms, forward_ms, title):
+def plot(path: Path, sent, latencies_ms, floor_sent, floor_ms, forward_ms, title):
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
     path.parent.mkdir(parents=True, exist_ok=True)
     fig, (ax_time, ax_hist) = plt.subplots(1, 2, figsize=(11, 4))
-    times = (np.array(sent) - sent[0]) / 1e9
-    ax_time.plot(times, latencies_ms, '.', markersize=2, label='publish -> embedding')
+    for stream_sent, stream_ms, label in ((sent, latencies_ms, 'publish -> embedding'),
+                                          (floor_sent, floor_ms, 'transport floor (relay)')):
+        times = (np.array(stream_sent) - stream_sent[0]) / 1e9
+        ax_time.plot(times, stream_ms, '.', markersize=2, label=label)
     ax_time.axhline(forward_ms, color='k', linestyle='--', label=f'bare forward p50 {forward_ms:.1f} ms')
     ax_time.set_xlabel('time in stream (s)')
     ax_time.set_ylabel('latency (ms)')
     ax_time.legend()
-    ax_hist.hist(latencies_ms[np.isfinite(latencies_ms)], bins=60)
+    answered = [values[np.isfinite(values)] for values in (latencies_ms, floor_ms)]
+    bins = np.histogram_bin_edges(np.concatenate(answered), bins=60)
+    ax_hist.hist(answered[0], bins=bins, label='publish -> embedding')
+    ax_hist.hist(answered[1], bins=bins, alpha=0.6, label='transport floor (relay)')
     ax_hist.axvline(forward_ms, color='k', linestyle='--')
     ax_hist.set_xlabel('latency (ms)')
     ax_hist.set_ylabel('embeddings')
+    ax_hist.legend()
     fig.suptitle(title)
     fig.tight_layout()
     tmp = path.with_name(f'.{path.name}.tmp.png')
     fig.savefig(tmp, dpi=100)
     os.replace(tmp, path)
     plt.close(fig)
+
+
+def latencies_ms(sent, received) -> np.ndarray:
+    """Receive time minus stamp per published image, NaN where no embedding came back."""
+    return np.array([(received[s] - s) / 1e6 if s in received else np.nan for s in sent])
 
 
 def main():
@@ -179,13 +222,20 @@ def main():
             if len(encoder.camera_names) != 1:
                 raise SystemExit(f'{checkpoint}: this bench streams one camera; the encoder has {encoder.camera_names}')
             forward_before = time_forward(encoder, image, 100)
-            sent, received, last_diagnostics = stream(args, checkpoint, image, Path(tmp) / 'encoder_node.log')
+            sent, received, last_diagnostics = stream(
+                args, encoder_node_command(args, checkpoint), 'encoder_node', args.seconds, image,
+                Path(tmp) / 'encoder_node.log')
+            floor_sent, floor_received, _ = stream(
+                args, relay_command(args, encoder, Path(tmp) / 'embedding.cdr'), 'transport_relay',
+                args.floor_seconds, image, Path(tmp) / 'transport_relay.log')
             forward_after = time_forward(encoder, image, 100)
     finally:
         lease.release()
 
-    latencies_ms = np.array([(received[s] - s) / 1e6 if s in received else np.nan for s in sent])
-    answered = latencies_ms[np.isfinite(latencies_ms)]
+    e2e_ms = latencies_ms(sent, received)
+    answered = e2e_ms[np.isfinite(e2e_ms)]
+    floor_ms = latencies_ms(floor_sent, floor_received)
+    floor_answered = floor_ms[np.isfinite(floor_ms)]
     forward_ms = np.concatenate([forward_before, forward_after]) * 1e3
     forward_p50 = float(np.percentile(forward_ms, 50))
     dropped = len(sent) - len(answered)
@@ -193,17 +243,28 @@ def main():
           f'{args.threads} thread(s), device {args.device}, {args.qos_reliability} depth 1; '
           f'{len(sent)} images published, domain {lease.domain_id}')
     print(f'bare forward pass (EncoderArtifact.encode): p50 {forward_p50:.2f} ms  p99 '
-          f'{np.percentile(forward_ms, 99):.2f} ms  (before stream p50 {np.median(forward_before) * 1e3:.2f}, '
+          f'{np.percentile(forward_ms, 99):.2f} ms  (before streams p50 {np.median(forward_before) * 1e3:.2f}, '
           f'after {np.median(forward_after) * 1e3:.2f})')
     if answered.size == 0:
         raise SystemExit('no embedding came back: see the encoder_node output above')
+    if floor_answered.size == 0:
+        raise SystemExit('no embedding came back from transport_relay: see its output above')
     p50, p99 = np.percentile(answered, [50, 99])
+    floor_p50, floor_p99 = np.percentile(floor_answered, [50, 99])
     print(f'end-to-end publish -> embedding:            p50 {p50:.2f} ms  p99 {p99:.2f} ms  max {answered.max():.2f} ms')
+    print(f'transport floor publish -> relayed embedding: p50 {floor_p50:.2f} ms  p99 {floor_p99:.2f} ms  '
+          f'max {floor_answered.max():.2f} ms  (bench/transport_relay.py, same images, QoS and rate, '
+          f'{len(floor_sent)} images)')
+    print(f"encoder_node's own time (e2e p50 - floor p50): {p50 - floor_p50:.2f} ms = forward p50 "
+          f'{forward_p50:.2f} ms + {p50 - floor_p50 - forward_p50:.2f} ms beyond it')
     print(f'ratio e2e p50 / forward p50: {p50 / forward_p50:.3f}  (goal <= {GOAL_RATIO})'
           f'{"" if p50 / forward_p50 <= GOAL_RATIO else "  MISSED"}')
+    print(f'ratio e2e p50 / (forward p50 + floor p50): {p50 / (forward_p50 + floor_p50):.3f}  '
+          f'(1.0: the node adds nothing to the forward pass beyond the transport any two ROS 2 Python processes pay)')
     print(f'tail p99 / p50:              {p99 / p50:.3f}  (goal <= {GOAL_TAIL})'
-          f'{"" if p99 / p50 <= GOAL_TAIL else "  MISSED"}')
-    print(f'frames without an embedding: {dropped} of {len(sent)} ({100 * dropped / len(sent):.1f} %)')
+          f'{"" if p99 / p50 <= GOAL_TAIL else "  MISSED"}; transport floor {floor_p99 / floor_p50:.3f}')
+    print(f'frames without an embedding: {dropped} of {len(sent)} ({100 * dropped / len(sent):.1f} %); '
+          f'transport floor {len(floor_sent) - len(floor_answered)} of {len(floor_sent)}')
     if last_diagnostics is not None:
         values = {kv.key: kv.value for status in last_diagnostics.status for kv in status.values}
         print('encoder_node diagnostics (last): ' + ', '.join(
@@ -212,9 +273,10 @@ def main():
         if 'processing_p50_ms' in values:
             print(f'ratio e2e p50 / in-node encode p50 (same load, from diagnostics): '
                   f'{p50 / float(values["processing_p50_ms"]):.3f}')
-    plot(args.plot, sent, latencies_ms, forward_p50,
+    plot(args.plot, sent, e2e_ms, floor_sent, floor_ms, forward_p50,
          f'encoder_node {encoder.arch} {encoder.input_size[0]}px, {args.image_shape[1]}x{args.image_shape[0]} '
-         f'@ {args.rate:g} Hz: p50 {p50:.1f} ms (x{p50 / forward_p50:.2f} forward), p99 {p99:.1f} ms')
+         f'@ {args.rate:g} Hz: p50 {p50:.1f} ms (x{p50 / forward_p50:.2f} forward), p99 {p99:.1f} ms; '
+         f'floor p50 {floor_p50:.1f} ms')
     print(f'plot: {args.plot}')
 
 
