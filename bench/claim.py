@@ -5,7 +5,7 @@
 For each robot of the preset: record scripted-expert demonstrations per task (rosbag2 bags) ->
 convert them (one dataset per task for the policies, one per robot for pretraining) -> per
 encoder variant and seed, pretrain an encoder with the same budget (or take the seeded random
-init) -> linear-probe R^2 of the object state on each task's held-out episodes, and the
+init) -> linear-probe R^2 of the task's object state on its held-out episodes, and the
 embeddings' effective rank (collapse) -> train kNN and MLP policies on the frozen embeddings ->
 evaluate every policy in closed loop through sim_node, encoder_node and policy_node over DDS
 (`evaluate --lockstep`) from held-out initial states.
@@ -77,6 +77,10 @@ def load_preset(name_or_path: str) -> tuple[Path, dict]:
     for key in ('seeds', 'demos_per_task', 'eval_episodes', 'policies', 'robots', 'pretrain', 'encoders'):
         if key not in preset:
             raise SystemExit(f'claim: {path}: missing key {key!r}')
+    for robot, spec in preset['robots'].items():
+        missing = [t for t in spec['tasks'] if t not in spec.get('object_state', {})]
+        if missing:
+            raise SystemExit(f'claim: {path}: robots.{robot}.object_state needs the probed dimensions of {missing}')
     if REFERENCE not in preset['encoders'] or any(b not in preset['encoders'] for b in BASELINES):
         raise SystemExit(f'claim: {path}: encoders must include {REFERENCE} and {", ".join(BASELINES)}')
     return path, preset
@@ -204,7 +208,9 @@ def collect(preset: dict, work: Path) -> list[dict]:
             for variant in preset['encoders']:
                 reports = [json.loads((work / 'probes' / task / variant / f'seed{s}' / 'probe.json').read_text())
                            ['encoder'] for s in preset['seeds']]
-                probes = [r['r2'].get('observation.environment_state', float('nan')) for r in reports]
+                probed = [[r['r2_per_dimension']['observation.environment_state'][name] for name in spec['object_state'][task]]
+                          for r in reports]   # None: the dimension did not vary in the held-out episodes
+                probes = [float(np.nanmean([np.nan if v is None else v for v in values])) for values in probed]
                 ranks = [r['embeddings']['effective_rank'] for r in reports]
                 for policy in preset['policies']:
                     rates, steps, late_steps = [], 0, 0
@@ -296,7 +302,9 @@ def write_results(rows: list[dict], preset_path: Path, preset: dict, work: Path,
              f'Success rate: mean over {len(preset["seeds"])} seeds ± standard error across seeds; '
              f'{preset["eval_episodes"]} closed-loop episodes per seed from held-out initial states, through '
              'sim_node + encoder_node + policy_node over DDS (lockstep). Probe: linear-probe R² of the object '
-             'state (observation.environment_state) on held-out demonstration episodes. Rank: effective '
+             'state the task moves (' + '; '.join(f'{t}: {", ".join(names)}' for spec in preset['robots'].values()
+                                                  for t, names in spec['object_state'].items()) + ') on held-out '
+             'demonstration episodes. Rank: effective '
              'rank (RankMe) of the embeddings of every frame of the task, a collapse check (a random init '
              'is the reference; complete collapse is 1).', '',
              'Late steps: steps the lockstep simulator took without the policy\'s command because the nodes '
@@ -359,7 +367,7 @@ def _plot(rows: list[dict], preset: dict, out: Path) -> None:
         ax.bar(x + (i - (len(encoders) - 1) / 2) * width, [v['probe_r2_mean'] for v in values], width,
                yerr=[v['probe_r2_se'] for v in values], capsize=2, label=encoder)
     ax.set_xticks(x, tasks, fontsize=8)
-    ax.set_ylabel('object-state linear-probe R²')
+    ax.set_ylabel("linear-probe R² of the task's object state")
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out / 'probe_r2.png', dpi=110)

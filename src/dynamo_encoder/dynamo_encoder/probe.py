@@ -70,14 +70,20 @@ def _ridge_solutions(x: np.ndarray, y: np.ndarray, alphas) -> list[tuple[np.ndar
     return solutions
 
 
-def r2_score(y_true: np.ndarray, y_pred: np.ndarray) -> float:
-    """Coefficient of determination, averaged over the output dimensions that vary."""
+def r2_per_dimension(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
+    """Coefficient of determination of each output dimension; NaN where the held-out target does not vary."""
     variance = ((y_true - y_true.mean(0)) ** 2).sum(0)
     varying = variance > 1e-12 * max(float(variance.max()), 1e-30)
-    if not varying.any():
-        raise ValueError('R^2 is undefined: the held-out targets do not vary')
     residual = ((y_true - y_pred) ** 2).sum(0)
-    return float(np.mean(1.0 - residual[varying] / variance[varying]))
+    return np.where(varying, 1.0 - residual / np.where(varying, variance, 1.0), np.nan)
+
+
+def r2_score(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Coefficient of determination, averaged over the output dimensions that vary."""
+    per_dimension = r2_per_dimension(y_true, y_pred)
+    if np.isnan(per_dimension).all():
+        raise ValueError('R^2 is undefined: the held-out targets do not vary')
+    return float(np.nanmean(per_dimension))
 
 
 def fit_ridge_probe(train_x: list[np.ndarray], train_y: list[np.ndarray], alphas=RIDGE_ALPHAS):
@@ -108,8 +114,12 @@ def fit_ridge_probe(train_x: list[np.ndarray], train_y: list[np.ndarray], alphas
 
 
 def linear_probe_r2(artifact: EncoderArtifact, dataset: LeRobotDataset, keys=None, test_fraction: float = 0.3,
-                    seed: int = 0, embeddings: list[np.ndarray] | None = None) -> dict[str, float]:
-    """R^2 on held-out episodes of a ridge probe from frozen embeddings to each array feature.
+                    seed: int = 0, embeddings: list[np.ndarray] | None = None
+                    ) -> tuple[dict[str, float], dict[str, dict[str, float | None]]]:
+    """R^2 on held-out episodes of a ridge probe from frozen embeddings to each array feature:
+    (R^2 averaged over the feature's varying dimensions, R^2 of each named dimension, None where
+    the held-out target does not vary). The average mixes what the camera shows with what it
+    cannot (a symmetric bottle's yaw), so a task's own object dimensions are read per dimension.
 
     keys: array features to probe (default: those of PROBE_KEYS the dataset has).
     embeddings: precomputed `embed_dataset(artifact, dataset)` to avoid encoding twice.
@@ -121,14 +131,18 @@ def linear_probe_r2(artifact: EncoderArtifact, dataset: LeRobotDataset, keys=Non
     if embeddings is None:
         embeddings = embed_dataset(artifact, dataset)
     train, test = split_probe_episodes(dataset.num_episodes, test_fraction, seed)
-    results = {}
+    average, per_dimension = {}, {}
     for key in keys:
         targets = [dataset.array(e, key).astype(np.float64) for e in range(dataset.num_episodes)]
         predict = fit_ridge_probe([embeddings[e] for e in train], [targets[e] for e in train])
         test_x = np.concatenate([embeddings[e] for e in test])
         test_y = np.concatenate([targets[e] for e in test])
-        results[key] = r2_score(test_y, predict(test_x))
-    return results
+        prediction = predict(test_x)
+        average[key] = r2_score(test_y, prediction)
+        names = dataset.features[key].get('names') or [str(i) for i in range(test_y.shape[1])]
+        per_dimension[key] = {name: None if np.isnan(r2) else float(r2)
+                              for name, r2 in zip(names, r2_per_dimension(test_y, prediction))}
+    return average, per_dimension
 
 
 def effective_rank(embeddings: np.ndarray) -> float:
@@ -227,11 +241,11 @@ def main(argv: list[str] | None = None) -> int:
         report = {'dataset': str(args.dataset), 'test_fraction': args.test_fraction, 'seed': args.seed}
         for label, artifact in encoders.items():
             embeddings = embed_dataset(artifact, dataset)
-            r2 = linear_probe_r2(artifact, dataset, test_fraction=args.test_fraction, seed=args.seed,
-                                 embeddings=embeddings)
+            r2, r2_per_dim = linear_probe_r2(artifact, dataset, test_fraction=args.test_fraction, seed=args.seed,
+                                             embeddings=embeddings)
             statistics = embedding_statistics(embeddings)
             report[label] = {'name': artifact.name, 'checksum': artifact.checksum, 'r2': r2,
-                             'embeddings': statistics}
+                             'r2_per_dimension': r2_per_dim, 'embeddings': statistics}
             for key, value in r2.items():
                 print(f'{label:12s} {artifact.name:28s} R^2 {key:32s} {value:7.3f}')
             print(f'{label:12s} {artifact.name:28s} effective rank {statistics["effective_rank"]:.1f} '

@@ -46,7 +46,7 @@ def mean_position_r2(artifact, dataset):
     embeddings = probe.embed_dataset(artifact, dataset)
     return float(np.mean([
         probe.linear_probe_r2(artifact, dataset, keys=['observation.environment_state'], seed=split,
-                              embeddings=embeddings)['observation.environment_state']
+                              embeddings=embeddings)[0]['observation.environment_state']
         for split in PROBE_SPLITS]))
 
 
@@ -96,6 +96,11 @@ def test_probe_cli_writes_r2_report_and_neighbour_grid(trained_run, tmp_path):
     assert status == 0
     report = json.loads((tmp_path / 'probe.json').read_text())
     assert set(report['encoder']['r2']) == {'observation.environment_state', 'observation.state', 'action'}
+    per_dimension = report['encoder']['r2_per_dimension']['observation.environment_state']
+    names = LeRobotDataset(dataset).features['observation.environment_state']['names']
+    assert list(per_dimension) == names
+    varying = [r2 for r2 in per_dimension.values() if r2 is not None]
+    assert np.mean(varying) == pytest.approx(report['encoder']['r2']['observation.environment_state'])
     assert report['encoder']['checksum'] == EncoderArtifact.load(run / 'encoder.pt').checksum
     assert report['random_init']['name'].startswith('random-resnet_small')
     for label in ('encoder', 'random_init'):

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from dynamo_encoder.probe import embedding_statistics, fit_ridge_probe, nearest_neighbours, r2_score
+from dynamo_encoder.probe import embedding_statistics, fit_ridge_probe, nearest_neighbours, r2_per_dimension, r2_score
 
 
 def episodes(num, length, dim, seed, noise_features=0):
@@ -39,6 +39,15 @@ def test_r2_ignores_constant_targets_and_refuses_all_constant():
     assert r2_score(y, y) == pytest.approx(1.0)
     with pytest.raises(ValueError, match='do not vary'):
         r2_score(np.ones((5, 2)), np.zeros((5, 2)))
+
+
+def test_r2_per_dimension_scores_each_target_and_marks_constant_ones():
+    y = np.stack([np.linspace(0, 1, 10), np.ones(10), np.linspace(0, 2, 10)], axis=1)
+    prediction = np.stack([y[:, 0], y[:, 1], np.full(10, 1.0)], axis=1)   # exact, -, the mean
+    per_dimension = r2_per_dimension(y, prediction)
+    assert per_dimension[0] == pytest.approx(1.0) and np.isnan(per_dimension[1])
+    assert per_dimension[2] == pytest.approx(0.0)
+    assert r2_score(y, prediction) == pytest.approx(0.5)
 
 
 def test_nearest_neighbours_come_from_other_episodes():
