@@ -5,13 +5,13 @@
                                    [--policy mlp|knn | --policy-path policy.pt]
 
 Starts a real policy_node subprocess over DDS (loopback only, its own ROS_DOMAIN_ID) and publishes
-embeddings at --rate for --seconds. The node answers every new observation with an ActionChunk
-(stamped with the observation's stamp) and then a command, in one callback; its control timer is
+embeddings at --rate for --seconds. The node answers every new observation with a command and
+then an ActionChunk (stamped with the observation's stamp), in one callback; its control timer is
 set slower than the stream, so it adds commands only after the stream ends. Both topics are
 reliable and ordered, so the k-th command belongs to the k-th chunk, whose stamp names the
 embedding: each latency is matched exactly. Then, for --floor-seconds, it streams the same way
 (same messages, QoS and rate) to bench/transport_relay.py instead: a plain rclpy node in its own
-process that, in its subscription callback, publishes an ActionChunk and a JointTrajectory of the
+process that, in its subscription callback, publishes a JointTrajectory and an ActionChunk of the
 sizes policy_node sends, matched the same way. That is the transport floor, what any two ROS 2
 Python processes pay for this exchange whatever the node computes; for small policies (predict in
 a fraction of a millisecond) it is nearly all of the end-to-end latency. Prints latency p50/p99,
@@ -104,8 +104,9 @@ def relay_command(policy, window, work: Path) -> list[str]:
             '--input', 'dynamo_msgs/msg/Embedding', 'embedding',
             '--reliability', qos_profile_sensor_data.reliability.name.lower(),
             '--depth', str(qos_profile_sensor_data.depth),
-            '--output', 'dynamo_msgs/msg/ActionChunk', 'action_chunk', str(work / 'action_chunk.cdr'),
-            '--output', 'trajectory_msgs/msg/JointTrajectory', 'bench_command', str(work / 'command.cdr')]
+            # In policy_node's order: the command, then the chunk.
+            '--output', 'trajectory_msgs/msg/JointTrajectory', 'bench_command', str(work / 'command.cdr'),
+            '--output', 'dynamo_msgs/msg/ActionChunk', 'action_chunk', str(work / 'action_chunk.cdr')]
 
 
 def stream(args, command: list[str], name: str, seconds: float, policy, window, log_path: Path):

@@ -197,20 +197,21 @@ class PolicyNode(Node):
         chunk = self.policy.predict_action(self.window.window())
         predict_s = time.perf_counter() - started
         self.inference_stats.output_published(latency_s=predict_s, processing_s=predict_s)
-        self._publish_chunk(msg, chunk)
         self.ensembler.add(stamp, chunk)
-        if not self.enabled:
-            return
-        age = self._now() - stamp
-        if abs(age) > self.watchdog.timeout:
-            # Said on arrival: otherwise a pipeline that is always too slow never commands and
-            # never logs a watchdog transition either.
-            self.get_logger().warning(
-                f'embedding is {age:.3f} s old on arrival (observation_timeout {self.watchdog.timeout} s): '
-                'not commanding; the camera/encoder pipeline is too slow or the clocks disagree',
-                throttle_duration_sec=LOG_THROTTLE_S)
-        self._control_step()
-        self.control_timer.reset()
+        if self.enabled:
+            age = self._now() - stamp
+            if abs(age) > self.watchdog.timeout:
+                # Said on arrival: otherwise a pipeline that is always too slow never commands and
+                # never logs a watchdog transition either.
+                self.get_logger().warning(
+                    f'embedding is {age:.3f} s old on arrival (observation_timeout {self.watchdog.timeout} s): '
+                    'not commanding; the camera/encoder pipeline is too slow or the clocks disagree',
+                    throttle_duration_sec=LOG_THROTTLE_S)
+            self._control_step()
+            self.control_timer.reset()
+        # After the command: the robot should not wait for a message that is only read by loggers
+        # and tools.
+        self._publish_chunk(msg, chunk)
 
     def _on_enable(self, request: SetBool.Request, response: SetBool.Response) -> SetBool.Response:
         if request.data and not self.enabled:
