@@ -24,6 +24,7 @@ import torch
 
 from .artifact import ArtifactError, EncoderArtifact
 from .dataset import DatasetError, LeRobotDataset
+from .model.dynamo import embedding_spread
 
 PROBE_KEYS = ('observation.environment_state', 'observation.state', 'action')
 RIDGE_ALPHAS = tuple(10.0 ** p for p in range(-2, 6))  # on features scaled to unit mean variance
@@ -155,11 +156,10 @@ def effective_rank(embeddings: np.ndarray) -> float:
 
 
 def embedding_statistics(embeddings: list[np.ndarray]) -> dict[str, float]:
-    """Collapse monitors over every frame: effective rank and spread (as in pretraining's metrics)."""
+    """Collapse monitors over every frame: effective rank, and the spread pretraining logs."""
     x = np.concatenate(embeddings).astype(np.float64)
-    normalised = x / (np.linalg.norm(x, axis=1, keepdims=True) + 1e-12)
     return {'dim': int(x.shape[1]), 'effective_rank': effective_rank(x),
-            'spread': float(normalised.std(0).mean() * np.sqrt(x.shape[1]))}
+            'spread': float(embedding_spread(torch.from_numpy(x)))}
 
 
 def nearest_neighbours(embeddings: list[np.ndarray], num_queries: int, k: int, seed: int):
