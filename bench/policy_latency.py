@@ -43,8 +43,6 @@ def parse_args():
     parser.add_argument('--rate', type=float, default=30.0, help='embeddings per second (default 30)')
     parser.add_argument('--policy', choices=['knn', 'mlp'], default='mlp', help='policy to fit when no --policy-path')
     parser.add_argument('--policy-path', type=Path, help='benchmark this policy artifact instead')
-    parser.add_argument('--domain-id', type=int, default=100 - os.getpid() % 40,
-                        help='ROS_DOMAIN_ID of this run (default: derived from the pid)')
     return parser.parse_args()
 
 
@@ -197,8 +195,9 @@ def stream(args, command: list[str], name: str, seconds: float, policy, window, 
 
 def main() -> None:
     args = parse_args()
-    os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
-    os.environ['ROS_DOMAIN_ID'] = str(args.domain_id)
+    from dynamo_bringup.processes import DomainLease
+    lease = DomainLease()
+    os.environ.update(lease.environment())   # before rclpy: this run's own domain, loopback only
     import torch
 
     from dynamo_policy.policies import load_policy
@@ -215,12 +214,15 @@ def main() -> None:
     if meta.uses_state:
         window['state'] = rng.normal(size=(policy.context_length, len(meta.state_names))).astype(np.float32)
     predict_before = time_predict(policy, window, 300)
-    latencies_ms, published, extra_commands, diagnostics = stream(
-        args, policy_node_command(path), 'policy_node', args.seconds, policy, window,
-        Path(work.name) / 'policy_node.log')
-    floor_ms, floor_published, _, _ = stream(
-        args, relay_command(policy, window, Path(work.name)), 'transport_relay', args.floor_seconds, policy, window,
-        Path(work.name) / 'transport_relay.log')
+    try:
+        latencies_ms, published, extra_commands, diagnostics = stream(
+            args, policy_node_command(path), 'policy_node', args.seconds, policy, window,
+            Path(work.name) / 'policy_node.log')
+        floor_ms, floor_published, _, _ = stream(
+            args, relay_command(policy, window, Path(work.name)), 'transport_relay', args.floor_seconds, policy,
+            window, Path(work.name) / 'transport_relay.log')
+    finally:
+        lease.release()
     predict_after = time_predict(policy, window, 300)
 
     predict_ms = np.concatenate([predict_before, predict_after]) * 1e3
