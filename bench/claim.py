@@ -152,7 +152,7 @@ def plan(preset: dict, work: Path, threads: int) -> dict[str, list[Step]]:
 def _random_init(preset: dict, robot_dataset: Path, encoder: Path, seed: int) -> Callable[[], None]:
     def make() -> None:
         from dynamo_encoder.artifact import EncoderArtifact
-        from dynamo_encoder.dataset import LeRobotDataset
+        from dynamo_data import LeRobotDataset
         settings = preset['pretrain']['encoder']
         cameras = LeRobotDataset(robot_dataset).camera_names
         encoder.parent.mkdir(parents=True, exist_ok=True)

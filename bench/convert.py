@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src/dynamo_encoder/test"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src/dynamo_data/test"))
 import _bag_factory_conversion as bf  # noqa: E402
 
 
@@ -55,7 +55,7 @@ def raw_read(bag):
 
 
 def convert(bag, cfg, out):
-    from dynamo_encoder.conversion.cli import main
+    from dynamo_data.conversion.cli import main
 
     rc = main([str(bag), "--config", str(cfg), "--output", str(out), "--overwrite", "--no-progress"])
     assert rc == 0
@@ -65,7 +65,7 @@ def png_encode_only(size, level, sample=200):
     """Seconds per frame of encode_png alone, frames spread over the writer's threads."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from dynamo_encoder.dataset import PNG_THREADS, encode_png
+    from dynamo_data import PNG_THREADS, encode_png
 
     frames = list(camera_frames(sample, size))
     with ThreadPoolExecutor(PNG_THREADS) as pool:
@@ -103,7 +103,7 @@ def main():
         n = raw_read(bag)  # warm the page cache
         raw, raw_cpu = best(lambda: raw_read(bag), args.repeat)
         print(f"raw read + deserialise (rosbags AnyReader): {raw:.2f} s, cpu {raw_cpu:.2f} s ({n / raw:.0f} msg/s)")
-        from dynamo_encoder.dataset import PNG_THREADS
+        from dynamo_data import PNG_THREADS
 
         for level in (1, 0):
             per_frame = png_encode_only(args.size, level)

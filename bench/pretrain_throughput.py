@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dynamo_encoder.dataset import DatasetWriter
+from dynamo_data import DatasetWriter
 from dynamo_encoder.pretraining.config import apply_overrides, load_config
 from dynamo_encoder.pretraining.trainer import Pretrainer
 

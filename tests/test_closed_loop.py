@@ -20,13 +20,13 @@ from sensor_msgs.msg import JointState
 from dynamo_bringup.graph import BringupArguments, node_graph
 from dynamo_bringup.processes import resolve_executable
 from dynamo_encoder.artifact import EncoderArtifact
-from dynamo_encoder.dataset import LeRobotDataset
+from dynamo_data import LeRobotDataset
 
 pytestmark = pytest.mark.ros
 
 REPO = Path(__file__).parents[1]
 SAMPLE_BAGS = sorted((REPO / 'bags' / 'xarm_kitchen').iterdir())
-CONVERTER_CONFIG = REPO / 'src' / 'dynamo_encoder' / 'config' / 'xarm_kitchen_sim.yaml'
+CONVERTER_CONFIG = REPO / 'src' / 'dynamo_data' / 'config' / 'xarm_kitchen_sim.yaml'
 
 
 def _seconds(stamp) -> float:

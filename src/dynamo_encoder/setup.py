@@ -1,5 +1,4 @@
 import os
-from glob import glob
 
 from setuptools import find_packages, setup
 
@@ -13,20 +12,18 @@ setup(
     data_files=[
         ('share/ament_index/resource_index/packages', ['resource/' + PACKAGE]),
         (os.path.join('share', PACKAGE), ['package.xml']),
-        (os.path.join('share', PACKAGE, 'config'), glob('config/*')),
     ],
     install_requires=['setuptools'],
     zip_safe=True,
     maintainer='dynamo-ros developers',
     maintainer_email='dev@dynamo-ros.org',
-    description='DynaMo visual encoder: model, self-supervised pretraining, rosbag2 -> dataset converter, encoder node.',
+    description='DynaMo visual encoder: model, self-supervised pretraining, linear probe, encoder node.',
     license='MIT',
     extras_require={'test': ['pytest']},
     entry_points={
         'console_scripts': [
             'encoder_node = dynamo_encoder.encoder_node:main',
             'pretrain = dynamo_encoder.pretraining.cli:main',
-            'convert_bags = dynamo_encoder.conversion.cli:main',
             'probe = dynamo_encoder.probe:main',
         ],
     },

@@ -45,7 +45,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def converter_config(robot_config: str) -> Path:
     from ament_index_python.packages import get_package_share_directory
-    return Path(get_package_share_directory('dynamo_encoder')) / 'config' / robot_config
+    return Path(get_package_share_directory('dynamo_data')) / 'config' / robot_config
 
 
 def demo_steps(args: argparse.Namespace) -> list[Step]:

@@ -100,7 +100,7 @@ def _run_episodes(args, processes: list[NodeProcess]):
     from sensor_msgs.msg import Image
     from std_srvs.srv import SetBool
 
-    from dynamo_encoder.image_codec import decode_image
+    from dynamo_data.image_codec import decode_image
 
     rclpy.init()
     node = rclpy.create_node('dynamo_evaluator')

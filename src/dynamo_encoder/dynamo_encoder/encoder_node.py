@@ -33,7 +33,7 @@ from rclpy.time import Time
 from sensor_msgs.msg import CompressedImage, Image
 
 from dynamo_encoder.frame_sync import FrameSynchronizer, SyncedFrames
-from dynamo_encoder.image_codec import ImageDecodeError, decode_compressed_image, decode_image
+from dynamo_data.image_codec import ImageDecodeError, decode_compressed_image, decode_image
 from dynamo_encoder.latest_slot import LatestSlot
 from dynamo_encoder.stream_stats import StreamStatistics
 

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from .artifact import ArtifactError, EncoderArtifact
-from .dataset import DatasetError, LeRobotDataset
+from dynamo_data import DatasetError, LeRobotDataset
 from .model.dynamo import embedding_spread
 
 PROBE_KEYS = ('observation.environment_state', 'observation.state', 'action')

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dynamo_encoder.dataset import DatasetWriter
+from dynamo_data import DatasetWriter
 
 OBJECT_SIZE = 0.2      # side of the object square, fraction of the image
 DISTRACTOR_SIZE = 0.25

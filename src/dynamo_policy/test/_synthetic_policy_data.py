@@ -29,7 +29,7 @@ def synthetic_episode(rng: np.random.Generator, length: int, action_dim: int):
 
 def write_synthetic_dataset(root: Path, action_names: list[str], episodes: int = 6, length: int = 30,
                             seed: int = 0) -> Path:
-    from dynamo_encoder.dataset import DatasetWriter
+    from dynamo_data import DatasetWriter
     rng = np.random.default_rng(seed)
     writer = DatasetWriter(root, fps=FPS, robot_type='synthetic', cameras={'front': (IMAGE_SIZE, IMAGE_SIZE, 3)},
                            arrays={'observation.state': action_names, 'action': action_names}, video=False)

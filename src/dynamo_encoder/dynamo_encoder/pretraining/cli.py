@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from ..artifact import ArtifactError
-from ..dataset import DatasetError
+from dynamo_data import DatasetError
 from .config import ABLATIONS, ConfigError, PRESETS_DIR, apply_overrides, load_config
 from .trainer import CHECKPOINT, load_run_config, pretrain
 

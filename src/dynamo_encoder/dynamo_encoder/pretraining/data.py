@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..dataset import DatasetError, LeRobotDataset
+from dynamo_data import DatasetError, LeRobotDataset
 from ..model.encoder import resize_uint8_batch, to_channels_first
 
 # Per-frame arrays a window can carry: its name in a window -> the dataset feature it is read from.

@@ -27,7 +27,7 @@ import torch
 from tqdm import tqdm
 
 from ..artifact import EncoderArtifact, atomic_torch_save
-from ..dataset import DatasetError, LeRobotDataset
+from dynamo_data import DatasetError, LeRobotDataset
 from ..model import build_encoder, build_objective
 from .config import ConfigError, PretrainConfig, config_from_dict, save_config
 from .data import check_arrays_finite, load_windows, resolve_cameras, split_episodes

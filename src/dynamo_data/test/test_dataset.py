@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from dynamo_encoder.dataset import CAMERA_PREFIX, DatasetError, DatasetWriter, LeRobotDataset
+from dynamo_data import CAMERA_PREFIX, DatasetError, DatasetWriter, LeRobotDataset
 
 JOINTS = ["joint1", "joint2", "joint3"]
 ACTIONS = ["joint1", "joint2", "joint3", "drive_joint"]
@@ -254,7 +254,7 @@ def test_encode_png_is_lossless_for_pillow(level, shape):
 
     from PIL import Image
 
-    from dynamo_encoder.dataset import encode_png
+    from dynamo_data import encode_png
 
     image = np.random.default_rng(level).integers(0, 256, shape, dtype=np.uint8)
     image[5:] //= 3  # some structure for the filter

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dynamo_encoder.image_codec import ImageDecodeError, decode_compressed_image, decode_image
+from dynamo_data.image_codec import ImageDecodeError, decode_compressed_image, decode_image
 
 
 def _rgb(h=5, w=7, seed=0):

@@ -1,6 +1,6 @@
 """The converter's YAML config: which topics become which dataset features (validated up front).
 
-See src/dynamo_encoder/config/xarm_kitchen.yaml for a documented example of every key.
+See src/dynamo_data/config/xarm_kitchen.yaml for a documented example of every key.
 """
 from dataclasses import dataclass, field
 from pathlib import Path

@@ -14,8 +14,8 @@ from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
 sys.path.insert(0, str(Path(__file__).parent))  # importlib mode: the bag factory lives beside the tests
 import _bag_factory_conversion as bf  # noqa: E402
-from dynamo_encoder.conversion.cli import main  # noqa: E402
-from dynamo_encoder.dataset import LeRobotDataset  # noqa: E402
+from dynamo_data.conversion.cli import main  # noqa: E402
+from dynamo_data import LeRobotDataset  # noqa: E402
 
 FPS = 10
 
@@ -161,7 +161,7 @@ def _allegro_messages(n, storage_extra=None):
 
 
 def test_allegro_config_velocities_multiarray_and_shipped_configs_load(tmp_path):
-    from dynamo_encoder.conversion.config import load_config
+    from dynamo_data.conversion.config import load_config
 
     msgs, joints = _allegro_messages(10)
     bag = bf.write_bag(tmp_path / "bag", msgs, "sqlite3")
@@ -289,7 +289,7 @@ def test_sample_bags_with_their_configs(tmp_path, robot, config, state_dim, acti
     root = Path(__file__).resolve().parents[3]
     bags = sorted((root / "bags" / robot).iterdir())
     assert bags, f"no sample bags in bags/{robot}"
-    rc, out = _convert(tmp_path, bags, root / "src/dynamo_encoder/config" / config)
+    rc, out = _convert(tmp_path, bags, root / "src/dynamo_data/config" / config)
     assert rc == 0
     ds = LeRobotDataset(out)
     assert ds.num_episodes == len(bags) and ds.camera_names == ["front"]
