@@ -43,9 +43,8 @@ from typing import Callable
 
 import numpy as np
 import yaml
-from tqdm import tqdm
-
 from dynamo_bringup.demo import converter_config
+from tqdm import tqdm
 
 PRESETS_DIR = Path(__file__).resolve().parent / 'claim_presets'
 REFERENCE = 'dynamo'
@@ -152,6 +151,7 @@ def plan(preset: dict, work: Path, threads: int) -> dict[str, list[Step]]:
 def _random_init(preset: dict, robot_dataset: Path, encoder: Path, seed: int) -> Callable[[], None]:
     def make() -> None:
         from dynamo_encoder.artifact import EncoderArtifact
+
         from dynamo_data import LeRobotDataset
         settings = preset['pretrain']['encoder']
         cameras = LeRobotDataset(robot_dataset).camera_names
@@ -237,7 +237,8 @@ def collect(preset: dict, work: Path) -> list[dict]:
 def pretraining_end_state(preset: dict, work: Path) -> list[dict]:
     """Per robot and pretrained encoder variant, from each seed's metrics.csv: the optimiser steps,
     the embedding spread at the start and over the last 10 % of the steps (collapse drives it to 0),
-    DynaMo's covariance term there (what the regulariser still has to push) and the last val loss."""
+    DynaMo's covariance term there (what the regulariser still has to push) and the last val loss.
+    """
     rows = []
     for robot in preset['robots']:
         for variant, spec in preset['encoders'].items():
@@ -262,7 +263,8 @@ def late_lockstep_steps(sim_log: Path, episodes: int) -> tuple[int, int]:
     """(steps, steps the simulator took on lockstep_timeout without the policy's command) over the
     last `episodes` episodes of a lockstep evaluation, not counting each episode's first step
     (which waits by design: the policy is enabled after the reset). Late steps mean the nodes fell
-    behind, e.g. on a loaded machine: the policy then acted one step late."""
+    behind, e.g. on a loaded machine: the policy then acted one step late.
+    """
     ends = re.findall(r'episode (?:success|timeout): .* after (\d+) steps \((\d+) waited out lockstep_timeout\)',
                       sim_log.read_text())[-episodes:]
     return sum(int(n) for n, _ in ends), sum(max(int(k) - 1, 0) for _, k in ends)
@@ -307,7 +309,7 @@ def write_results(rows: list[dict], preset_path: Path, preset: dict, work: Path,
              'demonstration episodes. Rank: effective '
              'rank (RankMe) of the embeddings of every frame of the task, a collapse check (a random init '
              'is the reference; complete collapse is 1).', '',
-             'Late steps: steps the lockstep simulator took without the policy\'s command because the nodes '
+             "Late steps: steps the lockstep simulator took without the policy's command because the nodes "
              'fell behind (a loaded machine); the policy then acted one step late.', '',
              '| task | policy | encoder | success rate | per seed | probe R² | rank | late steps |',
              '|---|---|---|---|---|---|---|---|']
@@ -318,11 +320,11 @@ def write_results(rows: list[dict], preset_path: Path, preset: dict, work: Path,
                      f'| {r["effective_rank_mean"]:.1f} ± {r["effective_rank_se"]:.1f} | {r["late_step_fraction"]:.1%} |')
     lines += ['', '## Verdicts (difference of means ± its standard error; "beats" = more than 2 SE)', '',
               *verdicts(rows), '',
-              '## Pretraining end state (mean over seeds, from each run\'s metrics.csv)', '',
+              "## Pretraining end state (mean over seeds, from each run's metrics.csv)", '',
               'Spread: per-dimension std of the L2-normalised embeddings x sqrt(dim), over the last 10% of the '
               'steps (about 1 when spread over the sphere, 0 at collapse); comparable within an objective '
               '(a DynaMo batch holds windows of consecutive, similar frames, a BYOL batch independent ones). '
-              'Covariance: DynaMo\'s off-diagonal covariance term there. Val loss: each objective\'s own loss.', '',
+              "Covariance: DynaMo's off-diagonal covariance term there. Val loss: each objective's own loss.", '',
               '| robot | encoder | steps | spread start → end | covariance term | val loss |', '|---|---|---|---|---|---|']
     for r in pretraining_end_state(preset, work):
         covariance = '–' if math.isnan(r['covariance_end']) else f'{r["covariance_end"]:.4f}'

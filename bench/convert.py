@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src/dynamo_data/test"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'src/dynamo_data/test'))
 import _bag_factory_conversion as bf  # noqa: E402
 
 
@@ -38,7 +38,7 @@ def camera_frames(count, size, seed=0):
 def write_bench_bag(path, frames, size, storage):
     msgs = bf.xarm_messages(frames, image_hw=(8, 8), shuffle_joints=False)
     images = camera_frames(frames, size)
-    msgs = [(t, ty, r, bf.image(r - 2_000_000, next(images)) if t == "/camera/color/image_raw" else m)
+    msgs = [(t, ty, r, bf.image(r - 2_000_000, next(images)) if t == '/camera/color/image_raw' else m)
             for t, ty, r, m in msgs]
     return bf.write_bag(path, msgs, storage)
 
@@ -57,7 +57,7 @@ def raw_read(bag):
 def convert(bag, cfg, out):
     from dynamo_data.conversion.cli import main
 
-    rc = main([str(bag), "--config", str(cfg), "--output", str(out), "--overwrite", "--no-progress"])
+    rc = main([str(bag), '--config', str(cfg), '--output', str(out), '--overwrite', '--no-progress'])
     assert rc == 0
 
 
@@ -84,11 +84,11 @@ def best(fn, repeat):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--frames", type=int, default=2000, help="camera frames in the bag (10 Hz)")
-    parser.add_argument("--size", type=int, default=224, help="frame height and width (pixels)")
-    parser.add_argument("--storage", default="mcap", choices=["mcap", "sqlite3"], help="bag storage plugin")
-    parser.add_argument("--repeat", type=int, default=2, help="runs of each measurement; the best counts")
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--frames', type=int, default=2000, help='camera frames in the bag (10 Hz)')
+    parser.add_argument('--size', type=int, default=224, help='frame height and width (pixels)')
+    parser.add_argument('--storage', default='mcap', choices=['mcap', 'sqlite3'], help='bag storage plugin')
+    parser.add_argument('--repeat', type=int, default=2, help='runs of each measurement; the best counts')
     args = parser.parse_args()
     import contextlib
     import io
@@ -96,30 +96,30 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         t = time.perf_counter()
-        bag = write_bench_bag(tmp / "bag", args.frames, args.size, args.storage)
+        bag = write_bench_bag(tmp / 'bag', args.frames, args.size, args.storage)
         size_mb = sum(p.stat().st_size for p in bag.iterdir()) / 1e6
-        print(f"bag: {args.frames} frames {args.size}x{args.size} rgb8 + 3 joint topics, {args.storage}, "
-              f"{size_mb:.0f} MB (written in {time.perf_counter() - t:.1f} s)")
+        print(f'bag: {args.frames} frames {args.size}x{args.size} rgb8 + 3 joint topics, {args.storage}, '
+              f'{size_mb:.0f} MB (written in {time.perf_counter() - t:.1f} s)')
         n = raw_read(bag)  # warm the page cache
         raw, raw_cpu = best(lambda: raw_read(bag), args.repeat)
-        print(f"raw read + deserialise (rosbags AnyReader): {raw:.2f} s, cpu {raw_cpu:.2f} s ({n / raw:.0f} msg/s)")
+        print(f'raw read + deserialise (rosbags AnyReader): {raw:.2f} s, cpu {raw_cpu:.2f} s ({n / raw:.0f} msg/s)')
         from dynamo_data import PNG_THREADS
 
         for level in (1, 0):
             per_frame = png_encode_only(args.size, level)
-            print(f"PNG level {level} encode alone on {PNG_THREADS} thread(s): {per_frame * 1e3:.2f} ms/frame, "
-                  f"{per_frame * args.frames:.2f} s for the bag, ratio to raw {per_frame * args.frames / raw:.1f} (floor)")
-        variants = (("PNG in parquet, png_compress_level 1 (default)", {"video": False}),
-                    ("PNG in parquet, png_compress_level 0 (stored)", {"video": False, "png_compress_level": 0}),
-                    ("h264 mp4 (video: true)", {"video": True}))
+            print(f'PNG level {level} encode alone on {PNG_THREADS} thread(s): {per_frame * 1e3:.2f} ms/frame, '
+                  f'{per_frame * args.frames:.2f} s for the bag, ratio to raw {per_frame * args.frames / raw:.1f} (floor)')
+        variants = (('PNG in parquet, png_compress_level 1 (default)', {'video': False}),
+                    ('PNG in parquet, png_compress_level 0 (stored)', {'video': False, 'png_compress_level': 0}),
+                    ('h264 mp4 (video: true)', {'video': True}))
         for i, (label, overrides) in enumerate(variants):
-            cfg = bf.write_config(tmp / f"cfg{i}.yaml", {**overrides, "task": "bench"})
+            cfg = bf.write_config(tmp / f'cfg{i}.yaml', {**overrides, 'task': 'bench'})
             with contextlib.redirect_stdout(io.StringIO()):
-                wall, cpu = best(lambda: convert(bag, cfg, tmp / f"ds{i}"), args.repeat)
-            size = sum(p.stat().st_size for p in (tmp / f"ds{i}").rglob("*") if p.is_file()) / 1e6
-            print(f"convert_bags, {label}: {wall:.2f} s (cpu {cpu:.2f} s), ratio to raw {wall / raw:.1f} "
-                  f"(goal <= 3), dataset {size:.0f} MB")
+                wall, cpu = best(lambda: convert(bag, cfg, tmp / f'ds{i}'), args.repeat)
+            size = sum(p.stat().st_size for p in (tmp / f'ds{i}').rglob('*') if p.is_file()) / 1e6
+            print(f'convert_bags, {label}: {wall:.2f} s (cpu {cpu:.2f} s), ratio to raw {wall / raw:.1f} '
+                  f'(goal <= 3), dataset {size:.0f} MB')
 
 
-if __name__ == "__main__":
+if __name__ == '__main__':
     main()

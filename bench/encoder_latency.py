@@ -81,8 +81,9 @@ def encoder_node_command(args, checkpoint: Path) -> list[str]:
 
 def relay_command(args, encoder, template_path: Path) -> list[str]:
     """transport_relay answering each image with an Embedding of this encoder's size, as encoder_node does."""
-    from dynamo_msgs.msg import Embedding
     from rclpy.serialization import serialize_message
+
+    from dynamo_msgs.msg import Embedding
 
     embedding = Embedding(encoder_name=encoder.name, encoder_checksum=encoder.checksum,
                           camera_names=list(encoder.camera_names),
@@ -99,14 +100,15 @@ def relay_command(args, encoder, template_path: Path) -> list[str]:
 
 def stream(args, command: list[str], name: str, seconds: float, image: np.ndarray, log_path: Path):
     """Run `command` (encoder_node or the transport relay) and the image stream for `seconds`; (stamps of
-    the measured images, receive time by embedding stamp, last /diagnostics)."""
+    the measured images, receive time by embedding stamp, last /diagnostics).
+    """
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
-    from dynamo_msgs.msg import Embedding
+    from dynamo_bringup.processes import NodeProcess
     from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Image
 
-    from dynamo_bringup.processes import NodeProcess
+    from dynamo_msgs.msg import Embedding
 
     node_process = NodeProcess(command, name, dict(os.environ), log_path)
     rclpy.init()
@@ -208,7 +210,6 @@ def main():
     lease = DomainLease()
     os.environ.update(lease.environment())   # before rclpy: this run's own domain, loopback only
     import torch
-
     from dynamo_encoder.artifact import EncoderArtifact
     torch.set_num_threads(args.threads)
     image = np.random.default_rng(0).integers(0, 256, args.image_shape, dtype=np.uint8)

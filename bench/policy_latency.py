@@ -48,7 +48,6 @@ def parse_args():
 
 def fit_random_policy(name: str, path: Path) -> None:
     import torch
-
     from dynamo_policy.policies import Episode, PolicyMetadata, make_policy
     torch.set_num_threads(1)
     rng = np.random.default_rng(0)
@@ -80,10 +79,11 @@ def policy_node_command(path: Path) -> list[str]:
 def relay_command(policy, window, work: Path) -> list[str]:
     """transport_relay answering each embedding with the ActionChunk and JointTrajectory policy_node sends."""
     from builtin_interfaces.msg import Duration
-    from dynamo_msgs.msg import ActionChunk
     from rclpy.qos import qos_profile_sensor_data
     from rclpy.serialization import serialize_message
     from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+
+    from dynamo_msgs.msg import ActionChunk
 
     meta = policy.metadata
     chunk = policy.predict_action(window)
@@ -109,15 +109,16 @@ def relay_command(policy, window, work: Path) -> list[str]:
 
 def stream(args, command: list[str], name: str, seconds: float, policy, window, log_path: Path):
     """Run `command` (policy_node or the transport relay) and the embedding stream for `seconds`;
-    (latencies in ms in chunk order, embeddings published, commands beyond the chunks, /diagnostics)."""
+    (latencies in ms in chunk order, embeddings published, commands beyond the chunks, /diagnostics).
+    """
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
-    from dynamo_msgs.msg import ActionChunk, Embedding
+    from dynamo_bringup.processes import NodeProcess
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.time import Time
     from trajectory_msgs.msg import JointTrajectory
 
-    from dynamo_bringup.processes import NodeProcess
+    from dynamo_msgs.msg import ActionChunk, Embedding
 
     meta = policy.metadata
     rng = np.random.default_rng(1)
@@ -199,7 +200,6 @@ def main() -> None:
     lease = DomainLease()
     os.environ.update(lease.environment())   # before rclpy: this run's own domain, loopback only
     import torch
-
     from dynamo_policy.policies import load_policy
 
     torch.set_num_threads(1)

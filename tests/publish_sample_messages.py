@@ -9,8 +9,9 @@ import sys
 
 import rclpy
 from builtin_interfaces.msg import Duration, Time
-from dynamo_msgs.msg import ActionChunk, Embedding
 from rclpy.executors import ExternalShutdownException
+
+from dynamo_msgs.msg import ActionChunk, Embedding
 
 
 def sample_messages() -> tuple[Embedding, ActionChunk]:

@@ -1,26 +1,26 @@
 """Closed loop through the real parts: sample bags -> convert_bags -> encoder artifact ->
-train_policy -> the bring-up graph's sim_node, encoder_node and policy_node over DDS."""
+train_policy -> the bring-up graph's sim_node, encoder_node and policy_node over DDS.
+"""
 
 import csv
 import dataclasses
 import json
 import re
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from dynamo_msgs.msg import Embedding, EpisodeResult
-from dynamo_msgs.srv import ResetEpisode
-from rclpy.qos import qos_profile_sensor_data
-from sensor_msgs.msg import JointState
-
 from dynamo_bringup.graph import BringupArguments, node_graph
 from dynamo_bringup.processes import resolve_executable
 from dynamo_encoder.artifact import EncoderArtifact
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import JointState
+
 from dynamo_data import LeRobotDataset
+from dynamo_msgs.msg import Embedding, EpisodeResult
+from dynamo_msgs.srv import ResetEpisode
 
 pytestmark = pytest.mark.ros
 
@@ -84,7 +84,8 @@ def test_policy_moves_the_simulated_xarm_and_the_episode_reports_a_result(artifa
 def test_lockstep_episodes_repeat_exactly_and_every_step_waits_for_the_policy(artifacts, ros_processes, ros_node):
     """In lockstep the same seed gives the same rollout through the nodes, whatever the timing: every
     step but an episode's first (which waits out lockstep_timeout for the enabled policy) is taken
-    on the policy's command, faster than real time."""
+    on the policy's command, faster than real time.
+    """
     from std_srvs.srv import SetBool
     joint_states = ros_node.collect(JointState, '/joint_states')
     results = ros_node.collect(EpisodeResult, '/sim/episode_result')

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from dynamo_msgs.msg import ActionChunk, Embedding
-
 from publish_sample_messages import sample_messages
+
+from dynamo_msgs.msg import ActionChunk, Embedding
 
 pytestmark = pytest.mark.ros
 

@@ -22,12 +22,12 @@ def test_session_environment_is_private_and_local(ros_env):
 
 def test_process_ignoring_sigint_is_terminated(ros_env, tmp_path):
     launcher = RosProcesses(ros_env, tmp_path)
-    stubborn = launcher.start(_script(tmp_path, 'stubborn.py', '''
+    stubborn = launcher.start(_script(tmp_path, 'stubborn.py', """
         import signal, time
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         print('ready', flush=True)
         time.sleep(60)
-    '''), name='stubborn', sigint_grace_s=1.0)
+    """), name='stubborn', sigint_grace_s=1.0)
     stubborn.wait_for_output('ready', timeout=10)
     assert launcher.stop_all() == []
     assert stubborn.returncode == -15  # SIGTERM ended it after SIGINT was ignored
@@ -35,11 +35,11 @@ def test_process_ignoring_sigint_is_terminated(ros_env, tmp_path):
 
 def test_leaked_child_is_reported_as_orphan(ros_env, tmp_path):
     launcher = RosProcesses(ros_env, tmp_path)
-    parent = launcher.start(_script(tmp_path, 'leaky.py', '''
+    parent = launcher.start(_script(tmp_path, 'leaky.py', """
         import subprocess, sys, time
         subprocess.Popen([sys.executable, '-c', 'import signal, time; signal.signal(signal.SIGINT, signal.SIG_IGN); signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)'])
         print('spawned', flush=True)
         time.sleep(60)
-    '''), name='leaky', sigint_grace_s=1.0)
+    """), name='leaky', sigint_grace_s=1.0)
     parent.wait_for_output('spawned', timeout=10)
     assert launcher.stop_all() == ['leaky']

@@ -47,7 +47,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help='simulation speed; the nodes must keep up with it on this machine '
                              '(with --lockstep a minimum pacing, 0 = none)')
     parser.add_argument('--lockstep', action='store_true',
-                        help='the simulator waits for the policy\'s command at every step')
+                        help="the simulator waits for the policy's command at every step")
     parser.add_argument('--rollout-sheets', type=int, default=4, help='episodes shown in rollouts.png (0: none)')
     parser.add_argument('--startup-timeout', type=float, default=60.0, help='seconds for the nodes to come up')
     args = parser.parse_args(argv)
@@ -94,13 +94,13 @@ def main(argv=None) -> int:
 
 def _run_episodes(args, processes: list[NodeProcess]):
     import rclpy
-    from dynamo_msgs.msg import EpisodeResult
-    from dynamo_msgs.srv import ResetEpisode
+    from dynamo_data.image_codec import decode_image
     from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import Image
     from std_srvs.srv import SetBool
 
-    from dynamo_data.image_codec import decode_image
+    from dynamo_msgs.msg import EpisodeResult
+    from dynamo_msgs.srv import ResetEpisode
 
     rclpy.init()
     node = rclpy.create_node('dynamo_evaluator')

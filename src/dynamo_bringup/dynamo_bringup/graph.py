@@ -84,12 +84,12 @@ ARGUMENT_DESCRIPTIONS = {
     'encoder': 'Encoder artifact (encoder.pt from `pretrain`); empty keeps the config file value.',
     'policy': 'Policy artifact (policy.pt from `train_policy`); empty keeps the config file value.',
     'camera_topic': 'sensor_msgs/Image topic the encoder reads.',
-    'autostart': 'Enable the policy at start; otherwise call the policy node\'s enable service.',
+    'autostart': "Enable the policy at start; otherwise call the policy node's enable service.",
     'task': 'Simulated task to run (sim only); empty keeps the config file value.',
     'seed': 'Seed of the first simulated episode (sim only).',
     'real_time_factor': 'Simulation speed relative to real time, 0 = as fast as possible (sim only).',
     'lockstep': 'Step the simulator only once the policy has answered the last observations (or after '
-                'sim_node\'s lockstep_timeout): runs as fast as the nodes compute, whatever the load; '
+                "sim_node's lockstep_timeout): runs as fast as the nodes compute, whatever the load; "
                 'real_time_factor is then a minimum pacing, 0 = none (sim only).',
 }
 
@@ -146,6 +146,7 @@ def node_graph(robot: str, args: BringupArguments) -> list[NodeSpec]:
 
 def _parameter_text(value: Any) -> str:
     """A parameter value as `-p name:=value` parses it: YAML, quoted where a string would read as
-    another type ('true', '1.0'), lists in flow style."""
+    another type ('true', '1.0'), lists in flow style.
+    """
     text = yaml.safe_dump(value, default_flow_style=True, width=float('inf'))
     return text.removesuffix('\n').removesuffix('\n...').strip()

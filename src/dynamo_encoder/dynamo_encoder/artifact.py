@@ -25,7 +25,8 @@ _REQUIRED_KEYS = ('format_version', 'name', 'arch', 'state_dict', 'input_size', 
 
 def atomic_torch_save(obj, path: Path) -> None:
     """torch.save to a temporary file beside `path`, moved into place only when complete, so an
-    interrupted save never leaves a truncated artifact or checkpoint."""
+    interrupted save never leaves a truncated artifact or checkpoint.
+    """
     fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', dir=path.parent)
     os.close(fd)
     try:
@@ -90,7 +91,8 @@ class EncoderArtifact:
     def random_init(cls, arch: str, camera_names: list[str], input_size: tuple[int, int] | list[int],
                     seed: int) -> 'EncoderArtifact':
         """The "no pretraining" baseline: the architecture at its seeded random initialisation, which is
-        exactly where `pretrain` with train.seed == seed starts from."""
+        exactly where `pretrain` with train.seed == seed starts from.
+        """
         if arch not in ARCHITECTURES:
             raise ArtifactError(f'unknown encoder arch {arch!r}; known: {sorted(ARCHITECTURES)}')
         module = build_encoder(arch, input_size, seed=seed)

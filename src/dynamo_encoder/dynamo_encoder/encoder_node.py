@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from dynamo_msgs.msg import Embedding
+from dynamo_data.image_codec import ImageDecodeError, decode_compressed_image, decode_image
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException
@@ -33,9 +33,9 @@ from rclpy.time import Time
 from sensor_msgs.msg import CompressedImage, Image
 
 from dynamo_encoder.frame_sync import FrameSynchronizer, SyncedFrames
-from dynamo_data.image_codec import ImageDecodeError, decode_compressed_image, decode_image
 from dynamo_encoder.latest_slot import LatestSlot
 from dynamo_encoder.stream_stats import StreamStatistics
+from dynamo_msgs.msg import Embedding
 
 DEVICES = ('cpu', 'cuda', 'auto')
 TRANSPORTS = ('raw', 'compressed')
@@ -47,7 +47,7 @@ PARAMETERS = {
     # name: (default, description)
     'checkpoint': ('', 'Path of the exported encoder artifact (encoder.pt written by `pretrain`).'),
     'device': ('auto', "Torch device: 'cpu', 'cuda', or 'auto' (cuda if available, else cpu with a warning)."),
-    'threads': (0, 'Torch CPU threads for inference; 0 keeps torch\'s default.'),
+    'threads': (0, "Torch CPU threads for inference; 0 keeps torch's default."),
     'camera_topics': (['/camera/color/image_raw'],
                       "One image topic per camera, in the encoder artifact's camera order."),
     'camera_transports': (['raw'],

@@ -12,7 +12,7 @@ import bisect
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-__all__ = ["FrameSynchronizer", "SyncedFrames"]
+__all__ = ['FrameSynchronizer', 'SyncedFrames']
 
 
 @dataclass(frozen=True)
@@ -36,13 +36,13 @@ class FrameSynchronizer:
 
     def __init__(self, camera_names: Sequence[str], slop_ns: int, queue_size: int = 3):
         if not camera_names:
-            raise ValueError("FrameSynchronizer needs at least one camera")
+            raise ValueError('FrameSynchronizer needs at least one camera')
         if len(set(camera_names)) != len(camera_names):
-            raise ValueError(f"camera names must be unique, got {list(camera_names)}")
+            raise ValueError(f'camera names must be unique, got {list(camera_names)}')
         if slop_ns < 0:
-            raise ValueError(f"slop must be >= 0, got {slop_ns} ns")
+            raise ValueError(f'slop must be >= 0, got {slop_ns} ns')
         if queue_size < 1:
-            raise ValueError(f"queue_size must be >= 1, got {queue_size}")
+            raise ValueError(f'queue_size must be >= 1, got {queue_size}')
         self.camera_names = tuple(camera_names)
         self.slop_ns = int(slop_ns)
         self.queue_size = int(queue_size)
@@ -88,7 +88,7 @@ class FrameSynchronizer:
         try:
             return self._index[camera]
         except KeyError:
-            raise KeyError(f"unknown camera {camera!r}; cameras: {list(self.camera_names)}") from None
+            raise KeyError(f'unknown camera {camera!r}; cameras: {list(self.camera_names)}') from None
 
     def _take_newest_set(self) -> SyncedFrames | None:
         # Every candidate is a possible newest frame (pivot) of a set; try them newest first and

@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-__all__ = ["LatestSlot"]
+__all__ = ['LatestSlot']
 
 
 class LatestSlot:

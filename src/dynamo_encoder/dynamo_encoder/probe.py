@@ -22,8 +22,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .artifact import ArtifactError, EncoderArtifact
 from dynamo_data import DatasetError, LeRobotDataset
+
+from .artifact import ArtifactError, EncoderArtifact
 from .model.dynamo import embedding_spread
 
 PROBE_KEYS = ('observation.environment_state', 'observation.state', 'action')
@@ -149,7 +150,8 @@ def linear_probe_r2(artifact: EncoderArtifact, dataset: LeRobotDataset, keys=Non
 def effective_rank(embeddings: np.ndarray) -> float:
     """RankMe (Garrido et al., 2023): exp of the entropy of the normalised singular values of the
     centred (N, D) embeddings. D when every direction is used equally, 1 for a collapse onto a line;
-    a pretrained encoder whose rank falls far below a random init's has collapsed dimensionally."""
+    a pretrained encoder whose rank falls far below a random init's has collapsed dimensionally.
+    """
     singular = np.linalg.svd(embeddings - embeddings.mean(0), compute_uv=False)
     p = singular / max(singular.sum(), 1e-30) + 1e-12
     return float(np.exp(-(p * np.log(p)).sum()))

@@ -13,7 +13,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-__all__ = ["StreamStatistics"]
+__all__ = ['StreamStatistics']
 
 
 class StreamStatistics:
@@ -26,7 +26,7 @@ class StreamStatistics:
     def __init__(self, inputs: Iterable[str], window_s: float = 5.0,
                  clock: Callable[[], float] = time.monotonic):
         if window_s <= 0:
-            raise ValueError(f"window_s must be > 0, got {window_s}")
+            raise ValueError(f'window_s must be > 0, got {window_s}')
         self.window_s = float(window_s)
         self._clock = clock
         self._lock = threading.Lock()
@@ -74,17 +74,17 @@ class StreamStatistics:
             processing_ms = np.array([processing for _, _, processing in self._outputs]) * 1e3
             values: dict[str, float | int] = {
                 # The slowest camera bounds how many synchronised sets can be formed.
-                "input_rate_hz": min(input_rates.values()) if input_rates else 0.0,
-                "output_rate_hz": len(self._outputs) / span,
-                "latency_p50_ms": float(np.percentile(latencies_ms, 50)) if latencies_ms.size else float("nan"),
-                "latency_p99_ms": float(np.percentile(latencies_ms, 99)) if latencies_ms.size else float("nan"),
-                "processing_p50_ms": float(np.percentile(processing_ms, 50)) if processing_ms.size else float("nan"),
-                "processing_p99_ms": float(np.percentile(processing_ms, 99)) if processing_ms.size else float("nan"),
-                "frames_dropped_stale": self.frames_dropped_stale,
-                "frames_malformed": self.frames_malformed,
-                "frames_received": sum(self.frames_received.values()),
-                "outputs_published": self.outputs_published,
+                'input_rate_hz': min(input_rates.values()) if input_rates else 0.0,
+                'output_rate_hz': len(self._outputs) / span,
+                'latency_p50_ms': float(np.percentile(latencies_ms, 50)) if latencies_ms.size else float('nan'),
+                'latency_p99_ms': float(np.percentile(latencies_ms, 99)) if latencies_ms.size else float('nan'),
+                'processing_p50_ms': float(np.percentile(processing_ms, 50)) if processing_ms.size else float('nan'),
+                'processing_p99_ms': float(np.percentile(processing_ms, 99)) if processing_ms.size else float('nan'),
+                'frames_dropped_stale': self.frames_dropped_stale,
+                'frames_malformed': self.frames_malformed,
+                'frames_received': sum(self.frames_received.values()),
+                'outputs_published': self.outputs_published,
             }
             for name, rate in input_rates.items():
-                values[f"input_rate_hz.{name}"] = rate
+                values[f'input_rate_hz.{name}'] = rate
             return values

@@ -7,12 +7,12 @@ import time
 import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray
-from dynamo_msgs.msg import Embedding
+from dynamo_encoder.artifact import EncoderArtifact
 from PIL import Image as PILImage
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image
 
-from dynamo_encoder.artifact import EncoderArtifact
+from dynamo_msgs.msg import Embedding
 
 pytestmark = pytest.mark.ros
 
@@ -285,7 +285,7 @@ def test_incompatible_checkpoint_exits_nonzero_naming_the_file(ros_processes, tm
 def test_bad_parameter_exits_nonzero_naming_it(ros_processes, artifacts, arguments, parameter):
     node = start_encoder(ros_processes, artifacts['one'], *arguments)
     assert node.wait(timeout=STARTUP_TIMEOUT_S) != 0
-    assert re.search(rf"\b{parameter}\b", node.output()), node.output()
+    assert re.search(rf'\b{parameter}\b', node.output()), node.output()
 
 
 def test_without_autostart_the_node_follows_lifecycle_transitions(ros_processes, ros_node, artifacts):

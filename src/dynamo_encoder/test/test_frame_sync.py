@@ -1,102 +1,101 @@
 """The ROS-free approximate-time synchroniser of the encoder node."""
 
 import pytest
-
 from dynamo_encoder.frame_sync import FrameSynchronizer
 
 MS = 1_000_000
 
 
 def test_single_camera_passes_every_frame_in_order():
-    sync = FrameSynchronizer(["front"], slop_ns=0)
-    sets = [sync.add("front", stamp * MS, f"frame{stamp}") for stamp in (10, 20, 30)]
+    sync = FrameSynchronizer(['front'], slop_ns=0)
+    sets = [sync.add('front', stamp * MS, f'frame{stamp}') for stamp in (10, 20, 30)]
     assert [s.stamp_ns for s in sets] == [10 * MS, 20 * MS, 30 * MS]
-    assert [s.frames for s in sets] == [("frame10",), ("frame20",), ("frame30",)]
+    assert [s.frames for s in sets] == [('frame10',), ('frame20',), ('frame30',)]
     assert sync.dropped_stale == 0
 
 
 def test_two_cameras_match_within_slop_and_set_stamp_is_the_newest_frame():
-    sync = FrameSynchronizer(["front", "wrist"], slop_ns=5 * MS)
-    assert sync.add("front", 100 * MS, "f100") is None
-    synced = sync.add("wrist", 103 * MS, "w103")
+    sync = FrameSynchronizer(['front', 'wrist'], slop_ns=5 * MS)
+    assert sync.add('front', 100 * MS, 'f100') is None
+    synced = sync.add('wrist', 103 * MS, 'w103')
     assert synced is not None
     assert synced.stamp_ns == 103 * MS
     assert synced.stamps_ns == (100 * MS, 103 * MS)
-    assert synced.frames == ("f100", "w103")  # camera order, not arrival order
+    assert synced.frames == ('f100', 'w103')  # camera order, not arrival order
 
 
-@pytest.mark.parametrize("offset_ms, matches", [(5, True), (6, False), (-5, True), (-6, False)])
+@pytest.mark.parametrize('offset_ms, matches', [(5, True), (6, False), (-5, True), (-6, False)])
 def test_slop_edge_is_inclusive(offset_ms, matches):
-    sync = FrameSynchronizer(["front", "wrist"], slop_ns=5 * MS)
-    sync.add("front", 100 * MS, "f")
-    synced = sync.add("wrist", (100 + offset_ms) * MS, "w")
+    sync = FrameSynchronizer(['front', 'wrist'], slop_ns=5 * MS)
+    sync.add('front', 100 * MS, 'f')
+    synced = sync.add('wrist', (100 + offset_ms) * MS, 'w')
     assert (synced is not None) == matches
 
 
 def test_newest_complete_set_is_chosen_and_older_candidates_count_as_stale():
-    sync = FrameSynchronizer(["front", "wrist"], slop_ns=2 * MS, queue_size=5)
+    sync = FrameSynchronizer(['front', 'wrist'], slop_ns=2 * MS, queue_size=5)
     for stamp in (100, 110, 120):
-        assert sync.add("front", stamp * MS, f"f{stamp}") is None
+        assert sync.add('front', stamp * MS, f'f{stamp}') is None
     # The wrist frame matches the newest front frame: the two older front frames are stale.
-    synced = sync.add("wrist", 121 * MS, "w121")
-    assert synced.frames == ("f120", "w121")
+    synced = sync.add('wrist', 121 * MS, 'w121')
+    assert synced.frames == ('f120', 'w121')
     assert sync.dropped_stale == 2
-    assert sync.pending("front") == 0 and sync.pending("wrist") == 0
+    assert sync.pending('front') == 0 and sync.pending('wrist') == 0
 
 
 def test_out_of_order_and_duplicate_frames_are_dropped_as_stale():
-    sync = FrameSynchronizer(["front"], slop_ns=0)
-    assert sync.add("front", 200 * MS, "new") is not None
-    assert sync.add("front", 150 * MS, "late") is None   # arrived after a newer set went out
-    assert sync.add("front", 200 * MS, "again") is None  # duplicate stamp
+    sync = FrameSynchronizer(['front'], slop_ns=0)
+    assert sync.add('front', 200 * MS, 'new') is not None
+    assert sync.add('front', 150 * MS, 'late') is None   # arrived after a newer set went out
+    assert sync.add('front', 200 * MS, 'again') is None  # duplicate stamp
     assert sync.dropped_stale == 2
-    assert sync.add("front", 201 * MS, "next").frames == ("next",)
+    assert sync.add('front', 201 * MS, 'next').frames == ('next',)
 
 
 def test_out_of_order_arrival_before_matching_still_pairs_correctly():
-    sync = FrameSynchronizer(["front", "wrist"], slop_ns=1 * MS, queue_size=4)
-    sync.add("front", 130 * MS, "f130")
-    sync.add("front", 110 * MS, "f110")   # arrives late but nothing newer was emitted yet
-    synced = sync.add("wrist", 110 * MS, "w110")
-    assert synced.frames == ("f110", "w110")
+    sync = FrameSynchronizer(['front', 'wrist'], slop_ns=1 * MS, queue_size=4)
+    sync.add('front', 130 * MS, 'f130')
+    sync.add('front', 110 * MS, 'f110')   # arrives late but nothing newer was emitted yet
+    synced = sync.add('wrist', 110 * MS, 'w110')
+    assert synced.frames == ('f110', 'w110')
     # The newer front frame is still a candidate for the next wrist frame.
-    assert sync.add("wrist", 130 * MS, "w130").frames == ("f130", "w130")
+    assert sync.add('wrist', 130 * MS, 'w130').frames == ('f130', 'w130')
     assert sync.dropped_stale == 0
 
 
 def test_late_frame_of_one_camera_can_still_join_a_newer_set():
-    sync = FrameSynchronizer(["front", "wrist"], slop_ns=10 * MS)
-    assert sync.add("front", 100 * MS, "f100") is None
-    assert sync.add("wrist", 95 * MS, "w95").stamp_ns == 100 * MS
+    sync = FrameSynchronizer(['front', 'wrist'], slop_ns=10 * MS)
+    assert sync.add('front', 100 * MS, 'f100') is None
+    assert sync.add('wrist', 95 * MS, 'w95').stamp_ns == 100 * MS
     # 97 ms is newer than the wrist frame already used, so it may pair with a newer front frame.
-    assert sync.add("wrist", 97 * MS, "w97") is None
-    assert sync.add("front", 105 * MS, "f105").frames == ("f105", "w97")
+    assert sync.add('wrist', 97 * MS, 'w97') is None
+    assert sync.add('front', 105 * MS, 'f105').frames == ('f105', 'w97')
 
 
 def test_silent_camera_yields_nothing_and_bounded_candidates():
-    sync = FrameSynchronizer(["front", "wrist"], slop_ns=5 * MS, queue_size=3)
+    sync = FrameSynchronizer(['front', 'wrist'], slop_ns=5 * MS, queue_size=3)
     for stamp in range(0, 1000, 33):
-        assert sync.add("front", stamp * MS, stamp) is None
-    assert sync.pending("front") == 3
+        assert sync.add('front', stamp * MS, stamp) is None
+    assert sync.pending('front') == 3
     assert sync.dropped_stale == len(range(0, 1000, 33)) - 3
     # When the silent camera finally speaks it matches the newest front frame it can.
-    synced = sync.add("wrist", 991 * MS, "w")
-    assert synced.frames == (990, "w")
+    synced = sync.add('wrist', 991 * MS, 'w')
+    assert synced.frames == (990, 'w')
 
 
 def test_reset_forgets_candidates_and_history():
-    sync = FrameSynchronizer(["front"], slop_ns=0)
-    sync.add("front", 500 * MS, "a")
+    sync = FrameSynchronizer(['front'], slop_ns=0)
+    sync.add('front', 500 * MS, 'a')
     sync.reset()
-    assert sync.add("front", 100 * MS, "b").frames == ("b",)
+    assert sync.add('front', 100 * MS, 'b').frames == ('b',)
 
 
 def test_bad_arguments_are_refused_with_a_reason():
-    with pytest.raises(ValueError, match="at least one camera"):
+    with pytest.raises(ValueError, match='at least one camera'):
         FrameSynchronizer([], slop_ns=0)
-    with pytest.raises(ValueError, match="unique"):
-        FrameSynchronizer(["a", "a"], slop_ns=0)
-    with pytest.raises(ValueError, match="slop"):
-        FrameSynchronizer(["a"], slop_ns=-1)
+    with pytest.raises(ValueError, match='unique'):
+        FrameSynchronizer(['a', 'a'], slop_ns=0)
+    with pytest.raises(ValueError, match='slop'):
+        FrameSynchronizer(['a'], slop_ns=-1)
     with pytest.raises(KeyError, match="unknown camera 'b'"):
-        FrameSynchronizer(["a"], slop_ns=0).add("b", 0, None)
+        FrameSynchronizer(['a'], slop_ns=0).add('b', 0, None)

@@ -10,11 +10,16 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))  # importlib mode: the synthetic data helper lives beside the tests
 from _synthetic_data_pretrain import write_square_dataset  # noqa: E402
-
 from dynamo_encoder.artifact import EncoderArtifact  # noqa: E402
 from dynamo_encoder.model import BYOLObjective, build_encoder, build_objective, objective_config  # noqa: E402
 from dynamo_encoder.model.augmentations import (  # noqa: E402
-    adjust_hue, color_jitter, random_gaussian_blur, random_grayscale, random_resized_crop, random_solarize)
+    adjust_hue,
+    color_jitter,
+    random_gaussian_blur,
+    random_grayscale,
+    random_resized_crop,
+    random_solarize,
+)
 from dynamo_encoder.model.byol import BYOLConfig, augment  # noqa: E402
 from dynamo_encoder.pretraining import cli  # noqa: E402
 from dynamo_encoder.pretraining.config import ConfigError, load_config  # noqa: E402

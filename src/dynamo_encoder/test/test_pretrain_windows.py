@@ -9,12 +9,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))  # importlib mode: the synthetic data helper lives beside the tests
 from _synthetic_data_pretrain import write_square_dataset  # noqa: E402
-
 from dynamo_encoder.artifact import EncoderArtifact  # noqa: E402
-from dynamo_data import DatasetError, DatasetWriter, LeRobotDataset  # noqa: E402
 from dynamo_encoder.pretraining.config import apply_overrides, load_config  # noqa: E402
 from dynamo_encoder.pretraining.data import load_windows, split_episodes  # noqa: E402
 from dynamo_encoder.pretraining.trainer import pretrain  # noqa: E402
+
+from dynamo_data import DatasetError, DatasetWriter, LeRobotDataset  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -23,7 +23,8 @@ LENGTHS = [7, 5, 9]
 
 def write_labelled_dataset(root, arrays=True):
     """Every frame's pixels say (episode, frame index, camera) so windows can be checked exactly; the
-    state/action rows (when `arrays`) are random, so only the rows of the right frames match them."""
+    state/action rows (when `arrays`) are random, so only the rows of the right frames match them.
+    """
     rng = np.random.default_rng(0)
     features = {'observation.state': ['s0', 's1', 's2'], 'action': ['a0', 'a1']} if arrays else {}
     writer = DatasetWriter(root, fps=10, robot_type='test', cameras={'front': (16, 16, 3), 'wrist': (24, 24, 3)},

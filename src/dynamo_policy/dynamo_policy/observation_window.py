@@ -9,7 +9,8 @@ import numpy as np
 
 class ObservationWindow:
     """Keeps the newest `context_length` embeddings, each paired with the joint state that was
-    current when it arrived (JointState messages are matched by name, in any order)."""
+    current when it arrived (JointState messages are matched by name, in any order).
+    """
 
     def __init__(self, context_length: int, embedding_dim: int, state_names: list[str]):
         self.context_length = int(context_length)

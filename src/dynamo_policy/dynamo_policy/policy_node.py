@@ -25,11 +25,11 @@ import rclpy
 import torch
 from builtin_interfaces.msg import Duration
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from dynamo_msgs.msg import ActionChunk, Embedding
+from dynamo_encoder.stream_stats import StreamStatistics
 from geometry_msgs.msg import TwistStamped
 from rcl_interfaces.msg import ParameterDescriptor
-from rclpy.exceptions import ParameterException
 from rclpy._rclpy_pybind11 import RCLError
+from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -40,9 +40,8 @@ from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import SetBool
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
-from dynamo_encoder.stream_stats import StreamStatistics
-from dynamo_policy.command_layout import (
-    TWIST_ACTION_NAMES, CommandTarget, ParameterError, make_command_layout)
+from dynamo_msgs.msg import ActionChunk, Embedding
+from dynamo_policy.command_layout import TWIST_ACTION_NAMES, CommandTarget, ParameterError, make_command_layout
 from dynamo_policy.ensembling import ChunkEnsembler
 from dynamo_policy.observation_window import ObservationWindow
 from dynamo_policy.policies import PolicyArtifactError, load_policy
@@ -93,7 +92,7 @@ class PolicyNode(Node):
                                   'Seconds after the newest embedding stamp before the watchdog stops the robot.')
         autostart = self._parameter('autostart', False, 'Send commands from the start (else call ~/enable).')
         ensemble_m = self._parameter('ensemble_m', 0.01,
-                                     "ACT temporal-ensembling weight m: w_i = exp(-m i), oldest chunk i = 0.")
+                                     'ACT temporal-ensembling weight m: w_i = exp(-m i), oldest chunk i = 0.')
         self._twist_frame_id = self._parameter('twist_frame_id', '', 'header.frame_id of TwistStamped commands.')
         diagnostics_period = self._parameter('diagnostics_period', 1.0, 'Seconds between /diagnostics messages.')
         num_threads = self._parameter(
@@ -247,7 +246,7 @@ class PolicyNode(Node):
         if self.watchdog.expired(now, self.window.latest_stamp):
             if not self.stopped:
                 age = now - self.window.latest_stamp
-                self._stop(f'watchdog: newest observation is {age:.3f} s old by this node\'s clock '
+                self._stop(f"watchdog: newest observation is {age:.3f} s old by this node's clock "
                            f'(observation_timeout {self.watchdog.timeout} s)')
             return
         ensembled = self.ensembler.action_at(now)

@@ -8,7 +8,8 @@ import numpy as np
 class Watchdog:
     """Judges observation age by the observation's own stamp, so a stalled camera, encoder or
     network all look the same: old data. An observation stamped further in the future than the
-    timeout means the clocks disagree (e.g. use_sim_time before /clock arrives): also no go."""
+    timeout means the clocks disagree (e.g. use_sim_time before /clock arrives): also no go.
+    """
 
     def __init__(self, timeout: float):
         if not timeout > 0:

@@ -1,5 +1,6 @@
 """Fixtures of dynamo_policy's tests: a random-init encoder and policies trained on tiny
-synthetic datasets through the real train_policy code (once per test session)."""
+synthetic datasets through the real train_policy code (once per test session).
+"""
 
 from __future__ import annotations
 
@@ -26,7 +27,8 @@ def encoder_path(tmp_path_factory) -> Path:
 @pytest.fixture(scope='session')
 def trained_policy(tmp_path_factory, encoder_path):
     """trained_policy(action_names, policy='knn', use_state=False, *settings) -> policy.pt path,
-    trained by train_policy's main() on a synthetic dataset; cached per arguments."""
+    trained by train_policy's main() on a synthetic dataset; cached per arguments.
+    """
     from dynamo_policy.training.cli import main as train_policy
     cache: dict[tuple, Path] = {}
     embedding_cache = tmp_path_factory.mktemp('embedding_cache')

@@ -1,11 +1,11 @@
 """ROS-free control helpers of the policy node: ensembling, safety filter, watchdog, observation
-window and the command layout."""
+window and the command layout.
+"""
 
 import math
 
 import numpy as np
 import pytest
-
 from dynamo_policy.command_layout import ParameterError, make_command_layout
 from dynamo_policy.ensembling import ChunkEnsembler
 from dynamo_policy.observation_window import ObservationWindow

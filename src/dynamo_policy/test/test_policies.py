@@ -3,9 +3,15 @@
 import numpy as np
 import pytest
 import torch
-
 from dynamo_policy.policies import (
-    POLICIES, Episode, PolicyArtifactError, PolicyConfigError, PolicyMetadata, load_policy, make_policy)
+    POLICIES,
+    Episode,
+    PolicyArtifactError,
+    PolicyConfigError,
+    PolicyMetadata,
+    load_policy,
+    make_policy,
+)
 from dynamo_policy.training.metrics import action_errors, split_episodes
 
 
@@ -17,7 +23,8 @@ def metadata(embedding_dim=12, action_names=('a', 'b', 'c'), state_names=()):
 
 def make_episodes(count, length=40, embedding_dim=12, seed=0):
     """Embeddings are a fixed random projection of a hidden phase plus noise; actions a smooth
-    nonlinear function of the same phase: a held-out episode is predictable, but not linearly."""
+    nonlinear function of the same phase: a held-out episode is predictable, but not linearly.
+    """
     rng = np.random.default_rng(seed)
     projection = np.random.default_rng(99).normal(size=(4, embedding_dim))
     episodes = []

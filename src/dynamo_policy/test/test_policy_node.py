@@ -2,18 +2,17 @@
 
 import numpy as np
 import pytest
-from _synthetic_policy_data import (
-    ALLEGRO_ACTIONS, TWIST_ACTIONS, XARM_ACTIONS, synthetic_episode)
+from _synthetic_policy_data import ALLEGRO_ACTIONS, TWIST_ACTIONS, XARM_ACTIONS, synthetic_episode
 from diagnostic_msgs.msg import DiagnosticArray
-from dynamo_msgs.msg import ActionChunk, Embedding
+from dynamo_encoder.artifact import EncoderArtifact
+from dynamo_policy.policies import load_policy
 from geometry_msgs.msg import TwistStamped
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import SetBool
 from trajectory_msgs.msg import JointTrajectory
 
-from dynamo_encoder.artifact import EncoderArtifact
-from dynamo_policy.policies import load_policy
+from dynamo_msgs.msg import ActionChunk, Embedding
 
 pytestmark = pytest.mark.ros
 
@@ -250,7 +249,8 @@ def test_bad_parameter_exits_non_zero_naming_it(ros_processes, trained_policy):
 def test_sim_time_drives_the_control_loop_and_the_watchdog(ros_processes, ros_node, trained_policy,
                                                            camera_embedding):
     """With use_sim_time the node's clock is /clock: observations stamped in sim time are fresh,
-    and the watchdog counts sim seconds, so a paused simulator does not trip it."""
+    and the watchdog counts sim seconds, so a paused simulator does not trip it.
+    """
     from rclpy.time import Time
     from rosgraph_msgs.msg import Clock
     path = trained_policy(XARM_ACTIONS)

@@ -39,28 +39,28 @@ class JointTargets:
     def _indices(self, names, allowed, what) -> np.ndarray:
         names = list(names)
         if not names:
-            raise CommandError(f"{what}: no joint names")
+            raise CommandError(f'{what}: no joint names')
         unknown = [n for n in names if n not in allowed]
         if unknown:
-            raise CommandError(f"{what}: unknown joint(s) {unknown}; this controller has {list(allowed)}")
+            raise CommandError(f'{what}: unknown joint(s) {unknown}; this controller has {list(allowed)}')
         if len(set(names)) != len(names):
-            raise CommandError(f"{what}: repeated joint names {names}")
+            raise CommandError(f'{what}: repeated joint names {names}')
         return np.array([self._index[n] for n in names])
 
-    def set_trajectory(self, names, points, now: float, allowed, what: str = "trajectory") -> None:
+    def set_trajectory(self, names, points, now: float, allowed, what: str = 'trajectory') -> None:
         """`points`: [(positions, time_from_start seconds)], `allowed`: the controller's joints."""
         index = self._indices(names, allowed, what)
         if not points:
-            raise CommandError(f"{what}: no points")
+            raise CommandError(f'{what}: no points')
         times, rows = [], []
         for k, (positions, t) in enumerate(points):
             positions = np.asarray(positions, dtype=float)
             if positions.shape != (len(index),):
-                raise CommandError(f"{what}: point {k} has {positions.size} positions for {len(index)} joints")
+                raise CommandError(f'{what}: point {k} has {positions.size} positions for {len(index)} joints')
             if not np.all(np.isfinite(positions)) or not np.isfinite(t):
-                raise CommandError(f"{what}: point {k} is not finite")
+                raise CommandError(f'{what}: point {k} is not finite')
             if times and t < times[-1]:
-                raise CommandError(f"{what}: time_from_start decreases at point {k}")
+                raise CommandError(f'{what}: time_from_start decreases at point {k}')
             times.append(float(t))
             rows.append(positions)
         start = self.targets(now)[index]
@@ -70,13 +70,13 @@ class JointTargets:
         self._trajectories.append(_Trajectory(
             index, now + np.array([0.0] + times), np.vstack([start] + rows)))
 
-    def set_positions(self, values, allowed, what: str = "command") -> None:
+    def set_positions(self, values, allowed, what: str = 'command') -> None:
         """A forward position command: one value per joint of `allowed`, in that order."""
         values = np.asarray(values, dtype=float).reshape(-1)
         if values.size != len(allowed):
             raise CommandError(f"{what}: {values.size} values for {len(allowed)} joints ({', '.join(allowed)})")
         if not np.all(np.isfinite(values)):
-            raise CommandError(f"{what}: values are not finite")
+            raise CommandError(f'{what}: values are not finite')
         index = self._indices(allowed, allowed, what)
         self._trajectories = [tr for tr in self._trajectories if not np.isin(tr.index, index).any()]
         self._held[index] = values

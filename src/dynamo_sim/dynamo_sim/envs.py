@@ -24,29 +24,30 @@ import numpy as np
 from dynamo_sim import models
 
 TASKS = {
-    "open_door": "xarm7",
-    "push_bottle": "xarm7",
-    "bottle_to_shelf": "xarm7",
-    "lift_object": "allegro_hand",
-    "open_hinged_door": "allegro_hand",
+    'open_door': 'xarm7',
+    'push_bottle': 'xarm7',
+    'bottle_to_shelf': 'xarm7',
+    'lift_object': 'allegro_hand',
+    'open_hinged_door': 'allegro_hand',
 }
 TASK_DESCRIPTIONS = {
-    "open_door": "open the fridge door",
-    "push_bottle": "push the red bottle onto the green target",
-    "bottle_to_shelf": "put the red bottle on the shelf",
-    "lift_object": "lift the red block",
-    "open_hinged_door": "open the cabinet door",
+    'open_door': 'open the fridge door',
+    'push_bottle': 'push the red bottle onto the green target',
+    'bottle_to_shelf': 'put the red bottle on the shelf',
+    'lift_object': 'lift the red block',
+    'open_hinged_door': 'open the cabinet door',
 }
 PHYSICS_TIMESTEP = 0.002
 
 
 class SimError(ValueError):
     """Bad input to the simulator (unknown task, wrong command size, a Menagerie path without the
-    robot's model); the message names it."""
+    robot's model); the message names it.
+    """
 
 
 def _quat_upright(quat: np.ndarray) -> float:
-    """z component of the body's z axis in the world (1 = upright)."""
+    """Z component of the body's z axis in the world (1 = upright)."""
     w, x, y, z = quat
     return 1.0 - 2.0 * (x * x + y * y)
 
@@ -54,8 +55,8 @@ def _quat_upright(quat: np.ndarray) -> float:
 class SimEnv:
     """Common stepping, rendering and bookkeeping; subclasses define the scene and the tasks."""
 
-    robot_type: str = ""
-    camera_names = ("front",)
+    robot_type: str = ''
+    camera_names = ('front',)
     tasks: tuple[str, ...] = ()
     max_episode_steps_by_task: dict[str, int] = {}
 
@@ -64,7 +65,7 @@ class SimEnv:
         if task not in self.tasks:
             raise SimError(f"unknown task {task!r} for {self.robot_type}; known: {', '.join(self.tasks)}")
         if control_rate <= 0:
-            raise SimError(f"control_rate must be > 0, got {control_rate}")
+            raise SimError(f'control_rate must be > 0, got {control_rate}')
         self.task = task
         self.image_size = int(image_size)
         self.control_rate = float(control_rate)
@@ -158,7 +159,7 @@ class SimEnv:
                 f"got {targets.shape[0]}"
             )
         if not np.all(np.isfinite(targets)):
-            raise SimError(f"non-finite joint targets: {targets}")
+            raise SimError(f'non-finite joint targets: {targets}')
         self._apply_targets(np.clip(targets, self.lower, self.upper))
         mujoco.mj_step(self.model, self.data, nstep=self.substeps)
         self.steps += 1
@@ -172,7 +173,7 @@ class SimEnv:
     def joint_efforts(self) -> np.ndarray:
         return self.data.qfrc_actuator[self._qvel_adr].copy()
 
-    def render(self, camera: str = "front") -> np.ndarray:
+    def render(self, camera: str = 'front') -> np.ndarray:
         if camera not in self.camera_names:
             raise SimError(f"unknown camera {camera!r}; known: {', '.join(self.camera_names)}")
         if self._renderer is None:
@@ -180,7 +181,7 @@ class SimEnv:
         self._renderer.update_scene(self.data, camera)
         return self._renderer.render().copy()
 
-    def camera_intrinsics(self, camera: str = "front") -> tuple[float, float, float, float]:
+    def camera_intrinsics(self, camera: str = 'front') -> tuple[float, float, float, float]:
         """(fx, fy, cx, cy) in pixels of the square pinhole image render() returns."""
         fovy = np.deg2rad(self.model.cam(camera).fovy[0])
         f = 0.5 * self.image_size / np.tan(0.5 * fovy)
@@ -218,15 +219,15 @@ def tool_down_rotation(yaw: float) -> np.ndarray:
 class XArmKitchenEnv(SimEnv):
     """UFactory xArm7 with a parallel gripper in a kitchen: fridge with a door, shelf, bottle, target."""
 
-    robot_type = "xarm7"
-    tasks = ("open_door", "push_bottle", "bottle_to_shelf")
-    max_episode_steps_by_task = {"open_door": 90, "push_bottle": 90, "bottle_to_shelf": 100}
+    robot_type = 'xarm7'
+    tasks = ('open_door', 'push_bottle', 'bottle_to_shelf')
+    max_episode_steps_by_task = {'open_door': 90, 'push_bottle': 90, 'bottle_to_shelf': 100}
     arm_joint_names = list(models.XARM_JOINTS)
     gripper_joint_names = [models.XARM_GRIPPER_JOINT]
     joint_names = arm_joint_names + gripper_joint_names
     object_state_names = [
-        "bottle_x", "bottle_y", "bottle_z", "bottle_qw", "bottle_qx", "bottle_qy", "bottle_qz",
-        "door_angle", "fridge_x", "fridge_y", "target_x", "target_y", "shelf_x", "shelf_y",
+        'bottle_x', 'bottle_y', 'bottle_z', 'bottle_qw', 'bottle_qx', 'bottle_qy', 'bottle_qz',
+        'door_angle', 'fridge_x', 'fridge_y', 'target_x', 'target_y', 'shelf_x', 'shelf_y',
     ]
     home_tcp = np.array([0.3, 0.0, 0.3])
     _home_q: np.ndarray | None = None
@@ -259,16 +260,16 @@ class XArmKitchenEnv(SimEnv):
 
     @property
     def _finger_dofs(self) -> list[int]:
-        return [self.model.joint(f"{side}_finger_joint").dofadr[0] for side in ("left", "right")]
+        return [self.model.joint(f'{side}_finger_joint').dofadr[0] for side in ('left', 'right')]
 
     def _drive_position(self) -> float:
-        left = self._joint("left_finger_joint")
-        right = self._joint("right_finger_joint")
+        left = self._joint('left_finger_joint')
+        right = self._joint('right_finger_joint')
         return 0.5 * (left + right) / models.XARM_FINGER_TRAVEL_PER_DRIVE
 
     def _model_joint(self, name):
         # drive_joint reads the left finger slide's address; joint_positions() rescales it.
-        return "left_finger_joint" if name == models.XARM_GRIPPER_JOINT else name
+        return 'left_finger_joint' if name == models.XARM_GRIPPER_JOINT else name
 
     def _apply_targets(self, targets):
         self.data.ctrl[:7] = targets[:7]
@@ -294,38 +295,38 @@ class XArmKitchenEnv(SimEnv):
         shelf = np.array([0.45, -0.3])
         target = np.array([0.62, 0.0])
         bottle = np.array([0.42, -0.02])
-        if self.task == "open_door":
+        if self.task == 'open_door':
             bottle = shelf + np.array([-0.12, 0.0]) + rng.uniform(-0.02, 0.02, 2)
-        elif self.task == "push_bottle":
+        elif self.task == 'push_bottle':
             bottle = np.array([0.40, 0.0]) + rng.uniform([-0.03, -0.06], [0.03, 0.06])
             target = bottle + np.array([rng.uniform(0.15, 0.2), rng.uniform(-0.06, 0.06)])
-        elif self.task == "bottle_to_shelf":
+        elif self.task == 'bottle_to_shelf':
             bottle = np.array([0.42, 0.0]) + rng.uniform([-0.03, -0.06], [0.03, 0.04])
             shelf = np.array([0.45, -0.28]) + rng.uniform([-0.03, -0.03], [0.03, 0.03])
         fx, fy, _ = models.FRIDGE_HALF
-        m.body("fridge").pos[:2] = fridge
-        m.body("door").pos[:2] = fridge + np.array([-fx, fy])
-        m.body("shelf").pos[:2] = shelf
-        m.body("target").pos[:2] = target
-        self._set_free_body("bottle_free", [bottle[0], bottle[1], models.BOTTLE_HALF_HEIGHT], rng.uniform(-np.pi, np.pi))
+        m.body('fridge').pos[:2] = fridge
+        m.body('door').pos[:2] = fridge + np.array([-fx, fy])
+        m.body('shelf').pos[:2] = shelf
+        m.body('target').pos[:2] = target
+        self._set_free_body('bottle_free', [bottle[0], bottle[1], models.BOTTLE_HALF_HEIGHT], rng.uniform(-np.pi, np.pi))
 
     def object_state(self) -> np.ndarray:
-        pos, quat = self._free_body("bottle_free")
+        pos, quat = self._free_body('bottle_free')
         m = self.model
         return np.concatenate([
-            pos, quat, [self._joint("door_hinge")], m.body("fridge").pos[:2], m.body("target").pos[:2],
-            m.body("shelf").pos[:2],
+            pos, quat, [self._joint('door_hinge')], m.body('fridge').pos[:2], m.body('target').pos[:2],
+            m.body('shelf').pos[:2],
         ])
 
     def success(self) -> bool:
-        pos, quat = self._free_body("bottle_free")
+        pos, quat = self._free_body('bottle_free')
         upright = _quat_upright(quat) > 0.9
-        if self.task == "open_door":
-            return self._joint("door_hinge") > 0.9
-        if self.task == "push_bottle":
-            target = self.model.body("target").pos[:2]
+        if self.task == 'open_door':
+            return self._joint('door_hinge') > 0.9
+        if self.task == 'push_bottle':
+            target = self.model.body('target').pos[:2]
             return bool(upright and np.linalg.norm(pos[:2] - target) < 0.04)
-        shelf = self.model.body("shelf").pos[:2]
+        shelf = self.model.body('shelf').pos[:2]
         on_shelf = (
             np.all(np.abs(pos[:2] - shelf) < np.array(models.SHELF_HALF) - 0.005)
             and pos[2] > models.SHELF_HEIGHT + models.BOTTLE_HALF_HEIGHT - 0.01
@@ -335,7 +336,7 @@ class XArmKitchenEnv(SimEnv):
 
     # --- kinematics for the scripted experts --------------------------------------------------
     def tcp_pose(self) -> tuple[np.ndarray, np.ndarray]:
-        site = self.data.site("tcp")
+        site = self.data.site('tcp')
         return site.xpos.copy(), site.xmat.reshape(3, 3).copy()
 
     def solve_ik(self, pos, rot, q_init, iterations: int = 60, tol: float = 1e-4) -> np.ndarray:
@@ -347,7 +348,7 @@ class XArmKitchenEnv(SimEnv):
         adr = self._qpos_adr[:7]
         dof = self._qvel_adr[:7]
         q = np.array(q_init, dtype=float)
-        site = m.site("tcp").id
+        site = m.site('tcp').id
         jacp = np.zeros((3, m.nv))
         jacr = np.zeros((3, m.nv))
         lo, hi = self.lower[:7], self.upper[:7]
@@ -372,15 +373,15 @@ class XArmKitchenEnv(SimEnv):
 class AllegroEnv(SimEnv):
     """Wonik Allegro hand on a Cartesian mount: lift a block, open a cabinet door."""
 
-    robot_type = "allegro_hand"
-    tasks = ("lift_object", "open_hinged_door")
-    max_episode_steps_by_task = {"lift_object": 70, "open_hinged_door": 80}
+    robot_type = 'allegro_hand'
+    tasks = ('lift_object', 'open_hinged_door')
+    max_episode_steps_by_task = {'lift_object': 70, 'open_hinged_door': 80}
     hand_joint_names = list(models.ALLEGRO_JOINTS)
     mount_joint_names = list(models.ALLEGRO_MOUNT_JOINTS)
     joint_names = hand_joint_names + mount_joint_names
     object_state_names = [
-        "object_x", "object_y", "object_z", "object_qw", "object_qx", "object_qy", "object_qz",
-        "door_angle", "cabinet_x", "cabinet_y",
+        'object_x', 'object_y', 'object_z', 'object_qw', 'object_qx', 'object_qy', 'object_qz',
+        'door_angle', 'cabinet_x', 'cabinet_y',
     ]
     home_hand = np.array([0.0, 0.1, 0.1, 0.1] * 3 + [0.4, 0.0, 0.1, 0.1])
     home_mount = np.array(models.ALLEGRO_MOUNT_HOME)
@@ -409,41 +410,42 @@ class AllegroEnv(SimEnv):
         self._apply_targets(home)
         obj = np.array([0.09, -0.03]) + rng.uniform([-0.025, -0.04], [0.025, 0.04])
         cabinet = np.array(models.CABINET_POS)
-        if self.task == "open_hinged_door":
+        if self.task == 'open_hinged_door':
             cabinet = cabinet + rng.uniform([-0.02, -0.03], [0.02, 0.03])
             obj = np.array([0.08, -0.12])
         hx, hy, _ = models.CABINET_HALF
-        m.body("cabinet").pos[:2] = cabinet
-        m.body("cabinet_door").pos[:2] = cabinet + np.array([-hx, hy])
-        yaw = rng.uniform(-0.3, 0.3) if self.task == "lift_object" else 0.0
-        self._set_free_body("object_free", [obj[0], obj[1], models.LIFT_OBJECT_HALF[2]], yaw)
+        m.body('cabinet').pos[:2] = cabinet
+        m.body('cabinet_door').pos[:2] = cabinet + np.array([-hx, hy])
+        yaw = rng.uniform(-0.3, 0.3) if self.task == 'lift_object' else 0.0
+        self._set_free_body('object_free', [obj[0], obj[1], models.LIFT_OBJECT_HALF[2]], yaw)
 
     def object_state(self) -> np.ndarray:
-        pos, quat = self._free_body("object_free")
-        return np.concatenate([pos, quat, [self._joint("cabinet_hinge")], self.model.body("cabinet").pos[:2]])
+        pos, quat = self._free_body('object_free')
+        return np.concatenate([pos, quat, [self._joint('cabinet_hinge')], self.model.body('cabinet').pos[:2]])
 
     def success(self) -> bool:
-        if self.task == "lift_object":
-            pos, _ = self._free_body("object_free")
+        if self.task == 'lift_object':
+            pos, _ = self._free_body('object_free')
             return bool(pos[2] > models.LIFT_OBJECT_HALF[2] + 0.06)
-        return self._joint("cabinet_hinge") > 0.8
+        return self._joint('cabinet_hinge') > 0.8
 
     def palm_position(self) -> np.ndarray:
-        return self.data.site("palm_center").xpos.copy()
+        return self.data.site('palm_center').xpos.copy()
 
     def fingertip_positions(self) -> np.ndarray:
-        return np.array([self.data.site(f"tip{i}").xpos for i in range(4)])
+        return np.array([self.data.site(f'tip{i}').xpos for i in range(4)])
 
 
 def env_class(task: str) -> type[SimEnv]:
     if task not in TASKS:
         raise SimError(f"unknown task {task!r}; known: {', '.join(TASKS)}")
-    return XArmKitchenEnv if TASKS[task] == "xarm7" else AllegroEnv
+    return XArmKitchenEnv if TASKS[task] == 'xarm7' else AllegroEnv
 
 
 def make_env(task: str, seed: int = 0, image_size: int = 96, control_rate: float = 10.0,
              menagerie_path=None) -> SimEnv:
     """The simulated robot scene that runs `task` (see TASKS), reset with `seed`; drawn with the
-    meshes of the MuJoCo Menagerie checkout at `menagerie_path` if given."""
+    meshes of the MuJoCo Menagerie checkout at `menagerie_path` if given.
+    """
     return env_class(task)(task, seed=seed, image_size=image_size, control_rate=control_rate,
                            menagerie_path=menagerie_path)

@@ -26,7 +26,8 @@ GRIPPER_CLOSED = 0.85
 @dataclass
 class Segment:
     """Move linearly to `pose` (xArm: x, y, z, yaw of the tool; Allegro: mount x, y, z) while
-    commanding `effector` (xArm: [drive_joint]; Allegro: 16 hand joints) over `steps` control steps."""
+    commanding `effector` (xArm: [drive_joint]; Allegro: 16 hand joints) over `steps` control steps.
+    """
 
     pose: np.ndarray
     effector: np.ndarray
@@ -99,14 +100,15 @@ def _seg(pose, effector, steps) -> Segment:
 
 def _door_hook_point(hinge_xy, standoff_gap_x, radius, angle):
     """World xy of a point `radius` along a door (hinge on +y, opening towards -x) at `angle`,
-    `standoff_gap_x` in front of the door face."""
+    `standoff_gap_x` in front of the door face.
+    """
     u, v = -standoff_gap_x, -radius
     c, s = np.cos(angle), np.sin(angle)
     return np.asarray(hinge_xy) + np.array([u * c + v * s, -u * s + v * c])
 
 
 def _xarm_open_door(env: XArmKitchenEnv, rng) -> list[Segment]:
-    hinge = env.model.body("door").pos[:2].copy()
+    hinge = env.model.body('door').pos[:2].copy()
     door_face = 0.016
     gap_x = 0.5 * (door_face + models.HANDLE_STANDOFF - 0.007)
     radius = 0.135 + rng.uniform(-0.012, 0.012)
@@ -130,7 +132,7 @@ def _xarm_open_door(env: XArmKitchenEnv, rng) -> list[Segment]:
 
 def _xarm_push_bottle(env: XArmKitchenEnv, rng) -> list[Segment]:
     bottle = env.object_state()[:2]
-    target = env.model.body("target").pos[:2].copy()
+    target = env.model.body('target').pos[:2].copy()
     u = (target - bottle) / np.linalg.norm(target - bottle)
     yaw = float(np.arctan2(u[1], u[0]))
     standoff = models.BOTTLE_RADIUS + 0.015
@@ -150,7 +152,7 @@ def _xarm_push_bottle(env: XArmKitchenEnv, rng) -> list[Segment]:
 
 def _xarm_bottle_to_shelf(env: XArmKitchenEnv, rng) -> list[Segment]:
     bottle = env.object_state()[:2]
-    shelf = env.model.body("shelf").pos[:2].copy()
+    shelf = env.model.body('shelf').pos[:2].copy()
     yaw = float(rng.uniform(-0.4, 0.4))
     grasp_z = 0.07 + rng.uniform(-0.005, 0.01)
     above = 0.3 + rng.uniform(0, 0.03)
@@ -203,7 +205,7 @@ def _allegro_lift_object(env: AllegroEnv, rng) -> list[Segment]:
 
 
 def _allegro_open_hinged_door(env: AllegroEnv, rng) -> list[Segment]:
-    hinge = env.model.body("cabinet_door").pos[:2].copy()
+    hinge = env.model.body('cabinet_door').pos[:2].copy()
     door_face = 0.012
     gap_x = 0.5 * (door_face + models.CABINET_HANDLE_STANDOFF - 0.006)
     radius = 0.125 + rng.uniform(-0.008, 0.008)
@@ -229,11 +231,11 @@ def _allegro_open_hinged_door(env: AllegroEnv, rng) -> list[Segment]:
 
 
 _PLANS = {
-    "open_door": (XArmExpert, _xarm_open_door),
-    "push_bottle": (XArmExpert, _xarm_push_bottle),
-    "bottle_to_shelf": (XArmExpert, _xarm_bottle_to_shelf),
-    "lift_object": (AllegroExpert, _allegro_lift_object),
-    "open_hinged_door": (AllegroExpert, _allegro_open_hinged_door),
+    'open_door': (XArmExpert, _xarm_open_door),
+    'push_bottle': (XArmExpert, _xarm_push_bottle),
+    'bottle_to_shelf': (XArmExpert, _xarm_bottle_to_shelf),
+    'lift_object': (AllegroExpert, _allegro_lift_object),
+    'open_hinged_door': (AllegroExpert, _allegro_open_hinged_door),
 }
 
 
@@ -246,7 +248,8 @@ def make_expert(env: SimEnv, seed: int) -> WaypointExpert:
 
 def run_expert_episode(env: SimEnv, seed: int, on_step=None, extra_steps: int = 3) -> bool:
     """Reset `env` with `seed`, play the expert to its end (plus a few settling steps) and return
-    success(). `on_step(targets)` is called before each env.step (recording hooks in here)."""
+    success(). `on_step(targets)` is called before each env.step (recording hooks in here).
+    """
     env.reset(seed)
     expert = make_expert(env, seed)
     targets = None

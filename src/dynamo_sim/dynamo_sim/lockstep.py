@@ -27,7 +27,8 @@ class LockstepGate:
 
     def command_is_stale(self) -> bool:
         """A command arriving now answers the previous episode (e.g. the hold a policy sends when
-        disabled just before the reset): the new episode's first observations are not out yet."""
+        disabled just before the reset): the new episode's first observations are not out yet.
+        """
         return self._before_first_step
 
     def on_command(self, topic: str, awaited: Iterable[str]) -> bool:

@@ -32,27 +32,27 @@ from pathlib import Path
 import mujoco
 import numpy as np
 
-XARM_JOINTS = [f"joint{i}" for i in range(1, 8)]
-XARM_GRIPPER_JOINT = "drive_joint"
+XARM_JOINTS = [f'joint{i}' for i in range(1, 8)]
+XARM_GRIPPER_JOINT = 'drive_joint'
 XARM_GRIPPER_RANGE = (0.0, 0.85)
 XARM_FINGER_TRAVEL_PER_DRIVE = 0.05  # m of finger travel per unit of drive_joint
 XARM_LIMITS = {
-    "joint1": (-2 * np.pi, 2 * np.pi),
-    "joint2": (-2.059, 2.0944),
-    "joint3": (-2 * np.pi, 2 * np.pi),
-    "joint4": (-0.19198, 3.927),
-    "joint5": (-2 * np.pi, 2 * np.pi),
-    "joint6": (-1.69297, np.pi),
-    "joint7": (-2 * np.pi, 2 * np.pi),
+    'joint1': (-2 * np.pi, 2 * np.pi),
+    'joint2': (-2.059, 2.0944),
+    'joint3': (-2 * np.pi, 2 * np.pi),
+    'joint4': (-0.19198, 3.927),
+    'joint5': (-2 * np.pi, 2 * np.pi),
+    'joint6': (-1.69297, np.pi),
+    'joint7': (-2 * np.pi, 2 * np.pi),
 }
-ALLEGRO_JOINTS = [f"ah_joint{f}{j}" for f in range(4) for j in range(4)]
-ALLEGRO_MOUNT_JOINTS = ["mount_x", "mount_y", "mount_z"]
+ALLEGRO_JOINTS = [f'ah_joint{f}{j}' for f in range(4) for j in range(4)]
+ALLEGRO_MOUNT_JOINTS = ['mount_x', 'mount_y', 'mount_z']
 _FINGER_LIMITS = [(-0.47, 0.47), (-0.196, 1.61), (-0.174, 1.709), (-0.227, 1.618)]
 _THUMB_LIMITS = [(0.263, 1.396), (-0.105, 1.163), (-0.189, 1.644), (-0.162, 1.719)]
 ALLEGRO_LIMITS = {
     name: (_THUMB_LIMITS if i >= 12 else _FINGER_LIMITS)[i % 4] for i, name in enumerate(ALLEGRO_JOINTS)
 }
-ALLEGRO_MOUNT_LIMITS = {"mount_x": (-0.25, 0.25), "mount_y": (-0.25, 0.25), "mount_z": (0.0, 0.35)}
+ALLEGRO_MOUNT_LIMITS = {'mount_x': (-0.25, 0.25), 'mount_y': (-0.25, 0.25), 'mount_z': (0.0, 0.35)}
 
 _ROBOT = 'contype="2" conaffinity="1"'
 _WORLD = 'contype="1" conaffinity="3"'
@@ -65,7 +65,7 @@ def _lookat_xyaxes(pos, target):
     right = np.cross(forward, [0.0, 0.0, 1.0])
     right /= np.linalg.norm(right)
     up = np.cross(right, forward)
-    return " ".join(f"{v:.5f}" for v in (*right, *up))
+    return ' '.join(f'{v:.5f}' for v in (*right, *up))
 
 
 def _common_header(name: str, image_size: int) -> str:
@@ -172,12 +172,12 @@ def _xarm_actuators() -> str:
         lines.append(
             f'<position name="{name}" joint="{name}" kp="{k}" kv="{0.02 * k:.1f}" ctrlrange="{lo:.5f} {hi:.5f}"/>'
         )
-    for side in ("left", "right"):
+    for side in ('left', 'right'):
         lines.append(
             f'<position name="{side}_finger" joint="{side}_finger_joint" kp="400" kv="10" '
             f'ctrlrange="0 0.0425" forcerange="-15 15"/>'
         )
-    return "  <actuator>\n    " + "\n    ".join(lines) + "\n  </actuator>\n"
+    return '  <actuator>\n    ' + '\n    '.join(lines) + '\n  </actuator>\n'
 
 
 # Kitchen layout (metres, robot base at the origin facing +x, table top z = 0).
@@ -197,7 +197,7 @@ def xarm_kitchen_xml(image_size: int = 96) -> str:
     door_w = 2 * fy
     cam = (0.15, -0.85, 0.9)
     return (
-        _common_header("xarm_kitchen", image_size)
+        _common_header('xarm_kitchen', image_size)
         + f"""
   <worldbody>
     <light pos="0.4 0 1.5" dir="0 0 -1" diffuse="0.5 0.5 0.5" castshadow="false"/>
@@ -231,7 +231,7 @@ def xarm_kitchen_xml(image_size: int = 96) -> str:
   </worldbody>
 """
         + _xarm_actuators()
-        + "</mujoco>\n"
+        + '</mujoco>\n'
     )
 
 
@@ -246,7 +246,7 @@ ALLEGRO_MOUNT_HOME = (0.0, 0.0, 0.2)
 def _allegro_finger(index: int, y: float) -> str:
     g = _ROBOT
     l0, l1, l2, l3 = _FINGER_LINKS
-    lim = [ALLEGRO_LIMITS[f"ah_joint{index}{j}"] for j in range(4)]
+    lim = [ALLEGRO_LIMITS[f'ah_joint{index}{j}'] for j in range(4)]
     r = 'range="{:.4f} {:.4f}"'
     return f"""
         <body name="finger{index}_base" pos="{_PALM_HALF[0]} {y} 0">
@@ -272,7 +272,7 @@ def _allegro_finger(index: int, y: float) -> str:
 def _allegro_thumb() -> str:
     g = _ROBOT
     l13, l14, l15 = _THUMB_LINKS
-    lim = [ALLEGRO_LIMITS[f"ah_joint3{j}"] for j in range(4)]
+    lim = [ALLEGRO_LIMITS[f'ah_joint3{j}'] for j in range(4)]
     r = 'range="{:.4f} {:.4f}"'
     # The thumb link points along local +y; joint 12 swings it from beside the palm to under it,
     # joints 14/15 flex it towards +x (towards the fingers).
@@ -307,7 +307,7 @@ def _allegro_actuators() -> str:
         lines.append(
             f'<position name="{name}" joint="{name}" kp="6" kv="0.15" ctrlrange="{lo:.4f} {hi:.4f}" forcerange="-1.5 1.5"/>'
         )
-    return "  <actuator>\n    " + "\n    ".join(lines) + "\n  </actuator>\n"
+    return '  <actuator>\n    ' + '\n    '.join(lines) + '\n  </actuator>\n'
 
 
 CABINET_POS = (0.22, 0.16)
@@ -325,7 +325,7 @@ def allegro_scene_xml(image_size: int = 96) -> str:
     cam = (-0.3, -0.6, 0.62)
     px, py, pz = _PALM_HALF
     return (
-        _common_header("allegro_manipulation", image_size)
+        _common_header('allegro_manipulation', image_size)
         + f"""
   <worldbody>
     <light pos="0 0 1.5" dir="0 0 -1" diffuse="0.5 0.5 0.5" castshadow="false"/>
@@ -364,7 +364,7 @@ def allegro_scene_xml(image_size: int = 96) -> str:
   </worldbody>
 """
         + _allegro_actuators()
-        + "</mujoco>\n"
+        + '</mujoco>\n'
     )
 
 
@@ -385,30 +385,30 @@ class MenagerieRobot:
     bodies: dict[str, str]  # Menagerie body -> our body whose motion its meshes follow
 
 
-_ALLEGRO_LINKS = ("base", "proximal", "medial", "distal")
+_ALLEGRO_LINKS = ('base', 'proximal', 'medial', 'distal')
 MENAGERIE_ROBOTS = {
-    "xarm7": MenagerieRobot(
-        xml="ufactory_xarm7/xarm7.xml",
-        root="link_base", root_pos=(0.0, 0.0, 0.0), root_quat=(1.0, 0.0, 0.0, 0.0),  # the same URDF frames
+    'xarm7': MenagerieRobot(
+        xml='ufactory_xarm7/xarm7.xml',
+        root='link_base', root_pos=(0.0, 0.0, 0.0), root_quat=(1.0, 0.0, 0.0, 0.0),  # the same URDF frames
         bodies={
-            "link_base": "link_base",
-            **{f"link{i}": f"link{i}" for i in range(1, 8)},
+            'link_base': 'link_base',
+            **{f'link{i}': f'link{i}' for i in range(1, 8)},
             # Menagerie's gripper base is turned half a turn about z, so its left knuckles (and the
             # finger on them) are on our right. Their four-bar fingers are drawn sliding with ours.
-            "left_outer_knuckle": "right_finger", "left_inner_knuckle": "right_finger",
-            "right_outer_knuckle": "left_finger", "right_inner_knuckle": "left_finger",
+            'left_outer_knuckle': 'right_finger', 'left_inner_knuckle': 'right_finger',
+            'right_outer_knuckle': 'left_finger', 'right_inner_knuckle': 'left_finger',
         },
     ),
-    "allegro_hand": MenagerieRobot(
-        xml="wonik_allegro/right_hand.xml",
+    'allegro_hand': MenagerieRobot(
+        xml='wonik_allegro/right_hand.xml',
         # Menagerie's palm frame has the fingers along +z, the palm face +x and the finger base
         # joints at z = 0; ours has them along +x, the face -z and the joints at x = _PALM_HALF[0].
-        root="palm", root_pos=(_PALM_HALF[0], 0.0, 0.0), root_quat=(np.sqrt(0.5), 0.0, np.sqrt(0.5), 0.0),
+        root='palm', root_pos=(_PALM_HALF[0], 0.0, 0.0), root_quat=(np.sqrt(0.5), 0.0, np.sqrt(0.5), 0.0),
         bodies={
-            "palm": "palm",
+            'palm': 'palm',
             **{
-                f"{theirs}_{link}": f"{ours}_{link}"
-                for theirs, ours in (("ff", "finger0"), ("mf", "finger1"), ("rf", "finger2"), ("th", "thumb"))
+                f'{theirs}_{link}': f'{ours}_{link}'
+                for theirs, ours in (('ff', 'finger0'), ('mf', 'finger1'), ('rf', 'finger2'), ('th', 'thumb'))
                 for link in _ALLEGRO_LINKS
             },
         },
@@ -465,22 +465,22 @@ def _read_menagerie_robot(checkout, robot: MenagerieRobot) -> tuple[Path, mujoco
     checkout = Path(checkout).expanduser()
     if not checkout.is_dir():
         raise MenagerieError(
-            f"menagerie path {checkout} is not a directory (expected a MuJoCo Menagerie checkout holding {robot.xml})")
+            f'menagerie path {checkout} is not a directory (expected a MuJoCo Menagerie checkout holding {robot.xml})')
     xml = checkout / robot.xml
     if not xml.is_file():
-        raise MenagerieError(f"menagerie path {checkout} has no {robot.xml} (expected a MuJoCo Menagerie checkout)")
+        raise MenagerieError(f'menagerie path {checkout} has no {robot.xml} (expected a MuJoCo Menagerie checkout)')
     try:
         spec = mujoco.MjSpec.from_file(str(xml))
     except ValueError as error:
-        raise MenagerieError(f"cannot read {xml}: {error}") from None
+        raise MenagerieError(f'cannot read {xml}: {error}') from None
     for mesh in spec.meshes:
         path = _mesh_path(xml, spec, mesh)
         if not path.is_file():
-            raise MenagerieError(f"{xml} uses mesh file {mesh.file}, which is missing (expected {path})")
+            raise MenagerieError(f'{xml} uses mesh file {mesh.file}, which is missing (expected {path})')
     try:
         model = spec.compile()
     except ValueError as error:
-        raise MenagerieError(f"cannot load {xml}: {error}") from None
+        raise MenagerieError(f'cannot load {xml}: {error}') from None
     for name in robot.bodies:
         if mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, name) < 0:
             raise MenagerieError(f"{xml} has no body {name!r} (expected MuJoCo Menagerie's {robot.xml})")
@@ -552,7 +552,7 @@ def with_menagerie_visuals(scene_xml: str, robot_type: str, checkout) -> mujoco.
         authored = _compose((their_ref.geom_xpos[geom], geom_quat), _inverse(offset))
         in_link = _compose(_inverse(their_pose(link)), authored)
         pos, quat = _compose(link_on_ours(link, mapped[link]), in_link)
-        our_mesh_name = f"menagerie_{mesh_name}"
+        our_mesh_name = f'menagerie_{mesh_name}'
         if mesh_name not in added_meshes:
             their_mesh = their_meshes[mesh_name]
             scene.add_mesh(name=our_mesh_name, file=str(_mesh_path(their_xml, their_spec, their_mesh)),

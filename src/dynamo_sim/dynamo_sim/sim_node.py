@@ -38,12 +38,10 @@ import sys
 
 import rclpy
 from builtin_interfaces.msg import Time
-from dynamo_msgs.msg import EpisodeResult
-from dynamo_msgs.srv import ResetEpisode
 from rcl_interfaces.msg import ParameterDescriptor
+from rclpy._rclpy_pybind11 import RCLError
 from rclpy.clock import Clock, ClockType
 from rclpy.executors import ExternalShutdownException
-from rclpy._rclpy_pybind11 import RCLError
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile
 from rosgraph_msgs.msg import Clock as ClockMsg
@@ -51,48 +49,50 @@ from sensor_msgs.msg import CameraInfo, Image, JointState
 from std_msgs.msg import Float64MultiArray, MultiArrayDimension, String
 from trajectory_msgs.msg import JointTrajectory
 
+from dynamo_msgs.msg import EpisodeResult
+from dynamo_msgs.srv import ResetEpisode
 from dynamo_sim import interfaces, models
 from dynamo_sim.commands import CommandError, JointTargets
 from dynamo_sim.envs import AllegroEnv, SimError, XArmKitchenEnv, make_env
 from dynamo_sim.lockstep import LockstepGate
 
-ROBOTS = {"xarm": XArmKitchenEnv, "allegro": AllegroEnv}
+ROBOTS = {'xarm': XArmKitchenEnv, 'allegro': AllegroEnv}
 LOCKSTEP_TIMEOUT_S = 1.0  # default lockstep_timeout: far above a step of the nodes, short enough between episodes
 
 
 class SimNode(Node):
     def __init__(self):
-        super().__init__("sim_node")
+        super().__init__('sim_node')
         p = self._declare
-        robot = p("robot", "xarm", "Simulated robot: xarm (xArm7 kitchen) or allegro (Allegro hand on a mount).")
-        task = p("task", "", "Task of the first episode; empty = the robot's first task.")
-        seed = p("seed", 0, "Seed of the first episode (draws the initial object poses).")
-        rate = p("rate", 10.0, "Control, camera and joint_states rate in Hz of sim time.")
-        image_size = p("image_size", 96, "Camera image height = width in pixels.")
-        self.camera = p("camera", "front", "Simulated camera rendered to /camera/color/image_raw.")
-        rtf = p("real_time_factor", 1.0, "Sim seconds per real second; 0 = as fast as possible. With lockstep "
-                "a minimum pacing: no step sooner than 1/(rate x real_time_factor) real seconds after the last.")
-        self.lockstep = p("lockstep", False, "Step only once every command topic that has a publisher got a new "
-                          "command after the last observations (or after lockstep_timeout).")
-        lockstep_timeout = p("lockstep_timeout", LOCKSTEP_TIMEOUT_S,
-                             "Real seconds a lockstep step waits for commands before stepping on the last targets.")
-        self.publish_clock = p("publish_clock", True, "Publish /clock with the sim time.")
-        self.max_steps_param = p("max_episode_steps", 0, "Control steps before an episode times out; 0 = task default.")
-        menagerie_path = p("menagerie_path", "", "Local MuJoCo Menagerie checkout (with ufactory_xarm7/xarm7.xml and "
-                           "wonik_allegro/right_hand.xml): the robot is drawn with its detailed meshes; physics, "
-                           "joints and cameras stay the same. Empty = our simple geometry.")
+        robot = p('robot', 'xarm', 'Simulated robot: xarm (xArm7 kitchen) or allegro (Allegro hand on a mount).')
+        task = p('task', '', "Task of the first episode; empty = the robot's first task.")
+        seed = p('seed', 0, 'Seed of the first episode (draws the initial object poses).')
+        rate = p('rate', 10.0, 'Control, camera and joint_states rate in Hz of sim time.')
+        image_size = p('image_size', 96, 'Camera image height = width in pixels.')
+        self.camera = p('camera', 'front', 'Simulated camera rendered to /camera/color/image_raw.')
+        rtf = p('real_time_factor', 1.0, 'Sim seconds per real second; 0 = as fast as possible. With lockstep '
+                'a minimum pacing: no step sooner than 1/(rate x real_time_factor) real seconds after the last.')
+        self.lockstep = p('lockstep', False, 'Step only once every command topic that has a publisher got a new '
+                          'command after the last observations (or after lockstep_timeout).')
+        lockstep_timeout = p('lockstep_timeout', LOCKSTEP_TIMEOUT_S,
+                             'Real seconds a lockstep step waits for commands before stepping on the last targets.')
+        self.publish_clock = p('publish_clock', True, 'Publish /clock with the sim time.')
+        self.max_steps_param = p('max_episode_steps', 0, 'Control steps before an episode times out; 0 = task default.')
+        menagerie_path = p('menagerie_path', '', 'Local MuJoCo Menagerie checkout (with ufactory_xarm7/xarm7.xml and '
+                           'wonik_allegro/right_hand.xml): the robot is drawn with its detailed meshes; physics, '
+                           'joints and cameras stay the same. Empty = our simple geometry.')
         if robot not in ROBOTS:
-            raise SimError(f"parameter robot: {robot!r} is not one of {sorted(ROBOTS)}")
+            raise SimError(f'parameter robot: {robot!r} is not one of {sorted(ROBOTS)}')
         env_cls = ROBOTS[robot]
         task = task or env_cls.tasks[0]
         if task not in env_cls.tasks:
             raise SimError(f"parameter task: {task!r} is not a {robot} task ({', '.join(env_cls.tasks)})")
         if rate <= 0 or rtf < 0 or image_size < 8 or self.max_steps_param < 0 or lockstep_timeout <= 0:
-            raise SimError("parameters rate > 0, real_time_factor >= 0, image_size >= 8, max_episode_steps >= 0, "
-                           "lockstep_timeout > 0 required")
+            raise SimError('parameters rate > 0, real_time_factor >= 0, image_size >= 8, max_episode_steps >= 0, '
+                           'lockstep_timeout > 0 required')
         self.env = make_env(task, seed, image_size=image_size, control_rate=rate, menagerie_path=menagerie_path or None)
         if self.camera not in self.env.camera_names:
-            raise SimError(f"parameter camera: {self.camera!r} is not one of {list(self.env.camera_names)}")
+            raise SimError(f'parameter camera: {self.camera!r} is not one of {list(self.env.camera_names)}')
         self.commands = JointTargets(self.env.joint_names, self.env.joint_positions())
         self._time_offset = 0.0  # sim time of earlier episodes, so /clock never goes back
         self._episode_over = False
@@ -109,7 +109,7 @@ class SimNode(Node):
         # latched too, so a subscriber that is still being discovered gets the recent results
         self.result_pub = self.create_publisher(
             EpisodeResult, interfaces.EPISODE_RESULT, QoSProfile(depth=10, durability=DurabilityPolicy.TRANSIENT_LOCAL))
-        if self.env.robot_type == "xarm7":
+        if self.env.robot_type == 'xarm7':
             self._controllers = {
                 interfaces.XARM_ARM_COMMAND: list(models.XARM_JOINTS),
                 interfaces.XARM_GRIPPER_COMMAND: [models.XARM_GRIPPER_JOINT],
@@ -134,10 +134,10 @@ class SimNode(Node):
             self.create_timer(period, self._step, clock=steady)
         self._publish_task()
         self.get_logger().info(
-            f"simulating {self.env.robot_type} task={self.env.task} seed={self.env.seed} at {rate:g} Hz, "
-            f"real_time_factor={rtf:g}, "
-            + (f"lockstep (timeout {lockstep_timeout:g} s), " if self.lockstep else "")
-            + f"{image_size}x{image_size} images")
+            f'simulating {self.env.robot_type} task={self.env.task} seed={self.env.seed} at {rate:g} Hz, '
+            f'real_time_factor={rtf:g}, '
+            + (f'lockstep (timeout {lockstep_timeout:g} s), ' if self.lockstep else '')
+            + f'{image_size}x{image_size} images')
 
     def _declare(self, name, default, description):
         return self.declare_parameter(name, default, ParameterDescriptor(description=description)).value
@@ -165,7 +165,7 @@ class SimNode(Node):
         try:
             self.commands.set_trajectory(msg.joint_names, points, self.sim_time, self._controllers[topic], topic)
         except CommandError as error:
-            self.get_logger().error(f"ignored command: {error}", throttle_duration_sec=1.0)
+            self.get_logger().error(f'ignored command: {error}', throttle_duration_sec=1.0)
             return
         self._on_command(topic)
 
@@ -175,7 +175,7 @@ class SimNode(Node):
         try:
             self.commands.set_positions(msg.data, self._controllers[topic], topic)
         except CommandError as error:
-            self.get_logger().error(f"ignored command: {error}", throttle_duration_sec=1.0)
+            self.get_logger().error(f'ignored command: {error}', throttle_duration_sec=1.0)
             return
         self._on_command(topic)
 
@@ -187,7 +187,7 @@ class SimNode(Node):
             response.message = f"unknown task {task!r} for {self.env.robot_type}; known: {', '.join(self.env.tasks)}"
             return response
         if not self._episode_over:
-            self._publish_result(False, "reset")
+            self._publish_result(False, 'reset')
         self._time_offset += self.env.time
         self.env.reset(seed=request.seed, task=task)
         self.commands.reset(self.env.joint_positions())
@@ -199,8 +199,8 @@ class SimNode(Node):
             self._timeout_timer.reset()
         self._publish_task()
         response.success = True
-        response.message = f"{task} seed {request.seed}: {self.env.description}"
-        self.get_logger().info(f"episode started: {response.message}")
+        response.message = f'{task} seed {request.seed}: {self.env.description}'
+        self.get_logger().info(f'episode started: {response.message}')
         return response
 
     def _publish_task(self) -> None:
@@ -211,15 +211,15 @@ class SimNode(Node):
                             steps=self.env.steps, duration=self.env.time, reason=reason)
         msg.header.stamp = self._stamp()
         self.result_pub.publish(msg)
-        waits = f" ({self.lockstep_gate.timeout_steps} waited out lockstep_timeout)" if self.lockstep else ""
+        waits = f' ({self.lockstep_gate.timeout_steps} waited out lockstep_timeout)' if self.lockstep else ''
         self.get_logger().info(
-            f"episode {reason}: {self.env.task} seed {self.env.seed} after {self.env.steps} steps{waits}")
+            f'episode {reason}: {self.env.task} seed {self.env.seed} after {self.env.steps} steps{waits}')
 
     # --- lockstep -------------------------------------------------------------------------------
     def _answers_previous_episode(self, topic: str) -> bool:
         if not (self.lockstep and self.lockstep_gate.command_is_stale()):
             return False
-        self.get_logger().info(f"lockstep: ignored a command on {topic} sent for the previous episode",
+        self.get_logger().info(f'lockstep: ignored a command on {topic} sent for the previous episode',
                                throttle_duration_sec=1.0)
         return True
 
@@ -256,10 +256,10 @@ class SimNode(Node):
         if not self._episode_over:
             if self.env.success():
                 self._episode_over = True
-                self._publish_result(True, "success")
+                self._publish_result(True, 'success')
             elif self.env.steps >= self.max_episode_steps:
                 self._episode_over = True
-                self._publish_result(False, "timeout")
+                self._publish_result(False, 'timeout')
 
     def _publish_observation(self, stamp: Time) -> None:
         env = self.env
@@ -270,14 +270,14 @@ class SimNode(Node):
 
         image = env.render(self.camera)
         h, w, _ = image.shape
-        msg = Image(height=h, width=w, encoding="rgb8", is_bigendian=0, step=3 * w)
-        msg.data = array.array("B", image.tobytes())
+        msg = Image(height=h, width=w, encoding='rgb8', is_bigendian=0, step=3 * w)
+        msg.data = array.array('B', image.tobytes())
         msg.header.stamp = stamp
         msg.header.frame_id = interfaces.CAMERA_FRAME
         self.image_pub.publish(msg)
 
         fx, fy, cx, cy = env.camera_intrinsics(self.camera)
-        info = CameraInfo(height=h, width=w, distortion_model="plumb_bob", d=[0.0] * 5,
+        info = CameraInfo(height=h, width=w, distortion_model='plumb_bob', d=[0.0] * 5,
                           k=[fx, 0.0, cx, 0.0, fy, cy, 0.0, 0.0, 1.0],
                           r=[1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0],
                           p=[fx, 0.0, cx, 0.0, 0.0, fy, cy, 0.0, 0.0, 0.0, 1.0, 0.0])
@@ -286,7 +286,7 @@ class SimNode(Node):
 
         state = env.object_state()
         obj = Float64MultiArray(data=state.tolist())
-        obj.layout.dim = [MultiArrayDimension(label=",".join(env.object_state_names), size=state.size, stride=state.size)]
+        obj.layout.dim = [MultiArrayDimension(label=','.join(env.object_state_names), size=state.size, stride=state.size)]
         self.object_pub.publish(obj)
 
 
@@ -295,7 +295,7 @@ def main(args=None) -> None:
     try:
         node = SimNode()
     except SimError as error:
-        print(f"sim_node: error: {error}", file=sys.stderr, flush=True)
+        print(f'sim_node: error: {error}', file=sys.stderr, flush=True)
         rclpy.try_shutdown()
         sys.exit(1)
     try:
@@ -316,5 +316,5 @@ def main(args=None) -> None:
         rclpy.try_shutdown()
 
 
-if __name__ == "__main__":
+if __name__ == '__main__':
     main()

@@ -1,11 +1,10 @@
 """Every scripted expert solves its task in at least 90% of 20 seeded episodes (headless)."""
 import pytest
-
 from dynamo_sim.envs import TASKS, make_env
 from dynamo_sim.experts import run_expert_episode
 
 
-@pytest.mark.parametrize("task", sorted(TASKS))
+@pytest.mark.parametrize('task', sorted(TASKS))
 def test_expert_success_rate(task):
     env = make_env(task, seed=0)
     results, lengths = [], []
@@ -13,7 +12,7 @@ def test_expert_success_rate(task):
         results.append(run_expert_episode(env, seed))
         lengths.append(env.steps)
     failed = [seed for seed, ok in enumerate(results) if not ok]
-    assert sum(results) >= 18, f"{task}: expert failed on seeds {failed}"
+    assert sum(results) >= 18, f'{task}: expert failed on seeds {failed}'
     assert 30 <= min(lengths) and max(lengths) <= env.max_episode_steps, lengths
-    assert len(set(lengths)) > 3, "demonstrations should vary in timing"
+    assert len(set(lengths)) > 3, 'demonstrations should vary in timing'
 

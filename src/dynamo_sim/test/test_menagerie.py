@@ -9,7 +9,6 @@ import struct
 import mujoco
 import numpy as np
 import pytest
-
 from dynamo_sim.envs import SimError, make_env
 from dynamo_sim.experts import run_expert_episode
 from dynamo_sim.recording import main as record_demos_main
@@ -25,44 +24,44 @@ def _box(lo, hi):
 
 def _write_obj(path, lo, hi):
     corners, triangles = _box(lo, hi)
-    lines = [f"v {x} {y} {z}" for x, y, z in corners] + [f"f {a + 1} {b + 1} {c + 1}" for a, b, c in triangles]
-    path.write_text("\n".join(lines) + "\n")
+    lines = [f'v {x} {y} {z}' for x, y, z in corners] + [f'f {a + 1} {b + 1} {c + 1}' for a, b, c in triangles]
+    path.write_text('\n'.join(lines) + '\n')
 
 
 def _write_stl(path, lo, hi):
     """Binary STL (MuJoCo reads no ASCII STL)."""
     corners, triangles = _box(lo, hi)
-    data = bytearray(80) + struct.pack("<I", len(triangles))
+    data = bytearray(80) + struct.pack('<I', len(triangles))
     for triangle in triangles:
-        data += struct.pack("<3f", 0, 0, 0)
+        data += struct.pack('<3f', 0, 0, 0)
         for i in triangle:
-            data += struct.pack("<3f", *corners[i])
-        data += b"\0\0"
+            data += struct.pack('<3f', *corners[i])
+        data += b'\0\0'
     path.write_bytes(bytes(data))
 
 
 # Off-centre boxes, so the offset MuJoCo moves mesh vertices by matters.
 XARM_LINKS = [  # body, pos, quat in the parent (UFactory's URDF frames, as in our model)
-    ("link1", "0 0 0.267", "1 0 0 0"), ("link2", "0 0 0", "1 -1 0 0"), ("link3", "0 -0.293 0", "1 1 0 0"),
-    ("link4", "0.0525 0 0", "1 1 0 0"), ("link5", "0.0775 -0.3425 0", "1 1 0 0"), ("link6", "0 0 0", "1 1 0 0"),
-    ("link7", "0.076 0.097 0", "1 -1 0 0"),
+    ('link1', '0 0 0.267', '1 0 0 0'), ('link2', '0 0 0', '1 -1 0 0'), ('link3', '0 -0.293 0', '1 1 0 0'),
+    ('link4', '0.0525 0 0', '1 1 0 0'), ('link5', '0.0775 -0.3425 0', '1 1 0 0'), ('link6', '0 0 0', '1 1 0 0'),
+    ('link7', '0.076 0.097 0', '1 -1 0 0'),
 ]
 XARM_DRAWN_MESH_GEOMS = 8 + 1 + 4 + 2  # link_base..link7, gripper base, knuckles, fingers
 
 
 def _write_xarm(root):
-    assets = root / "ufactory_xarm7" / "assets"
+    assets = root / 'ufactory_xarm7' / 'assets'
     assets.mkdir(parents=True)
-    for name in ["link_base"] + [link for link, _, _ in XARM_LINKS]:
-        _write_obj(assets / f"{name}.obj", (-0.03, -0.03, -0.05), (0.05, 0.04, 0.03))
-    _write_stl(assets / "base_link.stl", (-0.03, -0.04, 0.0), (0.03, 0.04, 0.08))
-    _write_stl(assets / "knuckle.stl", (-0.01, -0.005, 0.0), (0.01, 0.03, 0.04))
-    _write_stl(assets / "finger.stl", (-0.01, -0.03, 0.0), (0.01, 0.0, 0.06))
-    chain = "\n".join(
+    for name in ['link_base'] + [link for link, _, _ in XARM_LINKS]:
+        _write_obj(assets / f'{name}.obj', (-0.03, -0.03, -0.05), (0.05, 0.04, 0.03))
+    _write_stl(assets / 'base_link.stl', (-0.03, -0.04, 0.0), (0.03, 0.04, 0.08))
+    _write_stl(assets / 'knuckle.stl', (-0.01, -0.005, 0.0), (0.01, 0.03, 0.04))
+    _write_stl(assets / 'finger.stl', (-0.01, -0.03, 0.0), (0.01, 0.0, 0.06))
+    chain = '\n'.join(
         f'<body name="{name}" pos="{pos}" quat="{quat}"><joint axis="0 0 1"/><geom mesh="{name}"/>'
         for name, pos, quat in XARM_LINKS)
-    sides = ""
-    for side, sign in (("left", 1), ("right", -1)):
+    sides = ''
+    for side, sign in (('left', 1), ('right', -1)):
         sides += f"""
       <body name="{side}_outer_knuckle" pos="0 {0.035 * sign} 0.06"><joint axis="1 0 0"/><geom mesh="knuckle"/>
         <body name="{side}_finger" pos="0 {0.035 * sign} 0.04"><joint axis="-1 0 0"/>
@@ -73,7 +72,7 @@ def _write_xarm(root):
       <body name="{side}_inner_knuckle" pos="0 {0.02 * sign} 0.075">
         <joint axis="1 0 0"/><geom mesh="knuckle"/>
       </body>"""
-    (root / "ufactory_xarm7" / "xarm7.xml").write_text(f"""
+    (root / 'ufactory_xarm7' / 'xarm7.xml').write_text(f"""
 <mujoco model="fake xarm7">
   <compiler angle="radian" meshdir="assets"/>
   <default>
@@ -99,30 +98,30 @@ def _write_xarm(root):
 
 
 ALLEGRO_CHAINS = {  # Menagerie prefix: base pos, quat in the palm
-    "ff": ("0 0.0435 -0.0015", "0.999 -0.0436 0 0"), "mf": ("0 0 0.0007", "1 0 0 0"),
-    "rf": ("0 -0.0435 -0.0015", "0.999 0.0436 0 0"), "th": ("-0.018 0.019 -0.046", "0.478 -0.521 -0.521 -0.478"),
+    'ff': ('0 0.0435 -0.0015', '0.999 -0.0436 0 0'), 'mf': ('0 0 0.0007', '1 0 0 0'),
+    'rf': ('0 -0.0435 -0.0015', '0.999 0.0436 0 0'), 'th': ('-0.018 0.019 -0.046', '0.478 -0.521 -0.521 -0.478'),
 }
 ALLEGRO_DRAWN_MESH_GEOMS = 1 + 4 * 5  # palm, 4 links and a tip per finger
 
 
 def _write_allegro(root):
-    assets = root / "wonik_allegro" / "assets"
+    assets = root / 'wonik_allegro' / 'assets'
     assets.mkdir(parents=True)
-    _write_stl(assets / "base_link.stl", (-0.03, -0.05, -0.095), (0.01, 0.05, 0.0))
-    _write_obj(assets / "link.obj", (-0.01, -0.012, 0.0), (0.01, 0.012, 0.016))
-    _write_stl(assets / "tip.stl", (-0.012, -0.012, -0.01), (0.012, 0.012, 0.012))
-    chains = ""
+    _write_stl(assets / 'base_link.stl', (-0.03, -0.05, -0.095), (0.01, 0.05, 0.0))
+    _write_obj(assets / 'link.obj', (-0.01, -0.012, 0.0), (0.01, 0.012, 0.016))
+    _write_stl(assets / 'tip.stl', (-0.012, -0.012, -0.01), (0.012, 0.012, 0.012))
+    chains = ''
     for prefix, (pos, quat) in ALLEGRO_CHAINS.items():
-        chain = [("base", pos, quat, "0 0 1"), ("proximal", "0 0 0.0164", "1 0 0 0", "0 1 0"),
-                 ("medial", "0 0 0.054", "1 0 0 0", "0 1 0"), ("distal", "0 0 0.0384", "1 0 0 0", "0 1 0")]
-        chains += "".join(
+        chain = [('base', pos, quat, '0 0 1'), ('proximal', '0 0 0.0164', '1 0 0 0', '0 1 0'),
+                 ('medial', '0 0 0.054', '1 0 0 0', '0 1 0'), ('distal', '0 0 0.0384', '1 0 0 0', '0 1 0')]
+        chains += ''.join(
             f'<body name="{prefix}_{link}" pos="{p}" quat="{q}"><joint axis="{axis}"/>'
             '<geom class="visual" mesh="link"/>'
             for link, p, q, axis in chain)
         chains += (f'<body name="{prefix}_tip">'
                    '<geom class="visual" mesh="tip" pos="0 0 0.0267" material="white"/></body>')
-        chains += "</body>" * len(chain)
-    (root / "wonik_allegro" / "right_hand.xml").write_text(f"""
+        chains += '</body>' * len(chain)
+    (root / 'wonik_allegro' / 'right_hand.xml').write_text(f"""
 <mujoco model="fake allegro_right">
   <compiler angle="radian" meshdir="assets"/>
   <default>
@@ -146,7 +145,7 @@ def _write_allegro(root):
 
 @pytest.fixture
 def menagerie(tmp_path):
-    root = tmp_path / "mujoco_menagerie"
+    root = tmp_path / 'mujoco_menagerie'
     _write_xarm(root)
     _write_allegro(root)
     return root
@@ -157,8 +156,8 @@ def _visual_geoms(model):
             if model.geom_group[g] == 2 and model.geom_type[g] == mujoco.mjtGeom.mjGEOM_MESH]
 
 
-@pytest.mark.parametrize("task, drawn",
-                         [("open_door", XARM_DRAWN_MESH_GEOMS), ("lift_object", ALLEGRO_DRAWN_MESH_GEOMS)])
+@pytest.mark.parametrize('task, drawn',
+                         [('open_door', XARM_DRAWN_MESH_GEOMS), ('lift_object', ALLEGRO_DRAWN_MESH_GEOMS)])
 def test_menagerie_meshes_draw_the_robot(menagerie, task, drawn):
     plain = make_env(task, seed=2, image_size=64)
     env = make_env(task, seed=2, image_size=64, menagerie_path=menagerie)
@@ -176,24 +175,24 @@ def test_menagerie_meshes_draw_the_robot(menagerie, task, drawn):
     np.testing.assert_array_equal(env.joint_positions(), plain.joint_positions())
     image, plain_image = env.render(), plain.render()
     assert image.shape == plain_image.shape == (64, 64, 3) and image.std() > 5
-    assert np.abs(image.astype(int) - plain_image).mean() > 1.0, "the Menagerie meshes changed nothing drawn"
+    assert np.abs(image.astype(int) - plain_image).mean() > 1.0, 'the Menagerie meshes changed nothing drawn'
     env.close()
     plain.close()
 
 
 def test_links_with_the_same_frames_carry_the_mesh_where_the_menagerie_puts_it(menagerie):
-    theirs = mujoco.MjModel.from_xml_path(str(menagerie / "ufactory_xarm7" / "xarm7.xml"))
-    ours = make_env("open_door", menagerie_path=menagerie).model
-    for link in ("link2", "link4", "link7"):
+    theirs = mujoco.MjModel.from_xml_path(str(menagerie / 'ufactory_xarm7' / 'xarm7.xml'))
+    ours = make_env('open_door', menagerie_path=menagerie).model
+    for link in ('link2', 'link4', 'link7'):
         their_geom = theirs.body(link).geomadr[0]
-        our_geom = next(g for g in _visual_geoms(ours) if ours.mesh(ours.geom_dataid[g]).name == f"menagerie_{link}")
+        our_geom = next(g for g in _visual_geoms(ours) if ours.mesh(ours.geom_dataid[g]).name == f'menagerie_{link}')
         assert ours.geom_bodyid[our_geom] == ours.body(link).id
         np.testing.assert_allclose(ours.geom_pos[our_geom], theirs.geom_pos[their_geom], atol=1e-9)
         # q and -q are the same rotation
         assert abs(ours.geom_quat[our_geom] @ theirs.geom_quat[their_geom]) == pytest.approx(1.0, abs=1e-9)
 
 
-@pytest.mark.parametrize("task", ["push_bottle", "lift_object"])
+@pytest.mark.parametrize('task', ['push_bottle', 'lift_object'])
 def test_expert_episode_is_unchanged(menagerie, task):
     trajectories, results = [], []
     for path in (None, menagerie):
@@ -206,27 +205,27 @@ def test_expert_episode_is_unchanged(menagerie, task):
 
 
 def test_bad_menagerie_path_names_the_path_and_the_file(menagerie, tmp_path):
-    missing = tmp_path / "nowhere"
-    with pytest.raises(SimError, match=f"{missing} is not a directory.*ufactory_xarm7/xarm7.xml"):
-        make_env("open_door", menagerie_path=missing)
-    empty = tmp_path / "empty"
+    missing = tmp_path / 'nowhere'
+    with pytest.raises(SimError, match=f'{missing} is not a directory.*ufactory_xarm7/xarm7.xml'):
+        make_env('open_door', menagerie_path=missing)
+    empty = tmp_path / 'empty'
     empty.mkdir()
-    with pytest.raises(SimError, match=f"{empty} has no wonik_allegro/right_hand.xml"):
-        make_env("lift_object", menagerie_path=empty)
-    (menagerie / "wonik_allegro" / "assets" / "tip.stl").unlink()
-    with pytest.raises(SimError, match="right_hand.xml uses mesh file tip.stl, which is missing"):
-        make_env("lift_object", menagerie_path=menagerie)
-    xml = menagerie / "ufactory_xarm7" / "xarm7.xml"
+    with pytest.raises(SimError, match=f'{empty} has no wonik_allegro/right_hand.xml'):
+        make_env('lift_object', menagerie_path=empty)
+    (menagerie / 'wonik_allegro' / 'assets' / 'tip.stl').unlink()
+    with pytest.raises(SimError, match='right_hand.xml uses mesh file tip.stl, which is missing'):
+        make_env('lift_object', menagerie_path=menagerie)
+    xml = menagerie / 'ufactory_xarm7' / 'xarm7.xml'
     xml.write_text(xml.read_text().replace('name="left_inner_knuckle"', 'name="inner_knuckle"'))
     with pytest.raises(SimError, match="xarm7.xml has no body 'left_inner_knuckle'"):
-        make_env("open_door", menagerie_path=menagerie)
+        make_env('open_door', menagerie_path=menagerie)
 
 
 def test_record_demos_reports_a_bad_menagerie_path(tmp_path, capsys):
-    output = tmp_path / "bags"
+    output = tmp_path / 'bags'
     with pytest.raises(SystemExit) as exit_info:
-        record_demos_main(["--task", "open_door", "--episodes", "1", "--output", str(output),
-                           "--menagerie", str(tmp_path / "nowhere")])
+        record_demos_main(['--task', 'open_door', '--episodes', '1', '--output', str(output),
+                           '--menagerie', str(tmp_path / 'nowhere')])
     assert exit_info.value.code == 2
-    assert "nowhere is not a directory" in capsys.readouterr().err
+    assert 'nowhere is not a directory' in capsys.readouterr().err
     assert not output.exists()

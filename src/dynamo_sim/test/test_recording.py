@@ -4,10 +4,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from dynamo_sim.recording import MSG_TYPES, main, msg_share_dir, record_demos, ros_typestore
 from rosbags.highlevel import AnyReader
 
 from dynamo_sim import interfaces
-from dynamo_sim.recording import MSG_TYPES, main, msg_share_dir, record_demos, ros_typestore
 
 
 def _read(bag):
@@ -23,19 +23,19 @@ def test_type_hashes_equal_the_ros_wheels():
     store = ros_typestore()
     share = msg_share_dir()
     for name in MSG_TYPES:
-        pkg, _, msg = name.split("/")
-        recorded = json.loads((share / pkg / "msg" / f"{msg}.json").read_text())["type_hashes"]
-        expected = next(h["hash_string"] for h in recorded if h["type_name"] == name)
+        pkg, _, msg = name.split('/')
+        recorded = json.loads((share / pkg / 'msg' / f'{msg}.json').read_text())['type_hashes']
+        expected = next(h['hash_string'] for h in recorded if h['type_name'] == name)
         assert store.hash_rihs01(name) == expected, name
 
 
-@pytest.mark.parametrize("task,storage", [("push_bottle", "mcap"), ("lift_object", "sqlite3")])
+@pytest.mark.parametrize('task,storage', [('push_bottle', 'mcap'), ('lift_object', 'sqlite3')])
 def test_recorded_bag_topics_types_counts(tmp_path, task, storage):
     bags = record_demos(task, episodes=1, output=tmp_path, storage=storage, seed=2, image_size=32)
-    assert [b.name for b in bags] == [f"{task}_00002"]
-    assert not (tmp_path / ".partial").exists()
+    assert [b.name for b in bags] == [f'{task}_00002']
+    assert not (tmp_path / '.partial').exists()
     topics, messages = _read(bags[0])
-    robot = "xarm7" if task == "push_bottle" else "allegro_hand"
+    robot = 'xarm7' if task == 'push_bottle' else 'allegro_hand'
     assert topics == interfaces.recorded_topics(robot)
     steps = len(messages[interfaces.JOINT_STATES]) - 1
     assert 30 < steps < 120
@@ -48,29 +48,29 @@ def test_recorded_bag_topics_types_counts(tmp_path, task, storage):
     stamps = [s for s, _ in messages[interfaces.JOINT_STATES]]
     np.testing.assert_allclose(np.diff(stamps), 1e8)  # 10 Hz sim time
     _, image = messages[interfaces.IMAGE][-1]
-    assert (image.height, image.width, image.encoding, image.step) == (32, 32, "rgb8", 96)
+    assert (image.height, image.width, image.encoding, image.step) == (32, 32, 'rgb8', 96)
     assert image.header.frame_id == interfaces.CAMERA_FRAME
     _, state = messages[interfaces.JOINT_STATES][0]
-    if robot == "xarm7":
-        assert list(state.name) == [f"joint{i}" for i in range(1, 8)] + ["drive_joint"]
+    if robot == 'xarm7':
+        assert list(state.name) == [f'joint{i}' for i in range(1, 8)] + ['drive_joint']
         _, traj = messages[interfaces.XARM_ARM_COMMAND][0]
-        assert list(traj.joint_names) == [f"joint{i}" for i in range(1, 8)] and len(traj.points) == 1
+        assert list(traj.joint_names) == [f'joint{i}' for i in range(1, 8)] and len(traj.points) == 1
         _, grip = messages[interfaces.XARM_GRIPPER_COMMAND][-1]
-        assert list(grip.joint_names) == ["drive_joint"]
+        assert list(grip.joint_names) == ['drive_joint']
     else:
-        assert list(state.name)[:16] == [f"ah_joint{f}{j}" for f in range(4) for j in range(4)]
+        assert list(state.name)[:16] == [f'ah_joint{f}{j}' for f in range(4) for j in range(4)]
         _, cmd = messages[interfaces.ALLEGRO_HAND_COMMAND][0]
         assert len(cmd.data) == 16
     _, obj = messages[interfaces.OBJECT_STATE][0]
-    assert obj.layout.dim[0].label.split(",")[0] in ("bottle_x", "object_x")
+    assert obj.layout.dim[0].label.split(',')[0] in ('bottle_x', 'object_x')
 
 
 def test_existing_bags_are_kept_and_cli_arguments_checked(tmp_path, capsys):
-    assert main(["--task", "open_hinged_door", "--episodes", "1", "--output", str(tmp_path), "--image-size", "24"]) == 0
-    bag = tmp_path / "open_hinged_door_00000"
+    assert main(['--task', 'open_hinged_door', '--episodes', '1', '--output', str(tmp_path), '--image-size', '24']) == 0
+    bag = tmp_path / 'open_hinged_door_00000'
     stamp = bag.stat().st_mtime_ns
-    assert main(["--task", "open_hinged_door", "--episodes", "1", "--output", str(tmp_path), "--image-size", "24"]) == 0
-    assert bag.stat().st_mtime_ns == stamp, "a finished bag was rewritten"
+    assert main(['--task', 'open_hinged_door', '--episodes', '1', '--output', str(tmp_path), '--image-size', '24']) == 0
+    assert bag.stat().st_mtime_ns == stamp, 'a finished bag was rewritten'
     with pytest.raises(SystemExit):
-        main(["--task", "juggle", "--episodes", "1", "--output", str(tmp_path)])
+        main(['--task', 'juggle', '--episodes', '1', '--output', str(tmp_path)])
     assert "invalid choice: 'juggle'" in capsys.readouterr().err

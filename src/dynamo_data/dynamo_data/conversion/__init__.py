@@ -3,5 +3,5 @@ from .bag_reader import BagError
 from .config import ConfigError, ConversionConfig, load_config
 from .convert import ConversionError, convert_bag, convert_bags
 
-__all__ = ["BagError", "ConfigError", "ConversionConfig", "ConversionError", "convert_bag", "convert_bags",
-           "load_config"]
+__all__ = ['BagError', 'ConfigError', 'ConversionConfig', 'ConversionError', 'convert_bag', 'convert_bags',
+           'load_config']

@@ -13,15 +13,15 @@ import struct
 from pathlib import Path
 
 from rosbags.interfaces import MessageDefinitionFormat
-from rosbags.rosbag2.reader import zstd  # the zstd module rosbags itself decompresses with
 from rosbags.rosbag2 import Reader, ReaderError
+from rosbags.rosbag2.reader import zstd  # the zstd module rosbags itself decompresses with
 from rosbags.serde import SerdeError
 from rosbags.typesys import Stores, get_types_from_idl, get_types_from_msg, get_typestore
 from rosbags.typesys.base import TypesysError
 
-__all__ = ["BagError", "BagFile", "READ_ERRORS"]
+__all__ = ['BagError', 'BagFile', 'READ_ERRORS']
 
-HEADER_TYPE = "std_msgs/msg/Header"
+HEADER_TYPE = 'std_msgs/msg/Header'
 # What a truncated or corrupt storage file raises inside rosbags / sqlite3 / zstd.
 READ_ERRORS = (ReaderError, sqlite3.Error, struct.error, EOFError, OSError, ValueError, KeyError, IndexError,
                AssertionError, SerdeError)
@@ -32,18 +32,18 @@ class BagError(Exception):
 
 
 def _distro_store(distro):
-    return {"humble": Stores.ROS2_HUMBLE, "iron": Stores.ROS2_IRON, "jazzy": Stores.ROS2_JAZZY,
-            "kilted": Stores.ROS2_KILTED}.get(str(distro or "").lower(), Stores.LATEST)
+    return {'humble': Stores.ROS2_HUMBLE, 'iron': Stores.ROS2_IRON, 'jazzy': Stores.ROS2_JAZZY,
+            'kilted': Stores.ROS2_KILTED}.get(str(distro or '').lower(), Stores.LATEST)
 
 
 def _types_from_definition(msgdef, msgtype):
     if msgdef.format == MessageDefinitionFormat.MSG:
         return get_types_from_msg(msgdef.data, msgtype)
-    sep = "=" * 80 + "\n"
+    sep = '=' * 80 + '\n'
     types = {}
-    if msgdef.data.startswith(f"{sep}IDL: "):
+    if msgdef.data.startswith(f'{sep}IDL: '):
         for part in msgdef.data.split(sep)[1:]:
-            types.update(get_types_from_idl(part.split("\n", 1)[1]))
+            types.update(get_types_from_idl(part.split('\n', 1)[1]))
     else:
         types.update(get_types_from_idl(msgdef.data))
     return types
@@ -56,22 +56,22 @@ class BagFile:
         self.path = Path(path)
         self.name = str(path)
         if not self.path.exists():
-            raise BagError(f"{self.name}: no such bag (directory with metadata.yaml, .mcap or .db3)")
-        if self.path.is_dir() and not (self.path / "metadata.yaml").exists():
-            files = sorted(p.name for p in self.path.iterdir() if p.suffix in (".mcap", ".db3"))
-            raise BagError(f"{self.name}: directory has no metadata.yaml"
-                           + (f" (pass the storage file instead: {', '.join(files)})" if files else ""))
+            raise BagError(f'{self.name}: no such bag (directory with metadata.yaml, .mcap or .db3)')
+        if self.path.is_dir() and not (self.path / 'metadata.yaml').exists():
+            files = sorted(p.name for p in self.path.iterdir() if p.suffix in ('.mcap', '.db3'))
+            raise BagError(f'{self.name}: directory has no metadata.yaml'
+                           + (f" (pass the storage file instead: {', '.join(files)})" if files else ''))
         try:
             self._reader = Reader(self.path)
             self._reader.open()
         except BagError:
             raise
         except READ_ERRORS as exc:
-            raise BagError(f"{self.name}: cannot open bag (truncated or corrupt?): {exc}") from None
+            raise BagError(f'{self.name}: cannot open bag (truncated or corrupt?): {exc}') from None
         storage = self._reader.storage
         # A directory bag holds one storage reader per split file; a bare file is its own storage.
-        self._storages = getattr(storage, "storages", None) or [storage]
-        self._message_compressed = self._reader.compression_mode == "message"
+        self._storages = getattr(storage, 'storages', None) or [storage]
+        self._message_compressed = self._reader.compression_mode == 'message'
         self.topics = {}  # topic -> msgtype
         self.counts = {}  # topic -> message count from the bag's index
         for conn in self._reader.connections:
@@ -91,11 +91,11 @@ class BagFile:
         return False
 
     def topic_listing(self):
-        return ", ".join(f"{t} [{m}]" for t, m in sorted(self.topics.items())) or "no topics"
+        return ', '.join(f'{t} [{m}]' for t, m in sorted(self.topics.items())) or 'no topics'
 
     def require(self, topic, what):
         if topic not in self.topics:
-            raise BagError(f"{self.name}: {what} topic {topic} is not in the bag; it has: {self.topic_listing()}")
+            raise BagError(f'{self.name}: {what} topic {topic} is not in the bag; it has: {self.topic_listing()}')
         return self.topics[topic]
 
     def build_typestore(self, topics):
@@ -108,8 +108,8 @@ class BagFile:
                 try:
                     types.update(_types_from_definition(conn.msgdef, conn.msgtype))
                 except (TypesysError, ValueError, IndexError) as exc:
-                    raise BagError(f"{self.name}: topic {conn.topic}: cannot parse the stored definition of "
-                                   f"{conn.msgtype}: {exc}") from None
+                    raise BagError(f'{self.name}: topic {conn.topic}: cannot parse the stored definition of '
+                                   f'{conn.msgtype}: {exc}') from None
                 missing.discard(conn.msgtype)
         if missing:  # no stored definitions (e.g. sqlite3 bags recorded before Iron)
             default = get_typestore(_distro_store(self._reader.ros_distro))
@@ -122,7 +122,7 @@ class BagFile:
         try:
             store.register(types)
         except TypesysError as exc:
-            raise BagError(f"{self.name}: inconsistent message definitions: {exc}") from None
+            raise BagError(f'{self.name}: inconsistent message definitions: {exc}') from None
         self.typestore = store
         return store
 
@@ -143,22 +143,22 @@ class BagFile:
                         data = zstd.decompress(data)
                     yield conn.topic, timestamp, data
         except READ_ERRORS as exc:
-            raise BagError(f"{self.name}: error while reading messages (truncated or corrupt?): "
-                           f"{type(exc).__name__}: {exc}") from None
+            raise BagError(f'{self.name}: error while reading messages (truncated or corrupt?): '
+                           f'{type(exc).__name__}: {exc}') from None
 
 
 def header_stamp_ns(data):
     """header.stamp of a CDR message whose first field is std_msgs/Header, without deserialising."""
-    sec, nanosec = struct.unpack_from("<iI" if data[1] == 1 else ">iI", data, 4)
+    sec, nanosec = struct.unpack_from('<iI' if data[1] == 1 else '>iI', data, 4)
     return sec * 1_000_000_000 + nanosec
 
 
 def image_header(data):
     """(height, width, encoding) of a CDR sensor_msgs/Image without touching its pixels."""
-    endian = "<" if data[1] == 1 else ">"
-    (frame_id_len,) = struct.unpack_from(endian + "I", data, 12)
+    endian = '<' if data[1] == 1 else '>'
+    (frame_id_len,) = struct.unpack_from(endian + 'I', data, 12)
     pos = 16 + frame_id_len
     pos += -(pos - 4) % 4  # CDR aligns relative to the payload (after the 4-byte encapsulation)
-    height, width, enc_len = struct.unpack_from(endian + "III", data, pos)
-    encoding = bytes(data[pos + 12:pos + 12 + enc_len - 1]).decode("ascii", "replace")
+    height, width, enc_len = struct.unpack_from(endian + 'III', data, pos)
+    encoding = bytes(data[pos + 12:pos + 12 + enc_len - 1]).decode('ascii', 'replace')
     return height, width, encoding

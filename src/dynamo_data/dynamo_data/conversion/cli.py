@@ -14,17 +14,17 @@ from .convert import PREVIEW_CURVES_PATH, PREVIEW_FRAMES_PATH, REPORT_PATH, Conv
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog="convert_bags", description=__doc__.split("\n\n")[1],
+    parser = argparse.ArgumentParser(prog='convert_bags', description=__doc__.split('\n\n')[1],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("bags", nargs="+", metavar="BAG", help="rosbag2 directory or .mcap/.db3 file")
-    parser.add_argument("--config", required=True, help="YAML mapping topics to dataset features")
-    parser.add_argument("--output", required=True, help="dataset directory (LeRobot v3 layout)")
+    parser.add_argument('bags', nargs='+', metavar='BAG', help='rosbag2 directory or .mcap/.db3 file')
+    parser.add_argument('--config', required=True, help='YAML mapping topics to dataset features')
+    parser.add_argument('--output', required=True, help='dataset directory (LeRobot v3 layout)')
     mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--append", action="store_true", help="add episodes to an existing dataset")
-    mode.add_argument("--overwrite", action="store_true", help="replace an existing dataset")
-    parser.add_argument("--skip-bad", action="store_true", help="convert the good bags, list the bad ones")
-    parser.add_argument("--task", default=None, help="task label for every episode (overrides the config)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    mode.add_argument('--append', action='store_true', help='add episodes to an existing dataset')
+    mode.add_argument('--overwrite', action='store_true', help='replace an existing dataset')
+    parser.add_argument('--skip-bad', action='store_true', help='convert the good bags, list the bad ones')
+    parser.add_argument('--task', default=None, help='task label for every episode (overrides the config)')
+    parser.add_argument('--no-progress', action='store_true', help='no progress bars')
     return parser
 
 
@@ -36,20 +36,20 @@ def main(argv=None):
                                            overwrite=args.overwrite, skip_bad=args.skip_bad, task_label=args.task,
                                            progress=not args.no_progress)
     except (ConfigError, BagError, DatasetError, ConversionError) as exc:
-        print(f"convert_bags: error: {exc}", file=sys.stderr)
+        print(f'convert_bags: error: {exc}', file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("convert_bags: interrupted; nothing was written", file=sys.stderr)
+        print('convert_bags: interrupted; nothing was written', file=sys.stderr)
         return 130
     if converted:
-        print(f"wrote {args.output}: {len(converted)} bag(s); sync report {REPORT_PATH}, previews "
-              f"{PREVIEW_FRAMES_PATH}, {PREVIEW_CURVES_PATH}")
+        print(f'wrote {args.output}: {len(converted)} bag(s); sync report {REPORT_PATH}, previews '
+              f'{PREVIEW_FRAMES_PATH}, {PREVIEW_CURVES_PATH}')
     if failures:
-        print(f"skipped {len(failures)} bad bag(s):", file=sys.stderr)
+        print(f'skipped {len(failures)} bad bag(s):', file=sys.stderr)
         for bag, message in failures.items():
-            print(f"  {bag}: {message}", file=sys.stderr)
+            print(f'  {bag}: {message}', file=sys.stderr)
     return 0
 
 
-if __name__ == "__main__":
+if __name__ == '__main__':
     sys.exit(main())

@@ -17,12 +17,12 @@ from .bag_reader import BagError, BagFile, header_stamp_ns, image_header
 from .extract import IMAGE_TYPES, TASK_TYPE, ImageConverter, make_extractor
 from .sync import make_grid, match_stream, split_segments, stream_report
 
-__all__ = ["BagEpisode", "BagResult", "convert_bag", "convert_bags", "ConversionError", "REPORT_PATH",
-           "format_report"]
+__all__ = ['BagEpisode', 'BagResult', 'convert_bag', 'convert_bags', 'ConversionError', 'REPORT_PATH',
+           'format_report']
 
-REPORT_PATH = "meta/dynamo_sync_report.json"
-PREVIEW_FRAMES_PATH = "meta/dynamo_preview_frames.png"
-PREVIEW_CURVES_PATH = "meta/dynamo_preview_curves.png"
+REPORT_PATH = 'meta/dynamo_sync_report.json'
+PREVIEW_FRAMES_PATH = 'meta/dynamo_preview_frames.png'
+PREVIEW_CURVES_PATH = 'meta/dynamo_preview_curves.png'
 # Header stamps may arrive slightly out of order (several publishers); a step back by more than
 # this many grid periods, or backwards steps in more than this fraction of messages, is a clock jump.
 _BACKWARD_PERIODS = 1.0
@@ -59,7 +59,7 @@ class _Stream:
     spec: object
     times: np.ndarray = None  # sorted
     order: np.ndarray = None  # sorted position -> read index of the topic
-    note: str = ""
+    note: str = ''
 
 
 class _TopicRecord:
@@ -71,7 +71,7 @@ class _TopicRecord:
 
 def _pass1(bag, topics, records, progress):
     total = sum(bag.counts.get(t, 0) for t in topics)
-    with tqdm(total=total, desc=f"read {bag.path.name}", unit="msg", disable=not progress, leave=False) as bar:
+    with tqdm(total=total, desc=f'read {bag.path.name}', unit='msg', disable=not progress, leave=False) as bar:
         for topic, receive_ns, data in bag.read(topics):
             rec = records[topic]
             rec.receive.append(receive_ns)
@@ -85,34 +85,34 @@ def _pass1(bag, topics, records, progress):
                     rec.image_source = source
                 elif source != rec.image_source:
                     h, w, enc = rec.image_source
-                    raise BagError(f"{bag.name}: topic {topic}: image changed mid-bag at message {len(rec.receive) - 1} "
-                                   f"from {enc} {w}x{h} to {source[2]} {source[1]}x{source[0]}")
+                    raise BagError(f'{bag.name}: topic {topic}: image changed mid-bag at message {len(rec.receive) - 1} '
+                                   f'from {enc} {w}x{h} to {source[2]} {source[1]}x{source[0]}')
             bar.update()
 
 
 def _stream_times(bag, stream, rec, fps):
     """Chosen time source of a stream, checked for clock jumps, sorted."""
     times = None
-    if stream.stamp == "header":
+    if stream.stamp == 'header':
         if not rec.has_header:
-            stream.note = "no header: receive time"
+            stream.note = 'no header: receive time'
         elif not np.any(np.asarray(rec.header)):  # never set (sim time may legitimately start at 0)
-            stream.note = "header.stamp unset: receive time"
+            stream.note = 'header.stamp unset: receive time'
         else:
             times = np.asarray(rec.header, dtype=np.int64)
-            stream.note = "header.stamp"
+            stream.note = 'header.stamp'
     if times is None:
         times = np.asarray(rec.receive, dtype=np.int64)
-        stream.note = stream.note or "receive time"
+        stream.note = stream.note or 'receive time'
     steps = np.diff(times)
     backwards = steps < 0
     if backwards.any():
         worst = int(np.argmin(steps))
         if -steps[worst] > _BACKWARD_PERIODS * 1e9 / fps or backwards.mean() > _BACKWARD_FRACTION:
-            raise BagError(f"{bag.name}: topic {stream.topic}: clock jumps backwards by {-steps[worst] / 1e9:.3f} s "
-                           f"at message {worst + 1} ({stream.note}); {int(backwards.sum())} backward step(s). "
-                           "Split the recording, or use `stamp: receive` if only the driver clock is wrong")
-    stream.order = np.argsort(times, kind="stable")
+            raise BagError(f'{bag.name}: topic {stream.topic}: clock jumps backwards by {-steps[worst] / 1e9:.3f} s '
+                           f'at message {worst + 1} ({stream.note}); {int(backwards.sum())} backward step(s). '
+                           'Split the recording, or use `stamp: receive` if only the driver clock is wrong')
+    stream.order = np.argsort(times, kind='stable')
     stream.times = times[stream.order]
 
 
@@ -120,7 +120,7 @@ def _deserialize(bag, topic, msgtype, data):
     try:
         return bag.typestore.deserialize_cdr(data, msgtype)
     except Exception as exc:  # noqa: BLE001 - any decoding failure of a stored message is bad input
-        raise BagError(f"{bag.name}: topic {topic}: cannot deserialise {msgtype}: {type(exc).__name__}: {exc}") from None
+        raise BagError(f'{bag.name}: topic {topic}: cannot deserialise {msgtype}: {type(exc).__name__}: {exc}') from None
 
 
 def _task_for(bag, cfg, task_label, records, start_ns_list):
@@ -129,17 +129,17 @@ def _task_for(bag, cfg, task_label, records, start_ns_list):
     if cfg.task:
         return [cfg.task] * len(start_ns_list)
     if not cfg.task_topic:
-        raise BagError(f"{bag.name}: no task label: set `task` in the config or pass --task")
+        raise BagError(f'{bag.name}: no task label: set `task` in the config or pass --task')
     rec = records[cfg.task_topic]
     times = np.asarray(rec.receive, dtype=np.int64)
-    order = np.argsort(times, kind="stable")
+    order = np.argsort(times, kind='stable')
     texts = [str(_deserialize(bag, cfg.task_topic, TASK_TYPE, rec.raw[i]).data).strip() for i in order]
     tasks = []
     for start in start_ns_list:
-        before = np.searchsorted(times[order], start, side="right") - 1
+        before = np.searchsorted(times[order], start, side='right') - 1
         text = texts[max(before, 0)]
         if not text:
-            raise BagError(f"{bag.name}: topic {cfg.task_topic}: empty task string")
+            raise BagError(f'{bag.name}: topic {cfg.task_topic}: empty task string')
         tasks.append(text)
     return tasks
 
@@ -149,14 +149,14 @@ def convert_bag(path, cfg, task_label=None, progress=False):
     with BagFile(path) as bag:
         streams = []
         for cam in cfg.cameras:
-            msgtype = bag.require(cam.topic, f"camera {cam.name!r}")
+            msgtype = bag.require(cam.topic, f'camera {cam.name!r}')
             if msgtype not in IMAGE_TYPES:
                 raise BagError(f"{bag.name}: camera topic {cam.topic} has type {msgtype}, expected one of "
                                f"{', '.join(IMAGE_TYPES)}")
-            streams.append(_Stream(f"camera:{cam.name}", cam.topic, msgtype, "nearest",
+            streams.append(_Stream(f'camera:{cam.name}', cam.topic, msgtype, 'nearest',
                                    int((cam.tolerance or cfg.default_tolerance) * 1e9), cam.stamp or cfg.stamp, cam))
-        roles = [("observation.state", cfg.state), ("action", cfg.action.sources),
-                 ("observation.environment_state", cfg.environment_state)]
+        roles = [('observation.state', cfg.state), ('action', cfg.action.sources),
+                 ('observation.environment_state', cfg.environment_state)]
         for key, sources in roles:
             for spec in sources:
                 msgtype = bag.require(spec.topic, key)
@@ -164,24 +164,24 @@ def convert_bag(path, cfg, task_label=None, progress=False):
                                        int((spec.tolerance or cfg.default_tolerance) * 1e9), spec.stamp or cfg.stamp, spec))
         extra = [t for t in (cfg.task_topic if not (task_label or cfg.task) else None, cfg.marker_topic) if t]
         for topic in extra:
-            msgtype = bag.require(topic, "task" if topic == cfg.task_topic else "episode marker")
+            msgtype = bag.require(topic, 'task' if topic == cfg.task_topic else 'episode marker')
             if topic == cfg.task_topic and msgtype != TASK_TYPE:
-                raise BagError(f"{bag.name}: task topic {topic} has type {msgtype}, expected {TASK_TYPE}")
+                raise BagError(f'{bag.name}: task topic {topic} has type {msgtype}, expected {TASK_TYPE}')
         topics = list(dict.fromkeys([s.topic for s in streams] + extra))
         bag.build_typestore(topics)
 
         records = {}
         for topic in topics:
             msgtype = bag.topics[topic]
-            is_camera = msgtype in IMAGE_TYPES and any(s.topic == topic and s.role.startswith("camera:") for s in streams)
+            is_camera = msgtype in IMAGE_TYPES and any(s.topic == topic and s.role.startswith('camera:') for s in streams)
             records[topic] = _TopicRecord(keep_raw=not is_camera, has_header=bag.has_header(msgtype),
                                           is_image=is_camera and msgtype == IMAGE_TYPES[0])
         _pass1(bag, topics, records, progress)
         for topic in topics:
             if not records[topic].receive:
-                hint = (f" (the bag index lists {bag.counts[topic]}: metadata.yaml and the storage file disagree)"
-                        if bag.counts.get(topic) else "")
-                raise BagError(f"{bag.name}: topic {topic} is present but has 0 messages{hint}")
+                hint = (f' (the bag index lists {bag.counts[topic]}: metadata.yaml and the storage file disagree)'
+                        if bag.counts.get(topic) else '')
+                raise BagError(f'{bag.name}: topic {topic} is present but has 0 messages{hint}')
         for stream in streams:
             _stream_times(bag, stream, records[stream.topic], cfg.fps)
 
@@ -195,24 +195,24 @@ def convert_bag(path, cfg, task_label=None, progress=False):
             markers = np.asarray(records[cfg.marker_topic].receive, dtype=np.int64)
             if bag.has_header(bag.topics[cfg.marker_topic]) and all(records[cfg.marker_topic].header):
                 markers = np.asarray(records[cfg.marker_topic].header, dtype=np.int64)
-        segments = split_segments(grid, kept, cfg.fps, gap_s=cfg.gap_s if cfg.split == "gap" else None,
-                                  markers=markers if cfg.split == "marker" else None)
+        segments = split_segments(grid, kept, cfg.fps, gap_s=cfg.gap_s if cfg.split == 'gap' else None,
+                                  markers=markers if cfg.split == 'marker' else None)
         min_frames = cfg.min_episode_frames + (1 if cfg.action.from_state else 0)
         short = [len(s) for s in segments if len(s) < min_frames]
         segments = [s for s in segments if len(s) >= min_frames]
-        report = {"bag": bag.name, "path": str(bag.path.resolve()), "grid_times": int(len(grid)), "kept_frames": int(sum(len(s) for s in segments)),
-                  "episodes": len(segments), "short_segments_dropped": short,
-                  "episode_starts_s": [float((grid[s[0]] - grid[0]) / 1e9) for s in segments], "topics": []}
+        report = {'bag': bag.name, 'path': str(bag.path.resolve()), 'grid_times': int(len(grid)), 'kept_frames': int(sum(len(s) for s in segments)),
+                  'episodes': len(segments), 'short_segments_dropped': short,
+                  'episode_starts_s': [float((grid[s[0]] - grid[0]) / 1e9) for s in segments], 'topics': []}
         for stream, (idx, dt) in zip(streams, matches):
-            row = {"topic": stream.topic, "role": stream.role, "time": stream.note, "sync": stream.mode}
+            row = {'topic': stream.topic, 'role': stream.role, 'time': stream.note, 'sync': stream.mode}
             row.update(stream_report(stream.times, idx, dt, kept))
-            report["topics"].append(row)
+            report['topics'].append(row)
         if not segments:
-            k = int(np.argmin([r["matched"] for r in report["topics"]]))
-            worst, stream = report["topics"][k], streams[k]
+            k = int(np.argmin([r['matched'] for r in report['topics']]))
+            worst, stream = report['topics'][k], streams[k]
             detail = (f"; topic {worst['topic']} matched {worst['matched']} of {len(grid)} grid times "
                       f"(tolerance {stream.tolerance_ns / 1e9:.3f} s, {worst['time']})")
-            raise BagError(f"{bag.name}: empty episode after synchronisation at {cfg.fps} fps{detail}")
+            raise BagError(f'{bag.name}: empty episode after synchronisation at {cfg.fps} fps{detail}')
 
         positions = np.concatenate(segments)  # grid positions that become dataset rows, in order
         names, arrays = {}, {}
@@ -222,7 +222,7 @@ def convert_bag(path, cfg, task_label=None, progress=False):
                 if stream.role != key:
                     continue
                 rec = records[stream.topic]
-                extractor = make_extractor(stream.spec, stream.msgtype, f"{bag.name}: topic {stream.topic}")
+                extractor = make_extractor(stream.spec, stream.msgtype, f'{bag.name}: topic {stream.topic}')
                 needed = idx[positions]
                 unique, inverse = np.unique(needed, return_inverse=True)
                 values = np.stack([extractor(_deserialize(bag, stream.topic, stream.msgtype,
@@ -230,9 +230,9 @@ def convert_bag(path, cfg, task_label=None, progress=False):
                 bad = ~np.isfinite(values)
                 if bad.any():
                     row, col = np.argwhere(bad)[0]
-                    raise BagError(f"{bag.name}: topic {stream.topic}: {extractor.names[col]} is {values[row, col]} "
-                                   f"at t={stream.times[unique[row]] / 1e9:.3f} s ({int(bad.any(axis=1).sum())} "
-                                   "message(s) with non-finite values)")
+                    raise BagError(f'{bag.name}: topic {stream.topic}: {extractor.names[col]} is {values[row, col]} '
+                                   f'at t={stream.times[unique[row]] / 1e9:.3f} s ({int(bad.any(axis=1).sum())} '
+                                   'message(s) with non-finite values)')
                 parts.append(values[inverse])
                 part_names += extractor.names
             if parts:
@@ -244,17 +244,17 @@ def convert_bag(path, cfg, task_label=None, progress=False):
 
     rows = np.cumsum([0] + [len(s) for s in segments])
     if cfg.action.from_state:
-        names["action"] = list(names["observation.state"]) if cfg.action.from_state == "next" \
-            else [f"{n}.delta" for n in names["observation.state"]]
+        names['action'] = list(names['observation.state']) if cfg.action.from_state == 'next' \
+            else [f'{n}.delta' for n in names['observation.state']]
     episodes = []
     for k in range(len(segments)):
         lo, hi = rows[k], rows[k + 1]
         ep_arrays = {key: values[lo:hi].astype(np.float32) for key, values in arrays.items()}
         ep_frames = {cam: values[lo:hi] for cam, values in frames.items()}
         if cfg.action.from_state:
-            state = ep_arrays["observation.state"]
-            ep_arrays["action"] = state[1:] if cfg.action.from_state == "next" else state[1:] - state[:-1]
-            ep_arrays = {key: v[: len(v) - 1] if key != "action" else v for key, v in ep_arrays.items()}
+            state = ep_arrays['observation.state']
+            ep_arrays['action'] = state[1:] if cfg.action.from_state == 'next' else state[1:] - state[:-1]
+            ep_arrays = {key: v[: len(v) - 1] if key != 'action' else v for key, v in ep_arrays.items()}
             ep_frames = {cam: v[:-1] for cam, v in ep_frames.items()}
         episodes.append(BagEpisode(bag.name, ep_frames, ep_arrays, tasks[k]))
     return BagResult(episodes, names, report)
@@ -262,7 +262,7 @@ def convert_bag(path, cfg, task_label=None, progress=False):
 
 def _decode_cameras(bag, cfg, streams, matches, positions, progress):
     """Pass 2: deserialise and decode only the camera messages that land on kept grid times."""
-    cams = [(s, idx) for s, (idx, _) in zip(streams, matches) if s.role.startswith("camera:")]
+    cams = [(s, idx) for s, (idx, _) in zip(streams, matches) if s.role.startswith('camera:')]
     if not cams:
         return {}
     wanted = {}  # topic -> {read index: [rows]} (a message may fill several rows)
@@ -273,7 +273,7 @@ def _decode_cameras(bag, cfg, streams, matches, positions, progress):
     frames, converters = {}, {}
     counters = dict.fromkeys(wanted, -1)
     total = sum(len(v) for v in wanted.values())
-    with tqdm(total=total, desc=f"decode {bag.path.name}", unit="frame", disable=not progress, leave=False) as bar:
+    with tqdm(total=total, desc=f'decode {bag.path.name}', unit='frame', disable=not progress, leave=False) as bar:
         for topic, _, data in bag.read(list(wanted)):
             counters[topic] += 1
             targets = wanted[topic].get(counters[topic])
@@ -287,7 +287,7 @@ def _decode_cameras(bag, cfg, streams, matches, positions, progress):
                 conv = converters.get(name)
                 if conv is None:
                     conv = converters[name] = ImageConverter(stream.spec, stream.msgtype,
-                                                             f"{bag.name}: camera {name!r} topic {topic}")
+                                                             f'{bag.name}: camera {name!r} topic {topic}')
                     frames[name] = np.empty((len(positions), *conv.frame_shape(msg)), dtype=np.uint8)
                 conv(msg, frames[name], row)
             bar.update()
@@ -298,17 +298,17 @@ def format_report(report):
     """Plain-text table of one bag's sync report."""
     head = (f"{report['bag']}: {report['kept_frames']} of {report['grid_times']} grid times kept, "
             f"{report['episodes']} episode(s)")
-    cols = ["topic", "role", "time", "sync", "messages", "matched", "dropped", "median|dt|", "max|dt|", "longest gap"]
+    cols = ['topic', 'role', 'time', 'sync', 'messages', 'matched', 'dropped', 'median|dt|', 'max|dt|', 'longest gap']
     rows = []
-    for t in report["topics"]:
+    for t in report['topics']:
         def ms(v):
-            return "-" if v is None else f"{v * 1e3:.1f}ms"
-        rows.append([t["topic"], t["role"], t["time"], t["sync"], str(t["messages"]), str(t["matched"]),
-                     str(t["dropped"]), ms(t["median_abs_dt_s"]), ms(t["max_abs_dt_s"]), f"{t['longest_gap_s']:.3f}s"])
+            return '-' if v is None else f'{v * 1e3:.1f}ms'
+        rows.append([t['topic'], t['role'], t['time'], t['sync'], str(t['messages']), str(t['matched']),
+                     str(t['dropped']), ms(t['median_abs_dt_s']), ms(t['max_abs_dt_s']), f"{t['longest_gap_s']:.3f}s"])
     widths = [max(len(c), *(len(r[i]) for r in rows)) if rows else len(c) for i, c in enumerate(cols)]
-    lines = [head, "  " + "  ".join(c.ljust(w) for c, w in zip(cols, widths))]
-    lines += ["  " + "  ".join(v.ljust(w) for v, w in zip(r, widths)) for r in rows]
-    return "\n".join(lines)
+    lines = [head, '  ' + '  '.join(c.ljust(w) for c, w in zip(cols, widths))]
+    lines += ['  ' + '  '.join(v.ljust(w) for v, w in zip(r, widths)) for r in rows]
+    return '\n'.join(lines)
 
 
 def convert_bags(bags, cfg, output, append=False, overwrite=False, skip_bad=False, task_label=None,
@@ -322,15 +322,15 @@ def convert_bags(bags, cfg, output, append=False, overwrite=False, skip_bad=Fals
 
     output = Path(output)
     if output.exists() and not (append or overwrite):
-        raise ConversionError(f"{output}: already exists; pass --append to add episodes or --overwrite to replace it")
+        raise ConversionError(f'{output}: already exists; pass --append to add episodes or --overwrite to replace it')
     if append and not output.exists():
-        raise ConversionError(f"{output}: --append given but there is no dataset there")
+        raise ConversionError(f'{output}: --append given but there is no dataset there')
     writer, first_names, failures, converted, reports, previews = None, None, {}, [], [], []
     try:
         done = _converted_paths(output) if append else set()
-        for bag_path in tqdm(bags, desc="bags", unit="bag", disable=not progress or len(bags) < 2):
+        for bag_path in tqdm(bags, desc='bags', unit='bag', disable=not progress or len(bags) < 2):
             if str(Path(bag_path).resolve()) in done:  # re-running an interrupted --append resumes
-                log(f"{bag_path}: already in {output}, skipped")
+                log(f'{bag_path}: already in {output}, skipped')
                 continue
             try:
                 result = convert_bag(bag_path, cfg, task_label=task_label, progress=progress)
@@ -347,13 +347,13 @@ def convert_bags(bags, cfg, output, append=False, overwrite=False, skip_bad=Fals
                 for ep in result.episodes:
                     for cam, frames in ep.frames.items():
                         if frames.shape[1:] != writer.cameras[cam]:
-                            raise BagError(f"{bag_path}: camera {cam!r} frames are {frames.shape[1:]}, earlier bags "
-                                           f"{writer.cameras[cam]}; set `resize` in the config")
+                            raise BagError(f'{bag_path}: camera {cam!r} frames are {frames.shape[1:]}, earlier bags '
+                                           f'{writer.cameras[cam]}; set `resize` in the config')
                 start_episode = writer.num_episodes
                 for ep in result.episodes:
                     writer.add_episode(frames=ep.frames, arrays=ep.arrays, task=ep.task)
-                    previews.append(preview_sample(f"ep {writer.num_episodes - 1}", ep.task, ep.frames, ep.arrays))
-                result.report["episode_indices"] = list(range(start_episode, writer.num_episodes))
+                    previews.append(preview_sample(f'ep {writer.num_episodes - 1}', ep.task, ep.frames, ep.arrays))
+                result.report['episode_indices'] = list(range(start_episode, writer.num_episodes))
                 reports.append(result.report)
                 converted.append(str(bag_path))
                 log(format_report(result.report))
@@ -361,16 +361,16 @@ def convert_bags(bags, cfg, output, append=False, overwrite=False, skip_bad=Fals
                 if not skip_bad:
                     raise
                 failures[str(bag_path)] = str(exc)
-                log(f"SKIPPED {exc}")
+                log(f'SKIPPED {exc}')
         if writer is None and not failures:
-            log(f"{output}: every bag given is already in the dataset; nothing to append")
+            log(f'{output}: every bag given is already in the dataset; nothing to append')
             return converted, failures
         if writer is None:
-            raise ConversionError("no bag could be converted:\n" + "\n".join(f"  {m}" for m in failures.values()))
+            raise ConversionError('no bag could be converted:\n' + '\n'.join(f'  {m}' for m in failures.values()))
         old = writer.read_extra(REPORT_PATH) if append else None
-        all_reports = (json.loads(old)["bags"] if old else []) + reports
-        writer.write_extra(REPORT_PATH, json.dumps({"fps": cfg.fps, "config": str(cfg.path), "bags": all_reports,
-                                                    "skipped": failures}, indent=2))
+        all_reports = (json.loads(old)['bags'] if old else []) + reports
+        writer.write_extra(REPORT_PATH, json.dumps({'fps': cfg.fps, 'config': str(cfg.path), 'bags': all_reports,
+                                                    'skipped': failures}, indent=2))
         if append:
             previews = _existing_previews(output) + previews
         frames_png, curves_png = render_preview(previews, first_names)
@@ -389,9 +389,9 @@ def _converted_paths(root):
     if not path.is_file():
         return set()
     try:
-        return {b["path"] for b in json.loads(path.read_text())["bags"] if "path" in b}
+        return {b['path'] for b in json.loads(path.read_text())['bags'] if 'path' in b}
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ConversionError(f"{path}: unreadable sync report: {exc}") from None
+        raise ConversionError(f'{path}: unreadable sync report: {exc}') from None
 
 
 def _existing_previews(root):
@@ -399,5 +399,5 @@ def _existing_previews(root):
     from .preview import preview_sample
 
     ds = LeRobotDataset(root)
-    return [preview_sample(f"ep {ep}", ds.task(ep), {c: ds.frames(ep, c) for c in ds.camera_names},
+    return [preview_sample(f'ep {ep}', ds.task(ep), {c: ds.frames(ep, c) for c in ds.camera_names},
                            {k: ds.array(ep, k) for k in ds.array_keys}) for ep in range(ds.num_episodes)]

@@ -8,18 +8,18 @@ import numpy as np
 from ..image_codec import ImageDecodeError, decode_compressed_image, decode_image
 from .bag_reader import BagError
 
-__all__ = ["make_extractor", "ImageConverter", "IMAGE_TYPES", "TASK_TYPE"]
+__all__ = ['make_extractor', 'ImageConverter', 'IMAGE_TYPES', 'TASK_TYPE']
 
-IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
-TASK_TYPE = "std_msgs/msg/String"
-JOINT_STATE = "sensor_msgs/msg/JointState"
-JOINT_TRAJECTORY = "trajectory_msgs/msg/JointTrajectory"
-TWIST_FIELDS = ["linear.x", "linear.y", "linear.z", "angular.x", "angular.y", "angular.z"]
+IMAGE_TYPES = ('sensor_msgs/msg/Image', 'sensor_msgs/msg/CompressedImage')
+TASK_TYPE = 'std_msgs/msg/String'
+JOINT_STATE = 'sensor_msgs/msg/JointState'
+JOINT_TRAJECTORY = 'trajectory_msgs/msg/JointTrajectory'
+TWIST_FIELDS = ['linear.x', 'linear.y', 'linear.z', 'angular.x', 'angular.y', 'angular.z']
 
 
 def _get_path(msg, path):
     value = msg
-    for part in path.split("."):
+    for part in path.split('.'):
         if not hasattr(value, part):
             raise AttributeError(part)
         value = getattr(value, part)
@@ -30,8 +30,8 @@ def _numeric(value):
     if isinstance(value, (bool, int, float, np.integer, np.floating)):
         return np.array([float(value)])
     arr = np.asarray(value)
-    if arr.dtype.kind not in "biuf":
-        raise TypeError(f"not numeric ({type(value).__name__})")
+    if arr.dtype.kind not in 'biuf':
+        raise TypeError(f'not numeric ({type(value).__name__})')
     return arr.astype(np.float64).reshape(-1)
 
 
@@ -42,7 +42,7 @@ class _JointExtractor:
         self.spec, self.msgtype, self.where = spec, msgtype, where
         self.names = list(spec.joints)
         if msgtype == JOINT_STATE and spec.velocities:
-            self.names += [f"{j}.velocity" for j in spec.joints]
+            self.names += [f'{j}.velocity' for j in spec.joints]
         self._orders = {}
 
     def _order(self, msg_names):
@@ -61,27 +61,28 @@ class _JointExtractor:
     def __call__(self, msg):
         if self.msgtype == JOINT_STATE:
             order = self._order(msg.name)
-            parts = [("position", msg.position)] + ([("velocity", msg.velocity)] if self.spec.velocities else [])
+            parts = [('position', msg.position)] + ([('velocity', msg.velocity)] if self.spec.velocities else [])
         else:
             order = self._order(msg.joint_names)
             if len(msg.points) <= self.spec.point:
-                raise BagError(f"{self.where}: trajectory has {len(msg.points)} point(s), config asks for "
-                               f"point {self.spec.point}")
-            parts = [(f"points[{self.spec.point}].{self.spec.trajectory_field}",
+                raise BagError(f'{self.where}: trajectory has {len(msg.points)} point(s), config asks for '
+                               f'point {self.spec.point}')
+            parts = [(f'points[{self.spec.point}].{self.spec.trajectory_field}',
                       getattr(msg.points[self.spec.point], self.spec.trajectory_field))]
         out = []
         for field, values in parts:
             values = np.asarray(values, dtype=np.float64)
             if len(values) <= order.max():
-                raise BagError(f"{self.where}: field {field} has {len(values)} values for "
-                               f"{len(order)} configured joints")
+                raise BagError(f'{self.where}: field {field} has {len(values)} values for '
+                               f'{len(order)} configured joints')
             out.append(values[order])
         return np.concatenate(out)
 
 
 class _MultiArrayExtractor:
     """data (optionally only `indices`); element names from the config, else from a comma-separated
-    layout.dim[0].label (as dynamo_sim's /sim/object_state), else data[i]."""
+    layout.dim[0].label (as dynamo_sim's /sim/object_state), else data[i].
+    """
 
     def __init__(self, spec, where):
         self.spec, self.where = spec, where
@@ -89,7 +90,7 @@ class _MultiArrayExtractor:
 
     def _layout_names(self, msg, count):
         dims = msg.layout.dim
-        labels = [n.strip() for n in dims[0].label.split(",")] if len(dims) == 1 else []
+        labels = [n.strip() for n in dims[0].label.split(',')] if len(dims) == 1 else []
         if self.spec.indices is not None and len(labels) > max(self.spec.indices):
             labels = [labels[i] for i in self.spec.indices]
         return labels if len(labels) == count and all(labels) else None
@@ -98,14 +99,14 @@ class _MultiArrayExtractor:
         data = np.asarray(msg.data, dtype=np.float64)
         if self.spec.indices is not None:
             if len(data) <= max(self.spec.indices):
-                raise BagError(f"{self.where}: field data has {len(data)} values, config indices go up to "
-                               f"{max(self.spec.indices)}")
+                raise BagError(f'{self.where}: field data has {len(data)} values, config indices go up to '
+                               f'{max(self.spec.indices)}')
             data = data[self.spec.indices]
         if self.names is None:
             self.names = self._layout_names(msg, len(data)) or [
-                f"data[{i}]" for i in (self.spec.indices or range(len(data)))]
+                f'data[{i}]' for i in (self.spec.indices or range(len(data)))]
         if len(data) != len(self.names):
-            raise BagError(f"{self.where}: field data has {len(data)} values, config names {len(self.names)}")
+            raise BagError(f'{self.where}: field data has {len(data)} values, config names {len(self.names)}')
         return data
 
 
@@ -123,16 +124,16 @@ class _FieldsExtractor:
             try:
                 values.append(_numeric(_get_path(msg, path)))
             except AttributeError as exc:
-                raise BagError(f"{self.where}: message has no field {path!r} (missing {exc.args[0]!r})") from None
+                raise BagError(f'{self.where}: message has no field {path!r} (missing {exc.args[0]!r})') from None
             except TypeError as exc:
-                raise BagError(f"{self.where}: field {path!r} is {exc}") from None
+                raise BagError(f'{self.where}: field {path!r} is {exc}') from None
         sizes = [len(v) for v in values]
         if self._sizes is None:
             self._sizes = sizes
-            self.names = [p if n == 1 else f"{p}[{i}]" for p, n in zip(self.fields, sizes)
+            self.names = [p if n == 1 else f'{p}[{i}]' for p, n in zip(self.fields, sizes)
                           for i in range(n)]
         elif sizes != self._sizes:
-            raise BagError(f"{self.where}: field sizes changed mid-bag ({self._sizes} -> {sizes})")
+            raise BagError(f'{self.where}: field sizes changed mid-bag ({self._sizes} -> {sizes})')
         return np.concatenate(values)
 
 
@@ -142,15 +143,15 @@ def make_extractor(spec, msgtype, where):
         return _FieldsExtractor(spec.fields, where)
     if msgtype in (JOINT_STATE, JOINT_TRAJECTORY):
         if not spec.joints:
-            raise BagError(f"{where}: {msgtype} needs `joints` (names, in the order wanted) in the config")
+            raise BagError(f'{where}: {msgtype} needs `joints` (names, in the order wanted) in the config')
         return _JointExtractor(spec, msgtype, where)
-    if msgtype.startswith("std_msgs/msg/") and msgtype.endswith("MultiArray"):
+    if msgtype.startswith('std_msgs/msg/') and msgtype.endswith('MultiArray'):
         return _MultiArrayExtractor(spec, where)
-    if msgtype == "geometry_msgs/msg/Twist":
+    if msgtype == 'geometry_msgs/msg/Twist':
         return _FieldsExtractor(TWIST_FIELDS, where)
-    if msgtype == "geometry_msgs/msg/TwistStamped":
-        return _FieldsExtractor([f"twist.{f}" for f in TWIST_FIELDS], where)
-    raise BagError(f"{where}: type {msgtype} needs `fields` (numeric field paths) in the config")
+    if msgtype == 'geometry_msgs/msg/TwistStamped':
+        return _FieldsExtractor([f'twist.{f}' for f in TWIST_FIELDS], where)
+    raise BagError(f'{where}: type {msgtype} needs `fields` (numeric field paths) in the config')
 
 
 class ImageConverter:
@@ -182,12 +183,12 @@ class ImageConverter:
                 pixels = decode_compressed_image(msg.format, msg.data)
                 source = (msg.format, pixels.shape[0], pixels.shape[1])
         except ImageDecodeError as exc:
-            raise BagError(f"{self.where}: {exc}") from None
+            raise BagError(f'{self.where}: {exc}') from None
         if self.source is None:
             self.source = source
         elif source != self.source:
-            raise BagError(f"{self.where}: image changed mid-bag from {self.source[0]} {self.source[2]}x{self.source[1]} "
-                           f"to {source[0]} {source[2]}x{source[1]}")
+            raise BagError(f'{self.where}: image changed mid-bag from {self.source[0]} {self.source[2]}x{self.source[1]} '
+                           f'to {source[0]} {source[2]}x{source[1]}')
         rgb = self._to_rgb(pixels)
         if self.spec.resize and rgb.shape[:2] != tuple(self.spec.resize):
             h, w = self.spec.resize
@@ -203,5 +204,5 @@ class ImageConverter:
         try:  # decode once to learn the size
             pixels = decode_compressed_image(msg.format, msg.data)
         except ImageDecodeError as exc:
-            raise BagError(f"{self.where}: {exc}") from None
+            raise BagError(f'{self.where}: {exc}') from None
         return (pixels.shape[0], pixels.shape[1], 3)

@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["PreviewEpisode", "preview_sample", "render_preview"]
+__all__ = ['PreviewEpisode', 'preview_sample', 'render_preview']
 
 _MAX_EPISODES = 12  # rows of the contact sheet (evenly chosen when there are more episodes)
 _FRAMES_PER_EPISODE = 6
@@ -15,6 +15,7 @@ _THUMB = 112  # contact sheet thumbnail size (pixels)
 @dataclass
 class PreviewEpisode:
     """What the previews need of one episode (a few frames, not the whole episode)."""
+
     label: str
     task: str
     frames: dict  # camera -> [(frame index, uint8 (H, W, 3))]
@@ -31,7 +32,7 @@ def _png(fig):
     import matplotlib.pyplot as plt
 
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=80, pil_kwargs={"compress_level": 1})  # Pillow's 6: ~15% slower
+    fig.savefig(buf, format='png', dpi=80, pil_kwargs={'compress_level': 1})  # Pillow's 6: ~15% slower
     plt.close(fig)
     return buf.getvalue()
 
@@ -47,23 +48,23 @@ def _contact_sheet(shown, total):
             for t, frame in picks:
                 img = Image.fromarray(frame)
                 img.thumbnail((_THUMB, _THUMB))
-                row.append((f"{cam} t={t}", img))
-        thumbs.append((f"{ep.label}: {ep.task}"[:80], row))
+                row.append((f'{cam} t={t}', img))
+        thumbs.append((f'{ep.label}: {ep.task}'[:80], row))
     label_h, pad = 14, 4
     cols = max([len(r) for _, r in thumbs] + [1])
     height = label_h + max([img.height for _, r in thumbs for _, img in r] + [0]) + label_h
-    sheet = Image.new("RGB", (max(cols * (_THUMB + pad), 320), label_h + len(thumbs) * (height + pad)), "white")
+    sheet = Image.new('RGB', (max(cols * (_THUMB + pad), 320), label_h + len(thumbs) * (height + pad)), 'white')
     draw = ImageDraw.Draw(sheet)
-    draw.text((pad, 1), f"{total} episode(s), {len(shown)} shown", fill="black")
+    draw.text((pad, 1), f'{total} episode(s), {len(shown)} shown', fill='black')
     for r, (title, row) in enumerate(thumbs):
         y = label_h + r * (height + pad)
-        draw.text((pad, y), title, fill="black")
+        draw.text((pad, y), title, fill='black')
         for c, (caption, img) in enumerate(row):
             x = c * (_THUMB + pad)
             sheet.paste(img, (x, y + label_h))
-            draw.text((x, y + label_h + img.height + 1), caption, fill="black")
+            draw.text((x, y + label_h + img.height + 1), caption, fill='black')
     buf = io.BytesIO()
-    sheet.save(buf, format="PNG")
+    sheet.save(buf, format='PNG')
     return buf.getvalue()
 
 
@@ -71,7 +72,7 @@ def render_preview(episodes, names):
     """episodes: [PreviewEpisode]; names: feature key -> element names. -> (frames png, curves png)."""
     import matplotlib
 
-    matplotlib.use("Agg")
+    matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
     shown = [episodes[i] for i in np.unique(np.linspace(0, len(episodes) - 1, min(len(episodes), _MAX_EPISODES)).astype(int))]
@@ -85,11 +86,11 @@ def render_preview(episodes, names):
         for d in range(min(values.shape[1], _MAX_CURVES)):
             ax.plot(values[:, d], lw=0.8, label=names[key][d])
         for b in bounds:
-            ax.axvline(b, color="k", lw=0.4, alpha=0.4)
-        ax.set_title(key + (f" (first {_MAX_CURVES} of {values.shape[1]})" if values.shape[1] > _MAX_CURVES else ""),
+            ax.axvline(b, color='k', lw=0.4, alpha=0.4)
+        ax.set_title(key + (f' (first {_MAX_CURVES} of {values.shape[1]})' if values.shape[1] > _MAX_CURVES else ''),
                      fontsize=9)
-        ax.set_xlabel("frame (all episodes, lines = episode starts)", fontsize=7)
-        ax.legend(fontsize=6, ncol=4, loc="upper right")
+        ax.set_xlabel('frame (all episodes, lines = episode starts)', fontsize=7)
+        ax.legend(fontsize=6, ncol=4, loc='upper right')
     fig.subplots_adjust(left=0.06, right=0.98, top=1 - 0.35 / fig.get_figheight(), bottom=0.5 / fig.get_figheight(),
                         hspace=0.55)  # fixed margins: tight_layout costs more than the plot itself
     return frames_png, _png(fig)

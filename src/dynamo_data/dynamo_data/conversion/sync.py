@@ -7,7 +7,7 @@ A grid time where any stream has no match is dropped, never filled.
 """
 import numpy as np
 
-__all__ = ["make_grid", "match_stream", "stream_report", "split_segments"]
+__all__ = ['make_grid', 'match_stream', 'stream_report', 'split_segments']
 
 
 def make_grid(streams, fps):
@@ -16,7 +16,7 @@ def make_grid(streams, fps):
     streams: list of (sorted times ns, mode, tolerance ns). Returns int64 grid times (may be empty).
     """
     start = max(int(t[0]) for t, _, _ in streams)
-    ends = [int(t[-1]) + tol for t, mode, tol in streams if mode == "nearest"]
+    ends = [int(t[-1]) + tol for t, mode, tol in streams if mode == 'nearest']
     end = min(ends) if ends else max(int(t[-1]) for t, _, _ in streams)
     if end < start:
         return np.empty(0, dtype=np.int64)
@@ -27,8 +27,8 @@ def make_grid(streams, fps):
 def match_stream(grid, times, mode, tolerance_ns):
     """-> (message index per grid time or -1, signed dt seconds grid - message time (nan if none))."""
     times = np.asarray(times, dtype=np.int64)
-    if mode == "hold":
-        idx = np.searchsorted(times, grid, side="right") - 1
+    if mode == 'hold':
+        idx = np.searchsorted(times, grid, side='right') - 1
         ok = idx >= 0
     else:
         right = np.clip(np.searchsorted(times, grid), 0, len(times) - 1)
@@ -47,12 +47,12 @@ def stream_report(times, idx, dt, kept):
     abs_dt = np.abs(dt[matched & kept])
     gaps = np.diff(np.asarray(times, dtype=np.int64)) / 1e9
     return {
-        "messages": int(len(times)),
-        "matched": int(matched.sum()),
-        "dropped": int((~matched).sum()),
-        "median_abs_dt_s": float(np.median(abs_dt)) if abs_dt.size else None,
-        "max_abs_dt_s": float(abs_dt.max()) if abs_dt.size else None,
-        "longest_gap_s": float(gaps.max()) if gaps.size else 0.0,
+        'messages': int(len(times)),
+        'matched': int(matched.sum()),
+        'dropped': int((~matched).sum()),
+        'median_abs_dt_s': float(np.median(abs_dt)) if abs_dt.size else None,
+        'max_abs_dt_s': float(abs_dt.max()) if abs_dt.size else None,
+        'longest_gap_s': float(gaps.max()) if gaps.size else 0.0,
     }
 
 
@@ -69,6 +69,6 @@ def split_segments(grid, kept, fps, gap_s=None, markers=None):
     if gap_s is not None:
         cuts[1:] |= (np.diff(grid[positions]) / 1e9) > gap_s
     if markers is not None and len(markers):
-        segment = np.searchsorted(np.sort(np.asarray(markers, dtype=np.int64)), grid[positions], side="right")
+        segment = np.searchsorted(np.sort(np.asarray(markers, dtype=np.int64)), grid[positions], side='right')
         cuts[1:] |= segment[1:] != segment[:-1]
     return np.split(positions, np.flatnonzero(cuts))

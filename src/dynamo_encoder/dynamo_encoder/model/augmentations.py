@@ -36,7 +36,8 @@ def per_image(mask: torch.Tensor) -> torch.Tensor:
 def random_resized_crop(images: torch.Tensor, scale: tuple[float, float], ratio: tuple[float, float],
                         flip_probability: float, generator: torch.Generator | None = None) -> torch.Tensor:
     """Crop a random box (area fraction in `scale`, aspect ratio in `ratio`) of each image, mirror it
-    left-right with `flip_probability`, and resample it bilinearly to the input size."""
+    left-right with `flip_probability`, and resample it bilinearly to the input size.
+    """
     count, _, height, width = images.shape
     area = uniform((count, CROP_ATTEMPTS), scale[0], scale[1], images, generator)
     aspect = torch.exp(uniform((count, CROP_ATTEMPTS), math.log(ratio[0]), math.log(ratio[1]), images, generator))
@@ -126,7 +127,8 @@ def adjust_hue(images: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
 def color_jitter(images: torch.Tensor, brightness: float, contrast: float, saturation: float, hue: float,
                  probability: float, generator: torch.Generator | None = None) -> torch.Tensor:
     """With `probability`, scale brightness, contrast and saturation by factors drawn from
-    [1 - s, 1 + s] and rotate the hue by up to +-`hue`, in a random order per image (as ColorJitter)."""
+    [1 - s, 1 + s] and rotate the hue by up to +-`hue`, in a random order per image (as ColorJitter).
+    """
     count = images.shape[0]
     applied = chosen(count, probability, images, generator)
     adjustments = [
@@ -154,7 +156,8 @@ def random_grayscale(images: torch.Tensor, probability: float,
 def random_gaussian_blur(images: torch.Tensor, sigma: tuple[float, float], probability: float,
                          generator: torch.Generator | None = None) -> torch.Tensor:
     """With `probability`, blur each image with a Gaussian of standard deviation drawn from `sigma`
-    (pixels); separable, reflect-padded, the kernel reaching 3 sigma of the largest sigma."""
+    (pixels); separable, reflect-padded, the kernel reaching 3 sigma of the largest sigma.
+    """
     count, channels, height, width = images.shape
     selected = chosen(count, probability, images, generator)
     sigmas = uniform(count, sigma[0], sigma[1], images, generator)

@@ -22,8 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .augmentations import (color_jitter, random_gaussian_blur, random_grayscale, random_resized_crop,
-                            random_solarize)
+from .augmentations import color_jitter, random_gaussian_blur, random_grayscale, random_resized_crop, random_solarize
 from .dynamo import ema_beta, ema_update, embedding_spread
 from .encoder import ImageEncoder
 
@@ -91,7 +90,8 @@ class BYOLConfig:
 def augment(images: torch.Tensor, config: BYOLConfig, view: int,
             generator: torch.Generator | None = None) -> torch.Tensor:
     """BYOL's augmentation distribution number `view` (0 or 1) applied to uint8 (N, H, W, 3) frames
-    -> float (N, H, W, 3) in 0..255 (ImageEncoder's input; no rounding back to uint8)."""
+    -> float (N, H, W, 3) in 0..255 (ImageEncoder's input; no rounding back to uint8).
+    """
     x = images.permute(0, 3, 1, 2).float() / 255.0
     x = random_resized_crop(x, config.crop_scale, config.crop_ratio, config.flip_probability, generator)
     x = color_jitter(x, config.brightness, config.contrast, config.saturation, config.hue,
@@ -136,7 +136,8 @@ class BYOLObjective(nn.Module):
     def augmented_views(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The two augmentations of uint8 (N, H, W, 3) images. Training draws from torch's global RNG;
         eval mode uses a fixed seed, so validation losses are comparable across epochs and validating
-        does not change the training run's random stream."""
+        does not change the training run's random stream.
+        """
         generator = None
         if not self.training:
             generator = torch.Generator(device=images.device).manual_seed(VALIDATION_SEED)

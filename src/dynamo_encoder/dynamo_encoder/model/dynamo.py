@@ -73,15 +73,17 @@ def off_diagonal_covariance(embeddings: torch.Tensor) -> torch.Tensor:
 def embedding_spread(embeddings: torch.Tensor) -> torch.Tensor:
     """Collapse monitor (not trained on): per-dimension std of the L2-normalised (N, E) embeddings,
     averaged and scaled by sqrt(E); about 1 for embeddings spread evenly over the sphere, 0 when
-    every frame maps to the same direction (collapse)."""
+    every frame maps to the same direction (collapse).
+    """
     x = F.normalize(embeddings.reshape(-1, embeddings.shape[-1]).float(), dim=-1)
     return x.std(dim=0).mean() * math.sqrt(x.shape[-1])
 
 
 @torch.no_grad()
 def ema_update(target: nn.Module, online: nn.Module, beta: float) -> None:
-    """target <- beta * target + (1 - beta) * online for the parameters; buffers (BatchNorm running
-    statistics, which are not trained) are copied from the online module."""
+    """Target <- beta * target + (1 - beta) * online for the parameters; buffers (BatchNorm running
+    statistics, which are not trained) are copied from the online module.
+    """
     for target_param, online_param in zip(target.parameters(), online.parameters()):
         target_param.lerp_(online_param, 1.0 - beta)
     for target_buffer, online_buffer in zip(target.buffers(), online.buffers()):

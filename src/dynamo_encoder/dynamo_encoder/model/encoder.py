@@ -150,7 +150,8 @@ class ImageEncoder(nn.Module):
 
 def build_encoder(arch: str, input_size: tuple[int, int] | list[int], seed: int | None = None) -> ImageEncoder:
     """A freshly initialised encoder; with `seed`, the initial weights depend on the seed only
-    (the global RNG is left untouched), so a run's starting point can be rebuilt as a baseline."""
+    (the global RNG is left untouched), so a run's starting point can be rebuilt as a baseline.
+    """
     if seed is None:
         return ImageEncoder(arch, tuple(input_size))
     with torch.random.fork_rng(devices=[]):

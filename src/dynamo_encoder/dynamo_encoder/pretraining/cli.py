@@ -15,9 +15,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..artifact import ArtifactError
 from dynamo_data import DatasetError
-from .config import ABLATIONS, ConfigError, PRESETS_DIR, apply_overrides, load_config
+
+from ..artifact import ArtifactError
+from .config import ABLATIONS, PRESETS_DIR, ConfigError, apply_overrides, load_config
 from .trainer import CHECKPOINT, load_run_config, pretrain
 
 
@@ -32,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--output', required=True, help='run directory (checkpoint, curves, encoder.pt)')
     parser.add_argument('--config', default=None,
                         help=f'preset name ({presets}) or YAML file; default: "default", or the '
-                             f'checkpoint\'s config with --resume')
+                             f"checkpoint's config with --resume")
     parser.add_argument('--resume', action='store_true',
                         help=f'continue from RUN_DIR/{CHECKPOINT} if it exists (else start)')
     parser.add_argument('--set', dest='overrides', action='append', default=[], metavar='KEY=VALUE',

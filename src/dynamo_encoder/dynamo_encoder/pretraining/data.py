@@ -15,6 +15,7 @@ import torch
 from tqdm import tqdm
 
 from dynamo_data import DatasetError, LeRobotDataset
+
 from ..model.encoder import resize_uint8_batch, to_channels_first
 
 # Per-frame arrays a window can carry: its name in a window -> the dataset feature it is read from.
@@ -79,7 +80,8 @@ class WindowSet:
 
     def batch_arrays(self, window_indices: torch.Tensor) -> dict[str, torch.Tensor]:
         """(B,) CPU window indices -> {name: float32 (B, T, D)} of the carried arrays, rows of the same
-        frames as batch(); separate from batch() so steps that use frames only gather nothing more."""
+        frames as batch(); separate from batch() so steps that use frames only gather nothing more.
+        """
         index = self._frame_indices(window_indices)
         return {name: values[index.to(values.device)] for name, values in self.arrays.items()}
 

@@ -26,8 +26,9 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from ..artifact import EncoderArtifact, atomic_torch_save
 from dynamo_data import DatasetError, LeRobotDataset
+
+from ..artifact import EncoderArtifact, atomic_torch_save
 from ..model import build_encoder, build_objective
 from .config import ConfigError, PretrainConfig, config_from_dict, save_config
 from .data import check_arrays_finite, load_windows, resolve_cameras, split_episodes

@@ -1,6 +1,7 @@
 """Policies on frozen-encoder embeddings, ROS-free: `make_policy(name, config, metadata)` and
 `load_policy(path)` are the only entry points the node and the training code use, so new
-policies (VQ-BeT, Diffusion Policy) are added by registering them in POLICIES."""
+policies (VQ-BeT, Diffusion Policy) are added by registering them in POLICIES.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +11,16 @@ from typing import Any
 import torch
 
 from dynamo_policy.policies.base import (
-    ARTIFACT_FORMAT_VERSION, Episode, Normalization, Policy, PolicyArtifactError, PolicyConfig,
-    PolicyConfigError, PolicyMetadata, TrainingHistory)
+    ARTIFACT_FORMAT_VERSION,
+    Episode,
+    Normalization,
+    Policy,
+    PolicyArtifactError,
+    PolicyConfig,
+    PolicyConfigError,
+    PolicyMetadata,
+    TrainingHistory,
+)
 from dynamo_policy.policies.knn.modeling_knn import KNNPolicy
 from dynamo_policy.policies.mlp.modeling_mlp import MLPPolicy
 

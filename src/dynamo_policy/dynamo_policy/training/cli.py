@@ -27,12 +27,19 @@ matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 import yaml  # noqa: E402
+from dynamo_encoder.artifact import ArtifactError, EncoderArtifact  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from dynamo_encoder.artifact import ArtifactError, EncoderArtifact  # noqa: E402
 from dynamo_data import DatasetError, LeRobotDataset  # noqa: E402
 from dynamo_policy.policies import (  # noqa: E402
-    POLICIES, Episode, PolicyConfigError, PolicyMetadata, TrainingHistory, make_config, make_policy)
+    POLICIES,
+    Episode,
+    PolicyConfigError,
+    PolicyMetadata,
+    TrainingHistory,
+    make_config,
+    make_policy,
+)
 from dynamo_policy.training.embedding_cache import default_cache_dir, episode_embeddings  # noqa: E402
 from dynamo_policy.training.metrics import action_errors, split_episodes  # noqa: E402
 

@@ -24,7 +24,8 @@ def default_cache_dir() -> Path:
 
 def dataset_fingerprint(root: str | Path) -> str:
     """First 16 hex of SHA-256 over the dataset's metadata files (info, stats incl. image
-    statistics, episode table): any change of content, episodes or features changes it."""
+    statistics, episode table): any change of content, episodes or features changes it.
+    """
     root = Path(root)
     digest = hashlib.sha256()
     meta = root / 'meta'

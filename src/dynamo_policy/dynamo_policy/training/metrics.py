@@ -33,7 +33,8 @@ def predict_chunks(policy: Policy, episodes: list[Episode]) -> np.ndarray:
 
 def action_errors(policy: Policy, held_out: list[Episode], training: list[Episode]) -> dict[str, float]:
     """Mean absolute error per action value over whole chunks and over their first row, for the
-    policy and for always predicting the training mean action."""
+    policy and for always predicting the training mean action.
+    """
     _, _, truth = make_training_windows(held_out, policy.context_length, policy.horizon)
     predicted = predict_chunks(policy, held_out)
     mean_action = np.concatenate([episode.actions for episode in training]).mean(axis=0)
