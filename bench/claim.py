@@ -43,8 +43,9 @@ from typing import Callable
 
 import numpy as np
 import yaml
-from dynamo_bringup.demo import converter_config
 from tqdm import tqdm
+
+from dynamo_bringup.demo import converter_config
 
 PRESETS_DIR = Path(__file__).resolve().parent / 'claim_presets'
 REFERENCE = 'dynamo'
@@ -150,9 +151,8 @@ def plan(preset: dict, work: Path, threads: int) -> dict[str, list[Step]]:
 
 def _random_init(preset: dict, robot_dataset: Path, encoder: Path, seed: int) -> Callable[[], None]:
     def make() -> None:
-        from dynamo_encoder.artifact import EncoderArtifact
-
         from dynamo_data import LeRobotDataset
+        from dynamo_encoder.artifact import EncoderArtifact
         settings = preset['pretrain']['encoder']
         cameras = LeRobotDataset(robot_dataset).camera_names
         encoder.parent.mkdir(parents=True, exist_ok=True)

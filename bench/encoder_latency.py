@@ -104,10 +104,10 @@ def stream(args, command: list[str], name: str, seconds: float, image: np.ndarra
     """
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
-    from dynamo_bringup.processes import NodeProcess
     from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Image
 
+    from dynamo_bringup.processes import NodeProcess
     from dynamo_msgs.msg import Embedding
 
     node_process = NodeProcess(command, name, dict(os.environ), log_path)
@@ -210,6 +210,7 @@ def main():
     lease = DomainLease()
     os.environ.update(lease.environment())   # before rclpy: this run's own domain, loopback only
     import torch
+
     from dynamo_encoder.artifact import EncoderArtifact
     torch.set_num_threads(args.threads)
     image = np.random.default_rng(0).integers(0, 256, args.image_shape, dtype=np.uint8)

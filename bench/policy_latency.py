@@ -48,6 +48,7 @@ def parse_args():
 
 def fit_random_policy(name: str, path: Path) -> None:
     import torch
+
     from dynamo_policy.policies import Episode, PolicyMetadata, make_policy
     torch.set_num_threads(1)
     rng = np.random.default_rng(0)
@@ -113,11 +114,11 @@ def stream(args, command: list[str], name: str, seconds: float, policy, window, 
     """
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
-    from dynamo_bringup.processes import NodeProcess
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.time import Time
     from trajectory_msgs.msg import JointTrajectory
 
+    from dynamo_bringup.processes import NodeProcess
     from dynamo_msgs.msg import ActionChunk, Embedding
 
     meta = policy.metadata
@@ -200,6 +201,7 @@ def main() -> None:
     lease = DomainLease()
     os.environ.update(lease.environment())   # before rclpy: this run's own domain, loopback only
     import torch
+
     from dynamo_policy.policies import load_policy
 
     torch.set_num_threads(1)

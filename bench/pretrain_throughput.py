@@ -22,10 +22,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from dynamo_encoder.pretraining.config import apply_overrides, load_config
-from dynamo_encoder.pretraining.trainer import Pretrainer
 
 from dynamo_data import DatasetWriter
+from dynamo_encoder.pretraining.config import apply_overrides, load_config
+from dynamo_encoder.pretraining.trainer import Pretrainer
 
 
 def write_dataset(root: Path, size: int, episodes: int, length: int) -> Path:

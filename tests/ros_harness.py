@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Callable
 
 import pytest
+
 from dynamo_bringup.processes import DomainLease, NodeProcess
 
 SIGINT_GRACE_S = 10.0

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from dynamo_bringup.graph import BringupArguments, node_graph
-from dynamo_bringup.processes import resolve_executable
-from dynamo_encoder.artifact import EncoderArtifact
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import JointState
 
+from dynamo_bringup.graph import BringupArguments, node_graph
+from dynamo_bringup.processes import resolve_executable
 from dynamo_data import LeRobotDataset
+from dynamo_encoder.artifact import EncoderArtifact
 from dynamo_msgs.msg import Embedding, EpisodeResult
 from dynamo_msgs.srv import ResetEpisode
 

@@ -94,11 +94,11 @@ def main(argv=None) -> int:
 
 def _run_episodes(args, processes: list[NodeProcess]):
     import rclpy
-    from dynamo_data.image_codec import decode_image
     from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import Image
     from std_srvs.srv import SetBool
 
+    from dynamo_data.image_codec import decode_image
     from dynamo_msgs.msg import EpisodeResult
     from dynamo_msgs.srv import ResetEpisode
 

@@ -8,10 +8,11 @@ Allegro hand V4 through allegro_hand_ros2's ros2_control bring-up plus a RealSen
 Nodes and parameters come from dynamo_bringup.graph and config/allegro_manipulation.yaml.
 """
 
-from dynamo_bringup.launch_actions import declare_bringup_arguments, graph_nodes, real_robot_include, realsense_camera
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
 from launch.substitutions import LaunchConfiguration
+
+from dynamo_bringup.launch_actions import declare_bringup_arguments, graph_nodes, real_robot_include, realsense_camera
 
 
 def generate_launch_description():

@@ -7,10 +7,11 @@ ros2_control bring-up plus a RealSense camera (sim:=false), with the DynaMo enco
 Nodes and parameters come from dynamo_bringup.graph and config/xarm_kitchen.yaml.
 """
 
-from dynamo_bringup.launch_actions import declare_bringup_arguments, graph_nodes, real_robot_include, realsense_camera
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
 from launch.substitutions import LaunchConfiguration
+
+from dynamo_bringup.launch_actions import declare_bringup_arguments, graph_nodes, real_robot_include, realsense_camera
 
 
 def generate_launch_description():

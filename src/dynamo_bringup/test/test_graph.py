@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from dynamo_bringup.graph import ARGUMENT_DESCRIPTIONS, BringupArguments, NodeSpec, node_graph
 
 LAUNCH_DIR = Path(__file__).parents[1] / 'launch'

@@ -15,9 +15,9 @@ from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
 sys.path.insert(0, str(Path(__file__).parent))  # importlib mode: the bag factory lives beside the tests
 import _bag_factory_conversion as bf  # noqa: E402
-from dynamo_data.conversion.cli import main  # noqa: E402
 
 from dynamo_data import LeRobotDataset  # noqa: E402
+from dynamo_data.conversion.cli import main  # noqa: E402
 
 FPS = 10
 

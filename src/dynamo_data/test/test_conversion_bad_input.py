@@ -11,9 +11,9 @@ from rosbags.rosbag2 import StoragePlugin, Writer
 
 sys.path.insert(0, str(Path(__file__).parent))  # importlib mode: the bag factory lives beside the tests
 import _bag_factory_conversion as bf  # noqa: E402
-from dynamo_data.conversion.cli import main  # noqa: E402
 
 from dynamo_data import LeRobotDataset  # noqa: E402
+from dynamo_data.conversion.cli import main  # noqa: E402
 
 CAMERA = '/camera/color/image_raw'
 

@@ -4,8 +4,9 @@ import io
 
 import numpy as np
 import pytest
-from dynamo_data.image_codec import ImageDecodeError, decode_compressed_image, decode_image
 from PIL import Image
+
+from dynamo_data.image_codec import ImageDecodeError, decode_compressed_image, decode_image
 
 
 def _rgb(h=5, w=7, seed=0):

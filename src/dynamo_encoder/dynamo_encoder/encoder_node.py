@@ -23,7 +23,6 @@ from dataclasses import dataclass
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from dynamo_data.image_codec import ImageDecodeError, decode_compressed_image, decode_image
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException
@@ -32,6 +31,7 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.time import Time
 from sensor_msgs.msg import CompressedImage, Image
 
+from dynamo_data.image_codec import ImageDecodeError, decode_compressed_image, decode_image
 from dynamo_encoder.frame_sync import FrameSynchronizer, SyncedFrames
 from dynamo_encoder.latest_slot import LatestSlot
 from dynamo_encoder.stream_stats import StreamStatistics

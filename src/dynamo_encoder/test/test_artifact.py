@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+
 from dynamo_encoder.artifact import ArtifactError, EncoderArtifact, weights_checksum
 
 torch.set_num_threads(1)

@@ -7,11 +7,11 @@ import time
 import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray
-from dynamo_encoder.artifact import EncoderArtifact
 from PIL import Image as PILImage
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image
 
+from dynamo_encoder.artifact import EncoderArtifact
 from dynamo_msgs.msg import Embedding
 
 pytestmark = pytest.mark.ros

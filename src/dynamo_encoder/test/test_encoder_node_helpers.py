@@ -4,6 +4,7 @@ import math
 import threading
 
 import pytest
+
 from dynamo_encoder.latest_slot import LatestSlot
 from dynamo_encoder.stream_stats import StreamStatistics
 

@@ -1,6 +1,7 @@
 """The ROS-free approximate-time synchroniser of the encoder node."""
 
 import pytest
+
 from dynamo_encoder.frame_sync import FrameSynchronizer
 
 MS = 1_000_000

@@ -10,6 +10,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))  # importlib mode: the synthetic data helper lives beside the tests
 from _synthetic_data_pretrain import write_square_dataset  # noqa: E402
+
 from dynamo_encoder.artifact import EncoderArtifact  # noqa: E402
 from dynamo_encoder.model import BYOLObjective, build_encoder, build_objective, objective_config  # noqa: E402
 from dynamo_encoder.model.augmentations import (  # noqa: E402

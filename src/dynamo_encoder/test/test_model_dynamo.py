@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+
 from dynamo_encoder.model import build_encoder, build_objective
 from dynamo_encoder.model.dynamo import ema_beta, embedding_spread, off_diagonal_covariance
 from dynamo_encoder.pretraining.config import ABLATIONS, apply_overrides, load_config

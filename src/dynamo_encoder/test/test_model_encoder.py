@@ -2,6 +2,7 @@
 
 import numpy as np
 import torch
+
 from dynamo_encoder.model import build_encoder
 
 torch.set_num_threads(1)

@@ -11,12 +11,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))  # importlib mode: the synthetic data helper lives beside the tests
 from _synthetic_data_pretrain import write_square_dataset  # noqa: E402
+
+from dynamo_data import DatasetError, LeRobotDataset  # noqa: E402
 from dynamo_encoder.pretraining import cli  # noqa: E402
 from dynamo_encoder.pretraining.config import ConfigError, apply_overrides, load_config  # noqa: E402
 from dynamo_encoder.pretraining.data import load_windows  # noqa: E402
 from dynamo_encoder.pretraining.trainer import pretrain  # noqa: E402
-
-from dynamo_data import DatasetError, LeRobotDataset  # noqa: E402
 
 torch.set_num_threads(1)
 

@@ -17,11 +17,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))  # importlib mode: the synthetic data helper lives beside the tests
 from _synthetic_data_pretrain import write_square_dataset  # noqa: E402
-from dynamo_encoder.artifact import EncoderArtifact  # noqa: E402
-from dynamo_encoder.pretraining import cli  # noqa: E402
 
 from dynamo_data import LeRobotDataset  # noqa: E402
 from dynamo_encoder import probe  # noqa: E402
+from dynamo_encoder.artifact import EncoderArtifact  # noqa: E402
+from dynamo_encoder.pretraining import cli  # noqa: E402
 
 torch.set_num_threads(1)
 

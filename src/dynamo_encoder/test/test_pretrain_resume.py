@@ -14,6 +14,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))  # importlib mode: the synthetic data helper lives beside the tests
 from _synthetic_data_pretrain import write_square_dataset  # noqa: E402
+
 from dynamo_encoder.artifact import EncoderArtifact  # noqa: E402
 from dynamo_encoder.pretraining import cli  # noqa: E402
 from dynamo_encoder.pretraining.config import ConfigError, apply_overrides, load_config  # noqa: E402

@@ -9,12 +9,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))  # importlib mode: the synthetic data helper lives beside the tests
 from _synthetic_data_pretrain import write_square_dataset  # noqa: E402
+
+from dynamo_data import DatasetError, DatasetWriter, LeRobotDataset  # noqa: E402
 from dynamo_encoder.artifact import EncoderArtifact  # noqa: E402
 from dynamo_encoder.pretraining.config import apply_overrides, load_config  # noqa: E402
 from dynamo_encoder.pretraining.data import load_windows, split_episodes  # noqa: E402
 from dynamo_encoder.pretraining.trainer import pretrain  # noqa: E402
-
-from dynamo_data import DatasetError, DatasetWriter, LeRobotDataset  # noqa: E402
 
 torch.set_num_threads(1)
 

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+
 from dynamo_encoder.probe import embedding_statistics, fit_ridge_probe, nearest_neighbours, r2_per_dimension, r2_score
 
 

@@ -25,7 +25,6 @@ import rclpy
 import torch
 from builtin_interfaces.msg import Duration
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from dynamo_encoder.stream_stats import StreamStatistics
 from geometry_msgs.msg import TwistStamped
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy._rclpy_pybind11 import RCLError
@@ -40,6 +39,7 @@ from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import SetBool
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
+from dynamo_encoder.stream_stats import StreamStatistics
 from dynamo_msgs.msg import ActionChunk, Embedding
 from dynamo_policy.command_layout import TWIST_ACTION_NAMES, CommandTarget, ParameterError, make_command_layout
 from dynamo_policy.ensembling import ChunkEnsembler

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+
 from dynamo_policy.command_layout import ParameterError, make_command_layout
 from dynamo_policy.ensembling import ChunkEnsembler
 from dynamo_policy.observation_window import ObservationWindow

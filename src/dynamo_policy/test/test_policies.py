@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+
 from dynamo_policy.policies import (
     POLICIES,
     Episode,

@@ -4,15 +4,15 @@ import numpy as np
 import pytest
 from _synthetic_policy_data import ALLEGRO_ACTIONS, TWIST_ACTIONS, XARM_ACTIONS, synthetic_episode
 from diagnostic_msgs.msg import DiagnosticArray
-from dynamo_encoder.artifact import EncoderArtifact
-from dynamo_policy.policies import load_policy
 from geometry_msgs.msg import TwistStamped
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import SetBool
 from trajectory_msgs.msg import JointTrajectory
 
+from dynamo_encoder.artifact import EncoderArtifact
 from dynamo_msgs.msg import ActionChunk, Embedding
+from dynamo_policy.policies import load_policy
 
 pytestmark = pytest.mark.ros
 

@@ -5,12 +5,12 @@ import json
 import numpy as np
 import pytest
 from _synthetic_policy_data import XARM_ACTIONS, write_synthetic_dataset
+
+from dynamo_data import LeRobotDataset
 from dynamo_encoder.artifact import EncoderArtifact
 from dynamo_policy.policies import load_policy
 from dynamo_policy.training.cli import main as train_policy
 from dynamo_policy.training.embedding_cache import episode_embeddings
-
-from dynamo_data import LeRobotDataset
 
 
 @pytest.fixture(scope='module')

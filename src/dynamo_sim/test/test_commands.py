@@ -1,6 +1,7 @@
 """Controller-style command handling of the simulator, without ROS."""
 import numpy as np
 import pytest
+
 from dynamo_sim.commands import CommandError, JointTargets
 
 ARM = ['a', 'b', 'c']

@@ -1,6 +1,7 @@
 """The simulated scenes: deterministic stepping and rendering for a seed, seeded initial states, bad input."""
 import numpy as np
 import pytest
+
 from dynamo_sim.envs import TASKS, SimError, make_env
 
 

@@ -1,5 +1,6 @@
 """Every scripted expert solves its task in at least 90% of 20 seeded episodes (headless)."""
 import pytest
+
 from dynamo_sim.envs import TASKS, make_env
 from dynamo_sim.experts import run_expert_episode
 

@@ -9,6 +9,7 @@ import struct
 import mujoco
 import numpy as np
 import pytest
+
 from dynamo_sim.envs import SimError, make_env
 from dynamo_sim.experts import run_expert_episode
 from dynamo_sim.recording import main as record_demos_main

@@ -4,10 +4,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from dynamo_sim.recording import MSG_TYPES, main, msg_share_dir, record_demos, ros_typestore
 from rosbags.highlevel import AnyReader
 
 from dynamo_sim import interfaces
+from dynamo_sim.recording import MSG_TYPES, main, msg_share_dir, record_demos, ros_typestore
 
 
 def _read(bag):

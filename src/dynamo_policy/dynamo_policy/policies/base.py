@@ -26,6 +26,7 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
+
 from dynamo_encoder.artifact import atomic_torch_save
 
 ARTIFACT_FORMAT_VERSION = 1

@@ -27,10 +27,10 @@ matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 import yaml  # noqa: E402
-from dynamo_encoder.artifact import ArtifactError, EncoderArtifact  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from dynamo_data import DatasetError, LeRobotDataset  # noqa: E402
+from dynamo_encoder.artifact import ArtifactError, EncoderArtifact  # noqa: E402
 from dynamo_policy.policies import (  # noqa: E402
     POLICIES,
     Episode,
