@@ -107,8 +107,9 @@ def main():
 
         for level in (1, 0):
             per_frame = png_encode_only(args.size, level)
+            bag_s = per_frame * args.frames
             print(f'PNG level {level} encode alone on {PNG_THREADS} thread(s): {per_frame * 1e3:.2f} ms/frame, '
-                  f'{per_frame * args.frames:.2f} s for the bag, ratio to raw {per_frame * args.frames / raw:.1f} (floor)')
+                  f'{bag_s:.2f} s for the bag, ratio to raw {bag_s / raw:.1f} (floor)')
         variants = (('PNG in parquet, png_compress_level 1 (default)', {'video': False}),
                     ('PNG in parquet, png_compress_level 0 (stored)', {'video': False, 'png_compress_level': 0}),
                     ('h264 mp4 (video: true)', {'video': True}))

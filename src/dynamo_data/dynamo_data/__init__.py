@@ -2,6 +2,9 @@
 
 Imports neither torch nor rclpy, so bags convert on a data server with neither installed.
 """
-from .dataset import CAMERA_PREFIX, PNG_THREADS, DatasetError, DatasetWriter, LeRobotDataset, encode_png
+from .layout import CAMERA_PREFIX, DatasetError
+from .png import PNG_THREADS, encode_png
+from .reader import LeRobotDataset
+from .writer import DatasetWriter
 
 __all__ = ['CAMERA_PREFIX', 'PNG_THREADS', 'DatasetError', 'DatasetWriter', 'LeRobotDataset', 'encode_png']

@@ -85,7 +85,7 @@ def write_bag(path, messages, storage='mcap'):
 
 
 def write_split_bag(path, messages, storage='mcap'):
-    """A bag directory whose messages are split over two storage files, as `ros2 bag record --max-bag-*`."""
+    """Write a bag directory whose messages are split over two storage files, as `ros2 bag record --max-bag-*`."""
     path = Path(path)
     messages = sorted(messages, key=lambda m: m[2])
     half = len(messages) // 2
@@ -115,7 +115,7 @@ def write_split_bag(path, messages, storage='mcap'):
 
 
 def scene_image(t, h=24, w=32):
-    """A frame whose content encodes t (so tests can tell which message landed on a grid time)."""
+    """Return a frame whose content encodes t (so tests can tell which message landed on a grid time)."""
     yy, xx = np.mgrid[0:h, 0:w]
     img = np.stack([(xx * 7 + t * 3) % 256, (yy * 9) % 256, np.full_like(xx, (t * 11) % 256)], axis=-1)
     return img.astype(np.uint8)
@@ -124,7 +124,7 @@ def scene_image(t, h=24, w=32):
 def xarm_messages(n=30, fps=10, t0=1_700_000_000_000_000_000, jitter_s=0.0, drop=(), camera='raw',
                   seed=0, shuffle_joints=True, task='open the fridge door', image_hw=(24, 32), gap_after=None,
                   gap_s=0.0):
-    """An xArm kitchen recording: camera, /joint_states (reordered names), arm + gripper trajectories, /task.
+    """Return an xArm kitchen recording: camera, /joint_states (reordered names), arm + gripper trajectories, /task.
 
     Stream k carries value k/100 + frame so the right message per grid time can be checked.
     """

@@ -1,5 +1,7 @@
-"""convert_bags end to end on bags written with rosbags: both storages, split and bare bags, raw and
-compressed images, reordered joints, trajectories, jitter and drops, episodes, append/overwrite.
+"""convert_bags end to end on bags written with rosbags.
+
+Both storages, split and bare bags, raw and compressed images, reordered joints, trajectories,
+jitter and drops, episodes, append/overwrite.
 """
 import json
 import sys
@@ -238,7 +240,8 @@ def test_custom_message_types_and_service_event_topics(tmp_path):
     with Writer(path, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
         conns = {}
         for topic, msgtype, _, _ in msgs:
-            conns.setdefault(topic, None) or conns.__setitem__(topic, writer.add_connection(topic, msgtype, typestore=store))
+            if topic not in conns:
+                conns[topic] = writer.add_connection(topic, msgtype, typestore=store)
         obj = writer.add_connection('/object_state', 'lab_msgs/msg/ObjectState', typestore=store)
         srv = writer.add_connection('/sim/reset/_service_event', 'lab_msgs/srv/Reset_Event', typestore=store)
         writer.write(srv, t0, store.serialize_cdr(store.types['lab_msgs/srv/Reset_Event'](status=1),

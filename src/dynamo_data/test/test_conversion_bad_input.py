@@ -1,5 +1,7 @@
-"""Every bad input of issue 4 gets a clear message naming the bag/topic/field and a non-zero exit;
+"""Every bad input of issue 4 gets a clear message naming the bag/topic/field and a non-zero exit.
+
 --skip-bad converts the good bags and lists the rest; a failed run leaves no dataset behind.
+Exit status 1 is a bag or dataset that cannot be read or written, 2 a bad command line or config.
 """
 import sys
 from pathlib import Path
@@ -94,7 +96,8 @@ def test_metadata_qos_disagreeing_with_storage_still_reads(tmp_path, capsys):
 
 
 def test_image_size_change_mid_bag(tmp_path, capsys):
-    msgs = _replace_camera(bf.xarm_messages(10), lambda k, ns, m: bf.image(ns, bf.scene_image(k, 24, 32 if k < 6 else 30)))
+    msgs = _replace_camera(bf.xarm_messages(10),
+                           lambda k, ns, m: bf.image(ns, bf.scene_image(k, 24, 32 if k < 6 else 30)))
     _fails(tmp_path, bf.write_bag(tmp_path / 'bag', msgs), capsys, f'topic {CAMERA}', 'image changed mid-bag',
            'rgb8 32x24', 'rgb8 30x24')
 
@@ -147,7 +150,8 @@ def test_clock_jumps_backwards(tmp_path, capsys):
         if topic == '/joint_states' and recv > bf.xarm_messages(20)[40][2]:
             msg = bf.joint_state(recv - 5_000_000_000, msg.name, msg.position)  # e.g. a driver clock reset
         msgs.append((topic, msgtype, recv, msg))
-    _fails(tmp_path, bf.write_bag(tmp_path / 'bag', msgs), capsys, 'topic /joint_states', 'clock jumps backwards by 4.8')
+    _fails(tmp_path, bf.write_bag(tmp_path / 'bag', msgs), capsys, 'topic /joint_states',
+           'clock jumps backwards by 4.8')
 
 
 def test_empty_episode_after_synchronisation(tmp_path, capsys):
@@ -181,7 +185,8 @@ def test_missing_bag_and_directory_without_metadata(tmp_path, capsys):
 
 
 def test_skip_bad_converts_the_good_and_lists_the_rest(tmp_path, capsys):
-    good = [bf.write_bag(tmp_path / f'good{i}', bf.xarm_messages(8, seed=i), s) for i, s in enumerate(['mcap', 'sqlite3'])]
+    good = [bf.write_bag(tmp_path / f'good{i}', bf.xarm_messages(8, seed=i), s)
+            for i, s in enumerate(['mcap', 'sqlite3'])]
     bad = bf.write_bag(tmp_path / 'bad', [m for m in bf.xarm_messages(8) if m[0] != '/joint_states'])
     rc, err, out = _run(tmp_path, [good[0], bad, good[1]], capsys)
     assert rc == 1 and '/joint_states is not in the bag' in err and not out.exists()
@@ -213,12 +218,46 @@ def test_bags_with_different_image_sizes_need_resize(tmp_path, capsys):
     ({'action': {'from_state': 'future'}}, (), 'action.from_state: one of next, delta'),
     ({'cameras': {'front': {'topic': CAMERA, 'resize': [224]}}}, (), 'cameras.front.resize'),
     ({'episodes': {'split': 'gap'}}, (), 'episodes.gap_s'),
+    ({'cameras': [{'topic': CAMERA}]}, (), 'cameras: expected a mapping'),
+    ({'cameras': {'front': {'topic': CAMERA, 'depth_range': ['near', 'far']}}}, (), 'cameras.front.depth_range'),
+    ({'state': {'topic': '/joint_states', 'joints': ['a'], 'point': 'first'}}, (), 'state.point: expected an integer'),
+    ({'state': {'topic': '/joint_states', 'joints': ['a'], 'velocities': 'false'}}, (), 'state.velocities'),
+    ({'video': 'false'}, (), "video: expected true or false, got 'false'"),
+    ({'png_compress_level': 'fast'}, (), "png_compress_level: expected an integer, got 'fast'"),
+    ({'png_compress_level': 12}, (), 'png_compress_level: must be 0..9, got 12'),
+    ({'episodes': {'min_frames': 0}}, (), 'episodes.min_frames: must be >= 1, got 0'),
 ])
 def test_bad_config_names_file_and_key(tmp_path, capsys, overrides, remove, needle):
     cfg = bf.write_config(tmp_path / 'bad.yaml', overrides, remove)
     rc, err, out = _run(tmp_path, [tmp_path / 'unused'], capsys, config=cfg)
-    assert rc == 1 and str(cfg) in err and needle in err, err
+    assert rc == 2 and str(cfg) in err and needle in err, err
+    assert err.count('\n') == 1 and 'Traceback' not in err  # one line, whatever the mistake
     assert not out.exists()
+
+
+def test_missing_config_file_is_a_usage_error(tmp_path, capsys):
+    rc, err, _ = _run(tmp_path, [tmp_path / 'unused'], capsys, config=tmp_path / 'nothing.yaml')
+    assert rc == 2 and err == f'convert_bags: error: {tmp_path / "nothing.yaml"}: config file not found\n'
+
+
+@pytest.mark.parametrize('argv', [[], ['bag', '--output', 'ds'], ['bag', '--config', 'c.yaml', '--output', 'ds',
+                                                                  '--append', '--overwrite']])
+def test_bad_command_line_exits_2(argv, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    assert 'convert_bags: error:' in capsys.readouterr().err
+
+
+def test_unwritable_output_is_a_runtime_error(tmp_path, capsys):
+    """A write failure (here: the output's parent is a file) is one line and exit 1, not a traceback."""
+    bag = bf.write_bag(tmp_path / 'bag', bf.xarm_messages(4))
+    (tmp_path / 'file').write_text('in the way')
+    cfg = bf.write_config(tmp_path / 'cfg.yaml')
+    rc = main([str(bag), '--config', str(cfg), '--output', str(tmp_path / 'file' / 'ds'), '--no-progress'])
+    err = capsys.readouterr().err
+    assert rc == 1 and err.startswith('convert_bags: error: ') and str(tmp_path / 'file') in err, err
+    assert err.count('\n') == 1 and 'Traceback' not in err
 
 
 def test_no_task_anywhere(tmp_path, capsys):

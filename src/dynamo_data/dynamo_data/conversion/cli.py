@@ -1,20 +1,19 @@
-"""convert_bags BAG... --config CONFIG.yaml --output DATASET_DIR [--append] [--overwrite] [--skip-bad] [--task LABEL]
+"""Convert rosbag2 recordings (directories, split bags, bare .mcap/.db3) into a LeRobot v3 dataset.
 
-Converts rosbag2 recordings (directories, split bags, bare .mcap/.db3) into a LeRobot v3 dataset.
-Exit status: 0 when every bag converted (or, with --skip-bad, at least one did), 1 on bad input,
-2 on bad command-line usage.
+Exit status: 0 when every bag converted (or, with --skip-bad, at least one did); 1 when a bag or
+the dataset cannot be read or written; 2 on bad command-line usage or a bad config file.
 """
 import argparse
 import sys
 
-from ..dataset import DatasetError
+from ..layout import DatasetError
 from .bag_reader import BagError
 from .config import ConfigError, load_config
 from .convert import PREVIEW_CURVES_PATH, PREVIEW_FRAMES_PATH, REPORT_PATH, ConversionError, convert_bags
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog='convert_bags', description=__doc__.split('\n\n')[1],
+    parser = argparse.ArgumentParser(prog='convert_bags', description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('bags', nargs='+', metavar='BAG', help='rosbag2 directory or .mcap/.db3 file')
     parser.add_argument('--config', required=True, help='YAML mapping topics to dataset features')
@@ -32,10 +31,14 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         cfg = load_config(args.config)
+    except ConfigError as exc:
+        print(f'convert_bags: error: {exc}', file=sys.stderr)
+        return 2
+    try:
         converted, failures = convert_bags(args.bags, cfg, args.output, append=args.append,
                                            overwrite=args.overwrite, skip_bad=args.skip_bad, task_label=args.task,
                                            progress=not args.no_progress)
-    except (ConfigError, BagError, DatasetError, ConversionError) as exc:
+    except (BagError, DatasetError, ConversionError, OSError) as exc:  # OSError: e.g. the output is not writable
         print(f'convert_bags: error: {exc}', file=sys.stderr)
         return 1
     except KeyboardInterrupt:

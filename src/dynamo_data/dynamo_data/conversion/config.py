@@ -76,13 +76,6 @@ class ConversionConfig:
     def default_tolerance(self):
         return self.tolerance if self.tolerance is not None else 0.5 / self.fps
 
-    def topics(self):
-        """Every topic the conversion reads (only these connections are ever deserialised)."""
-        topics = [c.topic for c in self.cameras] + [s.topic for s in self.state]
-        topics += [s.topic for s in self.action.sources] + [s.topic for s in self.environment_state]
-        topics += [t for t in (self.task_topic, self.marker_topic) if t]
-        return list(dict.fromkeys(topics))
-
 
 def _err(path, key, msg):
     return ConfigError(f'{path}: {key}: {msg}')
@@ -106,6 +99,23 @@ def _positive(path, key, value):
     return value
 
 
+def _integer(path, key, value, lowest, highest=None):
+    # bool is an int subclass, but `point: true` is a mistake, not 1
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _err(path, key, f'expected an integer, got {value!r}')
+    if value < lowest or (highest is not None and value > highest):
+        allowed = f'{lowest}..{highest}' if highest is not None else f'>= {lowest}'
+        raise _err(path, key, f'must be {allowed}, got {value}')
+    return value
+
+
+def _flag(path, key, value):
+    # bool('false') is True: a quoted "false" must not switch a feature on
+    if not isinstance(value, bool):
+        raise _err(path, key, f'expected true or false, got {value!r}')
+    return value
+
+
 def _str_list(path, key, value):
     if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
         raise _err(path, key, 'expected a non-empty list of strings')
@@ -123,8 +133,8 @@ def _source(path, where, entry):
     spec = SourceSpec(topic=entry['topic'])
     if 'joints' in entry:
         spec.joints = _str_list(path, f'{where}.joints', entry['joints'])
-    spec.velocities = bool(entry.get('velocities', False))
-    spec.point = int(entry.get('point', 0))
+    spec.velocities = _flag(path, f'{where}.velocities', entry.get('velocities', False))
+    spec.point = _integer(path, f'{where}.point', entry.get('point', 0), 0)
     spec.trajectory_field = str(entry.get('trajectory_field', 'positions'))
     if spec.trajectory_field not in ('positions', 'velocities', 'accelerations', 'effort'):
         raise _err(path, f'{where}.trajectory_field', 'one of positions, velocities, accelerations, effort')
@@ -176,7 +186,8 @@ def load_config(path):
 
     cameras = []
     cams = raw.get('cameras') or {}
-    _check_keys(path, 'cameras', cams, set(cams))
+    if not isinstance(cams, dict):
+        raise _err(path, 'cameras', f'expected a mapping of camera name to topic, got {type(cams).__name__}')
     for name, entry in cams.items():
         where = f'cameras.{name}'
         _check_keys(path, where, entry, {'topic', 'resize', 'depth_range', 'tolerance', 'stamp'})
@@ -190,7 +201,9 @@ def load_config(path):
             spec.resize = tuple(size)
         if 'depth_range' in entry:
             rng = entry['depth_range']
-            if not (isinstance(rng, list) and len(rng) == 2 and float(rng[1]) > float(rng[0])):
+            numbers = isinstance(rng, list) and len(rng) == 2 and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in rng)
+            if not (numbers and rng[1] > rng[0]):
                 raise _err(path, f'{where}.depth_range', 'expected [near, far] with far > near')
             spec.depth_range = (float(rng[0]), float(rng[1]))
         if 'tolerance' in entry:
@@ -228,8 +241,8 @@ def load_config(path):
     cfg.stamp = raw.get('stamp', 'header')
     if cfg.stamp not in STAMP_SOURCES:
         raise _err(path, 'stamp', f"one of {', '.join(STAMP_SOURCES)}, got {cfg.stamp!r}")
-    cfg.video = bool(raw.get('video', False))
-    cfg.png_compress_level = int(raw.get('png_compress_level', 1))
+    cfg.video = _flag(path, 'video', raw.get('video', False))
+    cfg.png_compress_level = _integer(path, 'png_compress_level', raw.get('png_compress_level', 1), 0, 9)
     episodes = raw.get('episodes') or {}
     _check_keys(path, 'episodes', episodes, {'split', 'gap_s', 'marker_topic', 'min_frames'})
     cfg.split = episodes.get('split', 'bag')
@@ -241,5 +254,5 @@ def load_config(path):
         cfg.marker_topic = episodes.get('marker_topic')
         if not isinstance(cfg.marker_topic, str):
             raise _err(path, 'episodes.marker_topic', 'required when split is marker')
-    cfg.min_episode_frames = int(episodes.get('min_frames', 2))
+    cfg.min_episode_frames = _integer(path, 'episodes.min_frames', episodes.get('min_frames', 2), 1)
     return cfg

@@ -12,7 +12,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from ..dataset import DatasetError, DatasetWriter
+from ..layout import DatasetError
+from ..reader import LeRobotDataset
+from ..writer import DatasetWriter
 from .bag_reader import BagError, BagFile, header_stamp_ns, image_header
 from .extract import IMAGE_TYPES, TASK_TYPE, ImageConverter, make_extractor
 from .sync import make_grid, match_stream, split_segments, stream_report
@@ -85,8 +87,8 @@ def _pass1(bag, topics, records, progress):
                     rec.image_source = source
                 elif source != rec.image_source:
                     h, w, enc = rec.image_source
-                    raise BagError(f'{bag.name}: topic {topic}: image changed mid-bag at message {len(rec.receive) - 1} '
-                                   f'from {enc} {w}x{h} to {source[2]} {source[1]}x{source[0]}')
+                    raise BagError(f'{bag.name}: topic {topic}: image changed mid-bag at message '
+                                   f'{len(rec.receive) - 1} from {enc} {w}x{h} to {source[2]} {source[1]}x{source[0]}')
             bar.update()
 
 
@@ -120,7 +122,8 @@ def _deserialize(bag, topic, msgtype, data):
     try:
         return bag.typestore.deserialize_cdr(data, msgtype)
     except Exception as exc:  # noqa: BLE001 - any decoding failure of a stored message is bad input
-        raise BagError(f'{bag.name}: topic {topic}: cannot deserialise {msgtype}: {type(exc).__name__}: {exc}') from None
+        raise BagError(f'{bag.name}: topic {topic}: cannot deserialise {msgtype}: '
+                       f'{type(exc).__name__}: {exc}') from None
 
 
 def _task_for(bag, cfg, task_label, records, start_ns_list):
@@ -161,7 +164,8 @@ def convert_bag(path, cfg, task_label=None, progress=False):
             for spec in sources:
                 msgtype = bag.require(spec.topic, key)
                 streams.append(_Stream(key, spec.topic, msgtype, spec.sync,
-                                       int((spec.tolerance or cfg.default_tolerance) * 1e9), spec.stamp or cfg.stamp, spec))
+                                       int((spec.tolerance or cfg.default_tolerance) * 1e9),
+                                       spec.stamp or cfg.stamp, spec))
         extra = [t for t in (cfg.task_topic if not (task_label or cfg.task) else None, cfg.marker_topic) if t]
         for topic in extra:
             msgtype = bag.require(topic, 'task' if topic == cfg.task_topic else 'episode marker')
@@ -173,7 +177,8 @@ def convert_bag(path, cfg, task_label=None, progress=False):
         records = {}
         for topic in topics:
             msgtype = bag.topics[topic]
-            is_camera = msgtype in IMAGE_TYPES and any(s.topic == topic and s.role.startswith('camera:') for s in streams)
+            is_camera = msgtype in IMAGE_TYPES and any(s.topic == topic and s.role.startswith('camera:')
+                                                       for s in streams)
             records[topic] = _TopicRecord(keep_raw=not is_camera, has_header=bag.has_header(msgtype),
                                           is_image=is_camera and msgtype == IMAGE_TYPES[0])
         _pass1(bag, topics, records, progress)
@@ -200,8 +205,9 @@ def convert_bag(path, cfg, task_label=None, progress=False):
         min_frames = cfg.min_episode_frames + (1 if cfg.action.from_state else 0)
         short = [len(s) for s in segments if len(s) < min_frames]
         segments = [s for s in segments if len(s) >= min_frames]
-        report = {'bag': bag.name, 'path': str(bag.path.resolve()), 'grid_times': int(len(grid)), 'kept_frames': int(sum(len(s) for s in segments)),
-                  'episodes': len(segments), 'short_segments_dropped': short,
+        report = {'bag': bag.name, 'path': str(bag.path.resolve()), 'grid_times': int(len(grid)),
+                  'kept_frames': int(sum(len(s) for s in segments)), 'episodes': len(segments),
+                  'short_segments_dropped': short,
                   'episode_starts_s': [float((grid[s[0]] - grid[0]) / 1e9) for s in segments], 'topics': []}
         for stream, (idx, dt) in zip(streams, matches):
             row = {'topic': stream.topic, 'role': stream.role, 'time': stream.note, 'sync': stream.mode}
@@ -395,7 +401,6 @@ def _converted_paths(root):
 
 
 def _existing_previews(root):
-    from ..dataset import LeRobotDataset
     from .preview import preview_sample
 
     ds = LeRobotDataset(root)

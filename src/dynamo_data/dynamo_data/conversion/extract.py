@@ -80,8 +80,10 @@ class _JointExtractor:
 
 
 class _MultiArrayExtractor:
-    """data (optionally only `indices`); element names from the config, else from a comma-separated
-    layout.dim[0].label (as dynamo_sim's /sim/object_state), else data[i].
+    """The data of a std_msgs *MultiArray message (optionally only `indices`).
+
+    Element names come from the config, else from a comma-separated layout.dim[0].label (as
+    dynamo_sim's /sim/object_state), else data[i].
     """
 
     def __init__(self, spec, where):
@@ -187,8 +189,8 @@ class ImageConverter:
         if self.source is None:
             self.source = source
         elif source != self.source:
-            raise BagError(f'{self.where}: image changed mid-bag from {self.source[0]} {self.source[2]}x{self.source[1]} '
-                           f'to {source[0]} {source[2]}x{source[1]}')
+            raise BagError(f'{self.where}: image changed mid-bag from {self.source[0]} '
+                           f'{self.source[2]}x{self.source[1]} to {source[0]} {source[2]}x{source[1]}')
         rgb = self._to_rgb(pixels)
         if self.spec.resize and rgb.shape[:2] != tuple(self.spec.resize):
             h, w = self.spec.resize

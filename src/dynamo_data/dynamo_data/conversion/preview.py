@@ -75,7 +75,8 @@ def render_preview(episodes, names):
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
-    shown = [episodes[i] for i in np.unique(np.linspace(0, len(episodes) - 1, min(len(episodes), _MAX_EPISODES)).astype(int))]
+    picks = np.linspace(0, len(episodes) - 1, min(len(episodes), _MAX_EPISODES)).astype(int)
+    shown = [episodes[i] for i in np.unique(picks)]
     frames_png = _contact_sheet(shown, len(episodes))
 
     keys = list(names)
