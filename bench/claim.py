@@ -33,11 +33,9 @@ import platform
 import re
 import shlex
 import shutil
-import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -45,24 +43,12 @@ import numpy as np
 import yaml
 from tqdm import tqdm
 
-from dynamo_bringup.demo import converter_config
+from dynamo_bringup.steps import Step, convert_bags_step, record_demos_step
 
 PRESETS_DIR = Path(__file__).resolve().parent / 'claim_presets'
 REFERENCE = 'dynamo'
 BASELINES = ('random_init', 'byol')
 PHASES = ('record', 'convert', 'pretrain', 'probe', 'train', 'evaluate')
-
-
-@dataclass
-class Step:
-    """One command whose output is complete once `marker` exists."""
-
-    name: str
-    marker: Path
-    command: list[str] = field(default_factory=list)
-    bag_dirs: list[Path] = field(default_factory=list)   # appended to `command` as their bags, once recorded
-    run_in_process: Callable[[], None] | None = None   # for steps that are not a console script
-    log: Path | None = None
 
 
 def load_preset(name_or_path: str) -> tuple[Path, dict]:
@@ -87,7 +73,7 @@ def load_preset(name_or_path: str) -> tuple[Path, dict]:
 
 
 def pretrain_config(preset: dict, variant: str) -> dict:
-    """The full pretrain YAML of an encoder variant: the shared base with the variant's keys on top."""
+    """Return the full pretrain YAML of an encoder variant: the shared base with the variant's keys on top."""
     config = json.loads(json.dumps(preset['pretrain']))
     for section, values in (preset['encoders'][variant] or {}).items():
         if section == 'objective':
@@ -98,29 +84,26 @@ def pretrain_config(preset: dict, variant: str) -> dict:
 
 
 def plan(preset: dict, work: Path, threads: int) -> dict[str, list[Step]]:
-    """The steps, in phases: each phase needs only the outputs of earlier phases."""
+    """Return the steps, in phases: each phase needs only the outputs of earlier phases."""
     record, convert, pretrain, probe, train, evaluate = [], [], [], [], [], []
     seeds, policies = preset['seeds'], preset['policies']
     for robot, spec in preset['robots'].items():
         tasks = spec['tasks']
         for task in tasks:
             bags = work / 'bags' / task
-            record.append(Step(f'record {task}', bags / 'COMPLETE', [
-                'record_demos', '--task', task, '--episodes', str(preset['demos_per_task']), '--output', str(bags)]))
-            convert.append(Step(f'convert {task}', work / 'datasets' / task / 'meta' / 'info.json', [
-                'convert_bags', '--config', str(converter_config(spec['converter_config'])),
-                '--output', str(work / 'datasets' / task)], bag_dirs=[bags]))
+            record.append(record_demos_step(f'record {task}', task, preset['demos_per_task'], bags))
+            convert.append(convert_bags_step(f'convert {task}', [bags], spec['converter_config'],
+                                             work / 'datasets' / task))
         robot_dataset = work / 'datasets' / f'robot_{robot}'
-        convert.append(Step(f'convert all {robot} tasks', robot_dataset / 'meta' / 'info.json', [
-            'convert_bags', '--config', str(converter_config(spec['converter_config'])), '--output', str(robot_dataset)],
-            bag_dirs=[work / 'bags' / t for t in tasks]))
+        convert.append(convert_bags_step(f'convert all {robot} tasks', [work / 'bags' / t for t in tasks],
+                                         spec['converter_config'], robot_dataset))
         for variant in preset['encoders']:
             for seed in seeds:
                 run = work / 'encoders' / robot / variant / f'seed{seed}'
                 encoder = run / 'encoder.pt'
                 if preset['encoders'][variant] is None:
                     pretrain.append(Step(f'random init {robot} seed {seed}', encoder,
-                                         run_in_process=_random_init(preset, robot_dataset, encoder, seed)))
+                                         call=_random_init(preset, robot_dataset, encoder, seed)))
                 else:
                     config_path = work / 'pretrain_configs' / f'{variant}.yaml'
                     pretrain.append(Step(f'pretrain {variant} {robot} seed {seed}', encoder, [
@@ -140,12 +123,12 @@ def plan(preset: dict, work: Path, threads: int) -> dict[str, list[Step]]:
                             '--output', str(policy_dir), '--threads', str(threads), '--quiet']
                             + (['--set', f'seed={seed}'] if policy == 'mlp' else [])))
                         eval_dir = work / 'evaluations' / task / variant / f'seed{seed}' / policy
-                        evaluate.append(Step(f'evaluate {policy} {variant} seed {seed} on {task}',
-                                             eval_dir / 'summary.json', [
-                                                 'evaluate', '--robot', robot, '--task', task, '--encoder', str(encoder),
-                                                 '--policy', str(policy_dir / 'policy.pt'),
-                                                 '--episodes', str(preset['eval_episodes']), '--output', str(eval_dir),
-                                                 '--lockstep', '--real-time-factor', '0', '--rollout-sheets', '0']))
+                        evaluate.append(Step(
+                            f'evaluate {policy} {variant} seed {seed} on {task}', eval_dir / 'summary.json', [
+                                'evaluate', '--robot', robot, '--task', task, '--encoder', str(encoder),
+                                '--policy', str(policy_dir / 'policy.pt'),
+                                '--episodes', str(preset['eval_episodes']), '--output', str(eval_dir),
+                                '--lockstep', '--real-time-factor', '0', '--rollout-sheets', '0']))
     return dict(zip(PHASES, [record, convert, pretrain, probe, train, evaluate]))
 
 
@@ -161,28 +144,11 @@ def _random_init(preset: dict, robot_dataset: Path, encoder: Path, seed: int) ->
 
 
 def run_phase(steps: list[Step], jobs: int, logs: Path, progress: tqdm) -> None:
-    todo = [s for s in steps if not s.marker.exists()]
+    todo = [s for s in steps if not s.done]
     progress.update(len(steps) - len(todo))
 
     def run(step: Step) -> Step:
-        if step.run_in_process is not None:
-            step.run_in_process()
-        else:
-            from dynamo_bringup.processes import resolve_executable
-            command = step.command + [str(m.parent) for d in step.bag_dirs for m in sorted(d.glob('*/metadata.yaml'))]
-            step.log = logs / (step.name.replace(' ', '_') + '.log')
-            with open(step.log, 'w') as log:
-                log.write('$ ' + shlex.join(command) + '\n')
-                log.flush()
-                completed = subprocess.run([resolve_executable(command[0]), *command[1:]],
-                                           stdout=log, stderr=subprocess.STDOUT)
-            if completed.returncode != 0:
-                tail = step.log.read_text()[-2000:]
-                raise RuntimeError(f'step "{step.name}" failed (exit {completed.returncode}); log {step.log}:\n{tail}')
-            if step.name.startswith('record '):
-                step.marker.write_text('all demonstrations recorded\n')
-        if not step.marker.exists():
-            raise RuntimeError(f'step "{step.name}" finished without writing {step.marker}')
+        step.run(log=logs / (step.name.replace(' ', '_') + '.log'))
         return step
 
     with ThreadPoolExecutor(max_workers=jobs) as pool:
@@ -208,7 +174,8 @@ def collect(preset: dict, work: Path) -> list[dict]:
             for variant in preset['encoders']:
                 reports = [json.loads((work / 'probes' / task / variant / f'seed{s}' / 'probe.json').read_text())
                            ['encoder'] for s in preset['seeds']]
-                probed = [[r['r2_per_dimension']['observation.environment_state'][name] for name in spec['object_state'][task]]
+                probed = [[r['r2_per_dimension']['observation.environment_state'][name]
+                           for name in spec['object_state'][task]]
                           for r in reports]   # None: the dimension did not vary in the held-out episodes
                 probes = [float(np.nanmean([np.nan if v is None else v for v in values])) for values in probed]
                 ranks = [r['embeddings']['effective_rank'] for r in reports]
@@ -235,9 +202,11 @@ def collect(preset: dict, work: Path) -> list[dict]:
 
 
 def pretraining_end_state(preset: dict, work: Path) -> list[dict]:
-    """Per robot and pretrained encoder variant, from each seed's metrics.csv: the optimiser steps,
-    the embedding spread at the start and over the last 10 % of the steps (collapse drives it to 0),
-    DynaMo's covariance term there (what the regulariser still has to push) and the last val loss.
+    """Return the end state of pretraining per robot and pretrained encoder variant, averaged over seeds.
+
+    From each seed's metrics.csv: the optimiser steps, the embedding spread at the start and over
+    the last 10 % of the steps (collapse drives it to 0), DynaMo's covariance term there (what the
+    regulariser still has to push) and the last val loss.
     """
     rows = []
     for robot in preset['robots']:
@@ -249,21 +218,28 @@ def pretraining_end_state(preset: dict, work: Path) -> list[dict]:
                 with open(work / 'encoders' / robot / variant / f'seed{seed}' / 'metrics.csv') as f:
                     metrics = list(csv.DictReader(f))
                 tail = metrics[-max(len(metrics) // 10, 1):]
-                mean = lambda key, part: float(np.mean([float(m[key]) for m in part])) if key in part[0] else float('nan')
                 val = [float(m['val_loss']) for m in metrics if m.get('val_loss')]
                 seeds.append({'steps': len(metrics), 'spread_start': float(metrics[0]['spread']),
-                              'spread_end': mean('spread', tail), 'covariance_end': mean('covariance', tail),
+                              'spread_end': _column_mean(tail, 'spread'),
+                              'covariance_end': _column_mean(tail, 'covariance'),
                               'val_loss_end': val[-1] if val else float('nan')})
             rows.append({'robot': robot, 'encoder': variant,
                          **{key: float(np.mean([s[key] for s in seeds])) for key in seeds[0]}})
     return rows
 
 
+def _column_mean(metrics: list[dict], column: str) -> float:
+    """Return the mean of a metrics.csv column over `metrics`; NaN when the objective does not log it."""
+    return float(np.mean([float(m[column]) for m in metrics])) if column in metrics[0] else float('nan')
+
+
 def late_lockstep_steps(sim_log: Path, episodes: int) -> tuple[int, int]:
-    """(steps, steps the simulator took on lockstep_timeout without the policy's command) over the
-    last `episodes` episodes of a lockstep evaluation, not counting each episode's first step
-    (which waits by design: the policy is enabled after the reset). Late steps mean the nodes fell
-    behind, e.g. on a loaded machine: the policy then acted one step late.
+    """Count the steps and the late steps of the last `episodes` episodes of a lockstep evaluation.
+
+    Return (steps, steps the simulator took on lockstep_timeout without the policy's command), not
+    counting each episode's first step (which waits by design: the policy is enabled after the
+    reset). Late steps mean the nodes fell behind, e.g. on a loaded machine: the policy then acted
+    one step late.
     """
     ends = re.findall(r'episode (?:success|timeout): .* after (\d+) steps \((\d+) waited out lockstep_timeout\)',
                       sim_log.read_text())[-episodes:]
@@ -271,7 +247,7 @@ def late_lockstep_steps(sim_log: Path, episodes: int) -> tuple[int, int]:
 
 
 def verdicts(rows: list[dict]) -> list[str]:
-    """Per task and policy: does DynaMo beat each baseline by more than 2 standard errors?"""
+    """Judge, per task and policy, whether DynaMo beats each baseline by more than 2 standard errors."""
     lines = []
     by_key = {(r['task'], r['policy'], r['encoder']): r for r in rows}
     for task, policy in dict.fromkeys((r['task'], r['policy']) for r in rows):
@@ -314,10 +290,12 @@ def write_results(rows: list[dict], preset_path: Path, preset: dict, work: Path,
              '| task | policy | encoder | success rate | per seed | probe R² | rank | late steps |',
              '|---|---|---|---|---|---|---|---|']
     for r in rows:
-        lines.append(f'| {r["task"]} | {r["policy"]} | {r["encoder"]} | {r["success_mean"]:.0%} ± {r["success_se"]:.0%} '
+        lines.append(f'| {r["task"]} | {r["policy"]} | {r["encoder"]} '
+                     f'| {r["success_mean"]:.0%} ± {r["success_se"]:.0%} '
                      f'| {" ".join(f"{x:.2f}" for x in r["success_per_seed"])} '
                      f'| {r["probe_r2_mean"]:.2f} ± {r["probe_r2_se"]:.2f} '
-                     f'| {r["effective_rank_mean"]:.1f} ± {r["effective_rank_se"]:.1f} | {r["late_step_fraction"]:.1%} |')
+                     f'| {r["effective_rank_mean"]:.1f} ± {r["effective_rank_se"]:.1f} '
+                     f'| {r["late_step_fraction"]:.1%} |')
     lines += ['', '## Verdicts (difference of means ± its standard error; "beats" = more than 2 SE)', '',
               *verdicts(rows), '',
               "## Pretraining end state (mean over seeds, from each run's metrics.csv)", '',
@@ -325,11 +303,12 @@ def write_results(rows: list[dict], preset_path: Path, preset: dict, work: Path,
               'steps (about 1 when spread over the sphere, 0 at collapse); comparable within an objective '
               '(a DynaMo batch holds windows of consecutive, similar frames, a BYOL batch independent ones). '
               "Covariance: DynaMo's off-diagonal covariance term there. Val loss: each objective's own loss.", '',
-              '| robot | encoder | steps | spread start → end | covariance term | val loss |', '|---|---|---|---|---|---|']
+              '| robot | encoder | steps | spread start → end | covariance term | val loss |',
+              '|---|---|---|---|---|---|']
     for r in pretraining_end_state(preset, work):
         covariance = '–' if math.isnan(r['covariance_end']) else f'{r["covariance_end"]:.4f}'
-        lines.append(f'| {r["robot"]} | {r["encoder"]} | {r["steps"]:.0f} | {r["spread_start"]:.2f} → {r["spread_end"]:.2f} '
-                     f'| {covariance} | {r["val_loss_end"]:.4f} |')
+        lines.append(f'| {r["robot"]} | {r["encoder"]} | {r["steps"]:.0f} '
+                     f'| {r["spread_start"]:.2f} → {r["spread_end"]:.2f} | {covariance} | {r["val_loss_end"]:.4f} |')
     lines.append('')
     (out / 'results.md').write_text('\n'.join(lines))
     _plot(rows, preset, out)

@@ -14,21 +14,11 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
-from dynamo_bringup.processes import resolve_executable
-
-
-@dataclass(frozen=True)
-class Step:
-    name: str
-    done_marker: Path                    # exists only once the step finished: the step's own final output
-    command: Callable[[], list[str]]     # built when the step runs: it may list an earlier step's output
+from dynamo_bringup.steps import Step, StepFailed, convert_bags_step, record_demos_step
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -43,28 +33,21 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def converter_config(robot_config: str) -> Path:
-    from ament_index_python.packages import get_package_share_directory
-    return Path(get_package_share_directory('dynamo_data')) / 'config' / robot_config
-
-
 def demo_steps(args: argparse.Namespace) -> list[Step]:
     out = args.output
     bags, dataset, pretrain = out / 'bags', out / 'dataset', out / 'pretrain'
     policy, evaluation = out / f'policy_{args.policy}', out / 'evaluation'
     return [
-        Step('record demonstrations', bags / 'COMPLETE', lambda: [
-            'record_demos', '--task', args.task, '--episodes', str(args.demos), '--output', str(bags)]),
-        Step('convert bags', dataset / 'meta' / 'info.json', lambda: [
-            'convert_bags', *sorted(str(m.parent) for m in bags.glob('*/metadata.yaml')),
-            '--config', str(converter_config('xarm_kitchen_sim.yaml')), '--output', str(dataset)]),
-        Step('pretrain DynaMo encoder', pretrain / 'encoder.pt', lambda: [
-            'pretrain', '--dataset', str(dataset), '--output', str(pretrain), '--config', args.pretrain_config]
-            + (['--resume'] if (pretrain / 'checkpoint.pt').exists() else [])),
-        Step(f'train {args.policy} policy', policy / 'policy.pt', lambda: [
+        record_demos_step('record demonstrations', args.task, args.demos, bags),
+        convert_bags_step('convert bags', [bags], 'xarm_kitchen_sim.yaml', dataset),
+        # --resume continues a pretraining that was interrupted, and starts one otherwise
+        Step('pretrain DynaMo encoder', pretrain / 'encoder.pt', [
+            'pretrain', '--dataset', str(dataset), '--output', str(pretrain), '--config', args.pretrain_config,
+            '--resume']),
+        Step(f'train {args.policy} policy', policy / 'policy.pt', [
             'train_policy', '--dataset', str(dataset), '--encoder', str(pretrain / 'encoder.pt'),
             '--policy', args.policy, '--output', str(policy)]),
-        Step('evaluate closed loop', evaluation / 'summary.json', lambda: [
+        Step('evaluate closed loop', evaluation / 'summary.json', [
             'evaluate', '--robot', 'xarm', '--task', args.task, '--encoder', str(pretrain / 'encoder.pt'),
             '--policy', str(policy / 'policy.pt'), '--episodes', str(args.eval_episodes),
             # lockstep: the success rate must not depend on how loaded this machine is
@@ -81,26 +64,22 @@ def main(argv=None) -> int:
     timings = {}
     for number, step in enumerate(steps, 1):
         banner = f'[{number}/{len(steps)}] {step.name}'
-        if step.done_marker.exists():
-            print(f'{banner}: done earlier ({step.done_marker}), reused', flush=True)
+        if step.done:
+            print(f'{banner}: done earlier ({step.marker}), reused', flush=True)
             continue
-        command = step.command()
-        print(f'{banner}: {" ".join(command)}', flush=True)
         start = time.monotonic()
-        completed = subprocess.run([resolve_executable(command[0]), *command[1:]])
-        if completed.returncode != 0:
-            print(f'demo: step "{step.name}" failed with exit code {completed.returncode}; '
-                  f'fix the cause and rerun `make demo` to continue from this step', file=sys.stderr)
-            return completed.returncode
-        if step.name == 'record demonstrations':
-            step.done_marker.write_text('all demonstrations recorded\n')
+        try:
+            step.run(announce=lambda command: print(f'{banner}: {" ".join(command)}', flush=True))
+        except StepFailed as failure:
+            print(f'demo: {failure}; fix the cause and rerun `make demo` to continue from this step', file=sys.stderr)
+            return failure.returncode
         timings[step.name] = time.monotonic() - start
     _print_results(args, steps, timings)
     return 0
 
 
 def _print_results(args, steps: list[Step], timings: dict[str, float]) -> None:
-    summary = json.loads(steps[-1].done_marker.read_text())
+    summary = json.loads(steps[-1].marker.read_text())
     print('\n=== dynamo-ros demo: simulated xArm kitchen ===')
     print(f'{"task":<16} {"policy":<6} {"episodes":>8} {"success rate":>14}')
     for task in summary['tasks']:

@@ -5,7 +5,9 @@ launch_ros Node), by the closed-loop evaluator and by the demo (they start each 
 process with the same `--ros-args`), so what is evaluated here is what `ros2 launch` runs.
 
 Parameters come from config/<robot config>.yaml in the usual ROS parameter-file layout
-(`<node name>: {ros__parameters: {...}}`); the bring-up arguments (sim, artifacts, camera topic,
+(`<node name>: {ros__parameters: {...}}`), except policy_node's command_topics and command_joints:
+those come from dynamo_sim.interfaces, the one mapping of command topics to joints that the
+simulator and the demonstrations use too. The bring-up arguments (sim, artifacts, camera topic,
 autostart, ...) are applied on top.
 """
 
@@ -17,9 +19,18 @@ from typing import Any
 
 import yaml
 
-ROBOT_CONFIGS = {
-    'xarm': 'xarm_kitchen.yaml',
-    'allegro': 'allegro_manipulation.yaml',
+from dynamo_sim import interfaces
+
+
+@dataclass(frozen=True)
+class Robot:
+    config_file: str   # its parameters, in config/
+    robot_type: str    # its key in dynamo_sim.interfaces: the real driver's interfaces, which the simulator reproduces
+
+
+ROBOTS = {
+    'xarm': Robot('xarm_kitchen.yaml', 'xarm7'),
+    'allegro': Robot('allegro_manipulation.yaml', 'allegro_hand'),
 }
 
 
@@ -102,9 +113,9 @@ def config_dir() -> Path:
 
 def load_robot_config(robot: str) -> dict[str, dict[str, Any]]:
     """Parameters per node name from the robot's config file."""
-    if robot not in ROBOT_CONFIGS:
-        raise ValueError(f'unknown robot {robot!r}; known: {sorted(ROBOT_CONFIGS)}')
-    path = config_dir() / ROBOT_CONFIGS[robot]
+    if robot not in ROBOTS:
+        raise ValueError(f'unknown robot {robot!r}; known: {sorted(ROBOTS)}')
+    path = config_dir() / ROBOTS[robot].config_file
     with open(path) as f:
         document = yaml.safe_load(f) or {}
     try:
@@ -114,7 +125,7 @@ def load_robot_config(robot: str) -> dict[str, dict[str, Any]]:
 
 
 def node_graph(robot: str, args: BringupArguments) -> list[NodeSpec]:
-    """The nodes of `robot`'s bring-up; the simulator is one of them only when args.sim."""
+    """Return the nodes of `robot`'s bring-up; the simulator is one of them only when args.sim."""
     config = load_robot_config(robot)
     use_sim_time = args.sim
     nodes = []
@@ -136,7 +147,7 @@ def node_graph(robot: str, args: BringupArguments) -> list[NodeSpec]:
                           remappings=(('embedding', '/dynamo/embedding'),)))
 
     policy = dict(config['policy_node'])
-    policy.update(use_sim_time=use_sim_time, autostart=args.autostart)
+    policy.update(_command_parameters(ROBOTS[robot].robot_type), use_sim_time=use_sim_time, autostart=args.autostart)
     if args.policy:
         policy['policy'] = args.policy
     nodes.append(NodeSpec('dynamo_policy', 'policy_node', 'policy_node', policy,
@@ -144,9 +155,16 @@ def node_graph(robot: str, args: BringupArguments) -> list[NodeSpec]:
     return nodes
 
 
+def _command_parameters(robot_type: str) -> dict[str, list[str]]:
+    """Return policy_node's command_topics and command_joints (per topic, its joints comma-separated)."""
+    commands = interfaces.COMMAND_JOINTS[robot_type]
+    return {'command_topics': list(commands), 'command_joints': [','.join(joints) for joints in commands.values()]}
+
+
 def _parameter_text(value: Any) -> str:
-    """A parameter value as `-p name:=value` parses it: YAML, quoted where a string would read as
-    another type ('true', '1.0'), lists in flow style.
+    """Format a parameter value the way `-p name:=value` parses it.
+
+    YAML, quoted where a string would read as another type ('true', '1.0'), lists in flow style.
     """
     text = yaml.safe_dump(value, default_flow_style=True, width=float('inf'))
     return text.removesuffix('\n').removesuffix('\n...').strip()

@@ -1,5 +1,7 @@
-"""xArm7 kitchen: the simulated twin (sim:=true, default) or a real xArm7 through xarm_ros2's
-ros2_control bring-up plus a RealSense camera (sim:=false), with the DynaMo encoder and policy.
+"""xArm7 kitchen with the DynaMo encoder and policy.
+
+The simulated twin (sim:=true, default) or a real xArm7 through xarm_ros2's ros2_control
+bring-up plus a RealSense camera (sim:=false).
 
   ros2 launch dynamo_bringup xarm_kitchen.launch.py encoder:=/path/encoder.pt policy:=/path/policy.pt
   ros2 launch dynamo_bringup xarm_kitchen.launch.py sim:=false robot_ip:=192.168.1.xxx ...

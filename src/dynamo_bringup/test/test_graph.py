@@ -7,8 +7,14 @@ import pytest
 import yaml
 
 from dynamo_bringup.graph import ARGUMENT_DESCRIPTIONS, BringupArguments, NodeSpec, node_graph
+from dynamo_bringup.steps import converter_config
+from dynamo_data.conversion.config import load_config
+from dynamo_sim import interfaces
+from dynamo_sim.sim_node import ROBOTS as SIMULATED_ROBOTS
 
 LAUNCH_DIR = Path(__file__).parents[1] / 'launch'
+# convert_bags configs of each robot's simulated demonstrations, which policies are trained on
+DEMONSTRATION_CONFIGS = {'xarm': 'xarm_kitchen_sim.yaml', 'allegro': 'allegro_hand_sim.yaml'}
 
 
 def _parameters_from_ros_arguments(arguments: list[str]) -> dict:
@@ -50,11 +56,31 @@ def test_real_robot_graph_has_no_simulator_and_uses_wall_time():
     assert specs[0].parameters['camera_topics'] == ['/cam/image']
 
 
-def test_xarm_policy_drives_arm_and_gripper_controllers_of_xarm_ros2():
-    policy = node_graph('xarm', BringupArguments())[-1]
-    assert policy.parameters['command_topics'] == [
-        '/xarm7_traj_controller/joint_trajectory', '/xarm_gripper_traj_controller/joint_trajectory']
-    assert policy.parameters['command_joints'][1] == 'drive_joint'
+def _commanded_joints(policy: NodeSpec) -> dict[str, list[str]]:
+    """Return policy_node's joints per command topic, in message order."""
+    parameters = policy.parameters
+    return {topic: joints.split(',')
+            for topic, joints in zip(parameters['command_topics'], parameters['command_joints'], strict=True)}
+
+
+@pytest.mark.parametrize('sim', [True, False])
+@pytest.mark.parametrize('robot', ['xarm', 'allegro'])
+def test_policy_sends_each_action_on_the_topic_the_demonstrations_recorded_it_from(robot, sim):
+    policy = node_graph(robot, BringupArguments(sim=sim))[-1]
+    recorded = load_config(converter_config(DEMONSTRATION_CONFIGS[robot])).action.sources
+    assert list(_commanded_joints(policy).items()) == [(source.topic, source.joints or source.names)
+                                                        for source in recorded]
+
+
+@pytest.mark.parametrize('robot', ['xarm', 'allegro'])
+def test_policy_commands_every_simulated_joint_with_the_message_the_simulator_takes(robot):
+    from dynamo_policy.policy_node import COMMAND_MESSAGE  # here, so that only this test needs torch
+    sim, _, policy = node_graph(robot, BringupArguments())
+    env = SIMULATED_ROBOTS[sim.parameters['robot']]
+    commanded = [joint for joints in _commanded_joints(policy).values() for joint in joints]
+    assert commanded == env.joint_names   # the simulator's target vector, in its order
+    message = COMMAND_MESSAGE[policy.parameters['command_type']]
+    assert f'{message.__module__.split(".")[0]}/msg/{message.__name__}' == interfaces.COMMAND_TYPE[env.robot_type]
 
 
 @pytest.mark.parametrize('robot', ['xarm', 'allegro'])

@@ -34,9 +34,23 @@ STRING_TYPE = 'std_msgs/msg/String'
 FLOAT_ARRAY_TYPE = 'std_msgs/msg/Float64MultiArray'
 TRAJECTORY_TYPE = 'trajectory_msgs/msg/JointTrajectory'
 
+# Per robot type, its command topics in the order of the simulator's target vector, each with
+# the joints it commands in message order: the one mapping the simulator subscribes by,
+# demonstrations are recorded with and the bring-up gives policy_node (command_topics,
+# command_joints), for the simulated and the real robot alike.
+COMMAND_JOINTS = {
+    'xarm7': {
+        XARM_ARM_COMMAND: tuple(models.XARM_JOINTS),
+        XARM_GRIPPER_COMMAND: (models.XARM_GRIPPER_JOINT,),
+    },
+    'allegro_hand': {
+        ALLEGRO_HAND_COMMAND: tuple(models.ALLEGRO_JOINTS),
+        ALLEGRO_MOUNT_COMMAND: tuple(models.ALLEGRO_MOUNT_JOINTS),
+    },
+}
+COMMAND_TYPE = {'xarm7': TRAJECTORY_TYPE, 'allegro_hand': FLOAT_ARRAY_TYPE}
 COMMAND_TOPICS = {
-    'xarm7': {XARM_ARM_COMMAND: TRAJECTORY_TYPE, XARM_GRIPPER_COMMAND: TRAJECTORY_TYPE},
-    'allegro_hand': {ALLEGRO_HAND_COMMAND: FLOAT_ARRAY_TYPE, ALLEGRO_MOUNT_COMMAND: FLOAT_ARRAY_TYPE},
+    robot_type: dict.fromkeys(topics, COMMAND_TYPE[robot_type]) for robot_type, topics in COMMAND_JOINTS.items()
 }
 
 
@@ -53,14 +67,10 @@ def recorded_topics(robot_type: str) -> dict[str, str]:
 
 
 def split_command(robot_type: str, targets) -> dict[str, tuple[list[str], list[float]]]:
-    """Per command topic, the (joint names, values) slice of an env target vector."""
+    """Split an env target vector into the (joint names, values) of each command topic."""
     targets = [float(v) for v in targets]
-    if robot_type == 'xarm7':
-        return {
-            XARM_ARM_COMMAND: (list(models.XARM_JOINTS), targets[:7]),
-            XARM_GRIPPER_COMMAND: ([models.XARM_GRIPPER_JOINT], targets[7:8]),
-        }
-    return {
-        ALLEGRO_HAND_COMMAND: (list(models.ALLEGRO_JOINTS), targets[:16]),
-        ALLEGRO_MOUNT_COMMAND: (list(models.ALLEGRO_MOUNT_JOINTS), targets[16:19]),
-    }
+    split, start = {}, 0
+    for topic, joints in COMMAND_JOINTS[robot_type].items():
+        split[topic] = (list(joints), targets[start:start + len(joints)])
+        start += len(joints)
+    return split
