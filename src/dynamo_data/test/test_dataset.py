@@ -1,8 +1,8 @@
 """DatasetWriter / LeRobotDataset: round trips and the LeRobot v3 layout checked field by field.
 
 LeRobot itself cannot be installed here (it pins an older torch), so the layout is checked with
-pyarrow/pandas against what LeRobot 0.4's writer produces and its loader reads
-(/work/shared/notes/lerobot-v3-layout.md).
+pyarrow/pandas against what LeRobot 0.4's writer produces and its loader reads (the layout
+summarised in dynamo_data/layout.py's docstring).
 """
 import json
 
