@@ -17,7 +17,7 @@ setup(
     zip_safe=True,
     maintainer='dynamo-ros developers',
     maintainer_email='dev@dynamo-ros.org',
-    description='Imitation policies on frozen DynaMo embeddings (kNN, MLP), their training, the policy node and closed-loop evaluation.',
+    description='Imitation policies on frozen DynaMo embeddings (kNN, MLP), their training and the policy node.',
     license='MIT',
     extras_require={'test': ['pytest']},
     entry_points={

@@ -5,12 +5,13 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+from matplotlib.figure import Figure
+
+from dynamo_data.atomic import atomic_open
 
 
 @dataclass(frozen=True)
@@ -57,31 +58,29 @@ def format_table(summaries: list[TaskSummary]) -> str:
 
 
 def write_results(output: Path, outcomes: list[EpisodeOutcome], metadata: dict) -> dict[str, Path]:
-    """episodes.csv, summary.json and success_rate.png in `output`, each written atomically."""
+    """Write episodes.csv, summary.json and success_rate.png in `output`, each atomically."""
     output.mkdir(parents=True, exist_ok=True)
     summaries = summarise(outcomes)
     paths = {'episodes': output / 'episodes.csv', 'summary': output / 'summary.json',
              'plot': output / 'success_rate.png'}
-    with _atomic(paths['episodes'], 'w', newline='') as f:
+    with atomic_open(paths['episodes'], 'w', newline='') as f:
         writer = csv.DictWriter(f, fieldnames=list(EpisodeOutcome.__dataclass_fields__))
         writer.writeheader()
         writer.writerows(asdict(o) for o in outcomes)
     summary = {**metadata, 'tasks': [
         {'task': s.task, 'episodes': s.episodes, 'successes': s.successes,
          'success_rate': s.success_rate, 'standard_error': s.standard_error} for s in summaries]}
-    with _atomic(paths['summary'], 'w') as f:
+    with atomic_open(paths['summary'], 'w') as f:
         json.dump(summary, f, indent=2)
     _plot_success(paths['plot'], summaries, title=metadata.get('title', 'closed-loop success rate'))
     return paths
 
 
 def contact_sheet(frames_per_episode: list[list[np.ndarray]], labels: list[str], path: Path, columns: int = 8) -> None:
-    """One row per episode: `columns` frames evenly spaced over the rollout."""
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
+    """Draw one row per episode: `columns` frames evenly spaced over the rollout."""
     rows = len(frames_per_episode)
-    fig, axes = plt.subplots(rows, columns, figsize=(columns * 1.2, rows * 1.3), squeeze=False)
+    fig = Figure(figsize=(columns * 1.2, rows * 1.3))
+    axes = fig.subplots(rows, columns, squeeze=False)
     for row, (frames, label) in enumerate(zip(frames_per_episode, labels)):
         picks = np.linspace(0, len(frames) - 1, columns).round().astype(int) if frames else []
         for col in range(columns):
@@ -91,16 +90,13 @@ def contact_sheet(frames_per_episode: list[list[np.ndarray]], labels: list[str],
                 ax.imshow(frames[picks[col]])
         axes[row][0].set_title(label, fontsize=7, loc='left')
     fig.tight_layout()
-    with _atomic(path, 'wb') as f:
+    with atomic_open(path, 'wb') as f:
         fig.savefig(f, format='png', dpi=100)
-    plt.close(fig)
 
 
 def _plot_success(path: Path, summaries: list[TaskSummary], title: str) -> None:
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(max(3.0, 1.4 * len(summaries) + 1.5), 3.2))
+    fig = Figure(figsize=(max(3.0, 1.4 * len(summaries) + 1.5), 3.2))
+    ax = fig.subplots()
     x = np.arange(len(summaries))
     ax.bar(x, [s.success_rate for s in summaries], yerr=[s.standard_error for s in summaries], capsize=4,
            color='tab:blue')
@@ -109,25 +105,5 @@ def _plot_success(path: Path, summaries: list[TaskSummary], title: str) -> None:
     ax.set_ylabel('success rate')
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
-    with _atomic(path, 'wb') as f:
+    with atomic_open(path, 'wb') as f:
         fig.savefig(f, format='png', dpi=100)
-    plt.close(fig)
-
-
-class _atomic:
-    """Open a temporary file beside `path` and move it into place only if the block succeeds."""
-
-    def __init__(self, path: Path, mode: str, **kwargs):
-        self.path = Path(path)
-        fd, self.tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f'.{self.path.name}.')
-        self.file = os.fdopen(fd, mode, **kwargs)
-
-    def __enter__(self):
-        return self.file
-
-    def __exit__(self, exc_type, exc, tb):
-        self.file.close()
-        if exc_type is None:
-            os.replace(self.tmp, self.path)
-        else:
-            os.unlink(self.tmp)

@@ -10,31 +10,22 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
+
+from dynamo_data import LeRobotDataset
+from dynamo_data.atomic import atomic_open
 
 from .model.encoder import ARCHITECTURES, ImageEncoder, build_encoder
 
 FORMAT_VERSION = 1
 _REQUIRED_KEYS = ('format_version', 'name', 'arch', 'state_dict', 'input_size', 'mean', 'std',
                   'camera_names', 'embedding_dim', 'checksum')
-
-
-def atomic_torch_save(obj, path: Path) -> None:
-    """torch.save to a temporary file beside `path`, moved into place only when complete, so an
-    interrupted save never leaves a truncated artifact or checkpoint.
-    """
-    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+# Frames per forward pass when embedding a whole dataset: bounded memory for resnet18 at 224 px.
+DATASET_BATCH_SIZE = 64
 
 
 class ArtifactError(Exception):
@@ -90,8 +81,9 @@ class EncoderArtifact:
     @classmethod
     def random_init(cls, arch: str, camera_names: list[str], input_size: tuple[int, int] | list[int],
                     seed: int) -> 'EncoderArtifact':
-        """The "no pretraining" baseline: the architecture at its seeded random initialisation, which is
-        exactly where `pretrain` with train.seed == seed starts from.
+        """Build the "no pretraining" baseline: the architecture at its seeded random initialisation.
+
+        That is exactly where `pretrain` with train.seed == seed starts from.
         """
         if arch not in ARCHITECTURES:
             raise ArtifactError(f'unknown encoder arch {arch!r}; known: {sorted(ARCHITECTURES)}')
@@ -107,7 +99,8 @@ class EncoderArtifact:
         try:
             data = torch.load(path, map_location='cpu', weights_only=True)
         except Exception as exc:  # noqa: BLE001 - any unpickling failure means "not an artifact"
-            raise ArtifactError(f'{path}: not a readable encoder artifact ({type(exc).__name__}: {exc})') from None
+            reason = str(exc).partition('\n')[0]
+            raise ArtifactError(f'{path}: not a readable encoder artifact ({type(exc).__name__}: {reason})') from None
         if not isinstance(data, dict) or any(k not in data for k in _REQUIRED_KEYS):
             missing = [k for k in _REQUIRED_KEYS if not isinstance(data, dict) or k not in data]
             raise ArtifactError(f'{path}: not an encoder artifact (missing {missing})')
@@ -124,7 +117,8 @@ class EncoderArtifact:
         try:
             module.load_state_dict(data['state_dict'])
         except RuntimeError as exc:
-            raise ArtifactError(f'{path}: weights do not fit arch {data["arch"]!r}: {exc}') from None
+            reason = ' '.join(str(exc).split())
+            raise ArtifactError(f'{path}: weights do not fit arch {data["arch"]!r}: {reason}') from None
         if module.embedding_dim != data['embedding_dim']:
             raise ArtifactError(f'{path}: embedding_dim {data["embedding_dim"]} does not match arch '
                                 f'{data["arch"]!r} ({module.embedding_dim})')
@@ -132,7 +126,7 @@ class EncoderArtifact:
         return artifact
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write atomically (temp file in the same directory + os.replace)."""
+        """Write atomically (dynamo_data.atomic): an interrupted save never leaves a truncated artifact."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         data = {
@@ -148,7 +142,8 @@ class EncoderArtifact:
             'checksum': self.checksum,
             'training_config': self.training_config,
         }
-        atomic_torch_save(data, path)
+        with atomic_open(path, 'wb') as file:
+            torch.save(data, file)
 
     # -- inference ------------------------------------------------------------------------------
     def _camera_batch(self, frames: dict, camera: str, batched: bool) -> torch.Tensor:
@@ -180,3 +175,22 @@ class EncoderArtifact:
         views = {camera: self._camera_batch(images, camera, batched=False).cpu().numpy()
                  for camera in self.camera_names}
         return self.encode_batch(views)[0]
+
+    def encode_dataset(self, dataset: LeRobotDataset, progress: bool = False) -> list[np.ndarray]:
+        """Embed every frame of the dataset: float32 (T, output_dim) per episode, episodes in order."""
+        missing = [camera for camera in self.camera_names if camera not in dataset.camera_names]
+        if missing:
+            raise ArtifactError(f'encoder {self.name!r} needs camera(s) {missing}; dataset {dataset.root} has '
+                                f'{dataset.camera_names}; use an encoder trained with the dataset cameras')
+        embeddings = []
+        with tqdm(total=int(dataset.episode_lengths.sum()), desc='encoding frames', unit='frame',
+                  disable=not progress) as bar:
+            for episode in range(dataset.num_episodes):
+                frames = {camera: dataset.frames(episode, camera) for camera in self.camera_names}
+                rows = []
+                for start in range(0, len(frames[self.camera_names[0]]), DATASET_BATCH_SIZE):
+                    rows.append(self.encode_batch({camera: f[start:start + DATASET_BATCH_SIZE]
+                                                   for camera, f in frames.items()}))
+                    bar.update(len(rows[-1]))
+                embeddings.append(np.concatenate(rows))
+        return embeddings

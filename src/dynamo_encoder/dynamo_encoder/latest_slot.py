@@ -28,7 +28,7 @@ class LatestSlot:
             return replaced
 
     def take(self, timeout: float | None = None) -> Any:
-        """The newest item (waiting up to `timeout` s); None on timeout or once closed."""
+        """Take the newest item, waiting up to `timeout` s; None on timeout or once closed."""
         with self._cond:
             self._cond.wait_for(lambda: self._full or self._closed, timeout)
             if self._closed or not self._full:

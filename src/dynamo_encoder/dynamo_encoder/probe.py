@@ -8,51 +8,32 @@
 (c) Collapse: the effective rank (RankMe) and the spread of the embeddings of every frame.
 
   probe --dataset DIR --encoder RUN_DIR/encoder.pt --output DIR [--random-baseline]
+
+Exit status (one line on stderr names the problem): 0 on success; 2 on bad command-line usage;
+1 when the dataset or encoder cannot be read or used, the output cannot be written, or the probe
+fails (e.g. out of memory); 130 on Ctrl-C.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
+from matplotlib.figure import Figure
 
 from dynamo_data import DatasetError, LeRobotDataset
+from dynamo_data.atomic import atomic_open
+from dynamo_data.episode_split import split_episodes
 
 from .artifact import ArtifactError, EncoderArtifact
 from .model.dynamo import embedding_spread
 
 PROBE_KEYS = ('observation.environment_state', 'observation.state', 'action')
 RIDGE_ALPHAS = tuple(10.0 ** p for p in range(-2, 6))  # on features scaled to unit mean variance
-
-
-def embed_dataset(artifact: EncoderArtifact, dataset: LeRobotDataset, batch_size: int = 256) -> list[np.ndarray]:
-    """Embeddings of every frame: one float32 (T, D) array per episode."""
-    missing = [c for c in artifact.camera_names if c not in dataset.camera_names]
-    if missing:
-        raise DatasetError(f'{dataset.root}: encoder {artifact.name!r} needs camera(s) {missing}, '
-                           f'the dataset has {dataset.camera_names}')
-    out = []
-    for episode in range(dataset.num_episodes):
-        frames = {c: dataset.frames(episode, c) for c in artifact.camera_names}
-        length = len(next(iter(frames.values())))
-        out.append(np.concatenate([
-            artifact.encode_batch({c: f[start:start + batch_size] for c, f in frames.items()})
-            for start in range(0, length, batch_size)]))
-    return out
-
-
-def split_probe_episodes(num_episodes: int, test_fraction: float, seed: int) -> tuple[list[int], list[int]]:
-    if num_episodes < 2:
-        raise DatasetError(f'a linear probe on held-out episodes needs at least 2 episodes, got {num_episodes}')
-    order = np.random.default_rng(seed).permutation(num_episodes)
-    num_test = min(max(int(round(num_episodes * test_fraction)), 1), num_episodes - 1)
-    return sorted(order[num_test:].tolist()), sorted(order[:num_test].tolist())
 
 
 def _ridge_solutions(x: np.ndarray, y: np.ndarray, alphas) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -89,7 +70,7 @@ def r2_score(y_true: np.ndarray, y_pred: np.ndarray) -> float:
 
 
 def fit_ridge_probe(train_x: list[np.ndarray], train_y: list[np.ndarray], alphas=RIDGE_ALPHAS):
-    """Ridge probe fitted on per-episode (x, y) lists; alpha picked by leave-episodes-out CV; -> predict(x).
+    """Fit a ridge probe on per-episode (x, y) lists, alpha picked by leave-episodes-out CV; return predict(x).
 
     Features are centred and divided by ONE global scale (not per feature), so near-constant
     features (e.g. dead ReLU units at random init) are not blown up into noise.
@@ -118,21 +99,28 @@ def fit_ridge_probe(train_x: list[np.ndarray], train_y: list[np.ndarray], alphas
 def linear_probe_r2(artifact: EncoderArtifact, dataset: LeRobotDataset, keys=None, test_fraction: float = 0.3,
                     seed: int = 0, embeddings: list[np.ndarray] | None = None
                     ) -> tuple[dict[str, float], dict[str, dict[str, float | None]]]:
-    """R^2 on held-out episodes of a ridge probe from frozen embeddings to each array feature:
-    (R^2 averaged over the feature's varying dimensions, R^2 of each named dimension, None where
-    the held-out target does not vary). The average mixes what the camera shows with what it
+    """Score a ridge probe from frozen embeddings to each array feature by its R^2 on held-out episodes.
+
+    Returns (R^2 averaged over the feature's varying dimensions, R^2 of each named dimension, None
+    where the held-out target does not vary). The average mixes what the camera shows with what it
     cannot (a symmetric bottle's yaw), so a task's own object dimensions are read per dimension.
 
     keys: array features to probe (default: those of PROBE_KEYS the dataset has).
-    embeddings: precomputed `embed_dataset(artifact, dataset)` to avoid encoding twice.
+    test_fraction: episodes held out (dynamo_data.episode_split), in (0, 1).
+    embeddings: precomputed `artifact.encode_dataset(dataset)` to avoid encoding twice.
     """
     keys = [k for k in PROBE_KEYS if k in dataset.array_keys] if keys is None else list(keys)
     for key in keys:
         if key not in dataset.array_keys:
             raise DatasetError(f'{dataset.root}: no array feature {key!r} to probe (have {dataset.array_keys})')
+    if not 0.0 < test_fraction < 1.0:
+        raise ValueError(f'test fraction must be in (0, 1), got {test_fraction}')
+    if dataset.num_episodes < 2:
+        raise DatasetError(f'{dataset.root}: a linear probe on held-out episodes needs at least 2 episodes, '
+                           f'the dataset has {dataset.num_episodes}')
     if embeddings is None:
-        embeddings = embed_dataset(artifact, dataset)
-    train, test = split_probe_episodes(dataset.num_episodes, test_fraction, seed)
+        embeddings = artifact.encode_dataset(dataset)
+    train, test = split_episodes(dataset.num_episodes, test_fraction, seed)
     average, per_dimension = {}, {}
     for key in keys:
         targets = [dataset.array(e, key).astype(np.float64) for e in range(dataset.num_episodes)]
@@ -140,7 +128,11 @@ def linear_probe_r2(artifact: EncoderArtifact, dataset: LeRobotDataset, keys=Non
         test_x = np.concatenate([embeddings[e] for e in test])
         test_y = np.concatenate([targets[e] for e in test])
         prediction = predict(test_x)
-        average[key] = r2_score(test_y, prediction)
+        try:
+            average[key] = r2_score(test_y, prediction)
+        except ValueError:
+            raise DatasetError(f'{dataset.root}: {key!r} does not vary on the held-out episodes {test}; '
+                               f'choose another --seed or a larger --test-fraction') from None
         names = dataset.features[key].get('names') or [str(i) for i in range(test_y.shape[1])]
         per_dimension[key] = {name: None if np.isnan(r2) else float(r2)
                               for name, r2 in zip(names, r2_per_dimension(test_y, prediction))}
@@ -148,9 +140,11 @@ def linear_probe_r2(artifact: EncoderArtifact, dataset: LeRobotDataset, keys=Non
 
 
 def effective_rank(embeddings: np.ndarray) -> float:
-    """RankMe (Garrido et al., 2023): exp of the entropy of the normalised singular values of the
-    centred (N, D) embeddings. D when every direction is used equally, 1 for a collapse onto a line;
-    a pretrained encoder whose rank falls far below a random init's has collapsed dimensionally.
+    """Measure the effective rank of (N, D) embeddings: RankMe (Garrido et al., 2023).
+
+    The exp of the entropy of the normalised singular values of the centred embeddings: D when
+    every direction is used equally, 1 for a collapse onto a line; a pretrained encoder whose rank
+    falls far below a random init's has collapsed dimensionally.
     """
     singular = np.linalg.svd(embeddings - embeddings.mean(0), compute_uv=False)
     p = singular / max(singular.sum(), 1e-30) + 1e-12
@@ -158,14 +152,14 @@ def effective_rank(embeddings: np.ndarray) -> float:
 
 
 def embedding_statistics(embeddings: list[np.ndarray]) -> dict[str, float]:
-    """Collapse monitors over every frame: effective rank, and the spread pretraining logs."""
+    """Compute the collapse monitors over every frame: effective rank, and the spread pretraining logs."""
     x = np.concatenate(embeddings).astype(np.float64)
     return {'dim': int(x.shape[1]), 'effective_rank': effective_rank(x),
             'spread': float(embedding_spread(torch.from_numpy(x)))}
 
 
 def nearest_neighbours(embeddings: list[np.ndarray], num_queries: int, k: int, seed: int):
-    """[(query (episode, frame), [(episode, frame, cosine) x k from other episodes])]."""
+    """Find the k nearest frames of other episodes: [(query (episode, frame), [(episode, frame, cosine)])]."""
     normalised = [e / (np.linalg.norm(e, axis=1, keepdims=True) + 1e-8) for e in embeddings]
     owner = np.concatenate([np.full(len(e), i) for i, e in enumerate(normalised)])
     frame = np.concatenate([np.arange(len(e)) for e in normalised])
@@ -184,12 +178,9 @@ def nearest_neighbours(embeddings: list[np.ndarray], num_queries: int, k: int, s
 
 
 def plot_nearest_neighbours(dataset: LeRobotDataset, camera: str, neighbours, path: Path, title: str) -> None:
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-
     columns = 1 + max(len(n) for _, n in neighbours)
-    fig, axes = plt.subplots(len(neighbours), columns, figsize=(1.8 * columns, 1.9 * len(neighbours)), squeeze=False)
+    fig = Figure(figsize=(1.8 * columns, 1.9 * len(neighbours)))
+    axes = fig.subplots(len(neighbours), columns, squeeze=False)
     for row, ((episode, index), found) in enumerate(neighbours):
         panels = [(episode, index, None)] + found
         for col, ax in enumerate(axes[row]):
@@ -202,18 +193,8 @@ def plot_nearest_neighbours(dataset: LeRobotDataset, camera: str, neighbours, pa
             ax.set_title(label, fontsize=7, color='C3' if sim is None else 'black')
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.png', dir=path.parent)
-    os.close(fd)
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', dir=path.parent)
-    with os.fdopen(fd, 'w') as handle:
-        handle.write(text)
-    os.replace(tmp, path)
+    with atomic_open(path, 'wb') as file:
+        fig.savefig(file, format='png', dpi=100)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -230,6 +211,13 @@ def main(argv: list[str] | None = None) -> int:
                         help='also probe the same architecture at random init (seeded by --seed)')
     parser.add_argument('--threads', type=int, default=0, help='torch CPU threads (0 = default)')
     args = parser.parse_args(argv)
+    if not 0.0 < args.test_fraction < 1.0:
+        parser.error(f'--test-fraction must be in (0, 1), got {args.test_fraction}')
+    for option, value in (('--queries', args.queries), ('--neighbours', args.neighbours)):
+        if value < 1:
+            parser.error(f'{option} must be >= 1, got {value}')
+    if args.threads < 0:
+        parser.error(f'--threads must be >= 0 (0 = the default), got {args.threads}')
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     output = Path(args.output)
@@ -242,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
         output.mkdir(parents=True, exist_ok=True)
         report = {'dataset': str(args.dataset), 'test_fraction': args.test_fraction, 'seed': args.seed}
         for label, artifact in encoders.items():
-            embeddings = embed_dataset(artifact, dataset)
+            embeddings = artifact.encode_dataset(dataset)
             r2, r2_per_dim = linear_probe_r2(artifact, dataset, test_fraction=args.test_fraction, seed=args.seed,
                                              embeddings=embeddings)
             statistics = embedding_statistics(embeddings)
@@ -257,10 +245,18 @@ def main(argv: list[str] | None = None) -> int:
                                     nearest_neighbours(embeddings, args.queries, args.neighbours, args.seed),
                                     output / f'nearest_neighbours{suffix}.png',
                                     f'{artifact.name} ({artifact.checksum}): nearest frames of other episodes')
-        _atomic_write_text(output / 'probe.json', json.dumps(report, indent=2))
+        with atomic_open(output / 'probe.json') as file:
+            json.dump(report, file, indent=2)
     except (ArtifactError, DatasetError) as exc:
         print(f'probe: error: {exc}', file=sys.stderr)
-        return 2
+        return 1
+    except (OSError, RuntimeError) as exc:  # e.g. OUTPUT not writable, out of memory
+        reason = str(exc).partition('\n')[0]
+        print(f'probe: failed: {type(exc).__name__}: {reason}', file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print('probe: interrupted; probe.json not written', file=sys.stderr)
+        return 130
     print(f'probe: results in {output / "probe.json"}, neighbour grid in {output / "nearest_neighbours.png"}')
     return 0
 

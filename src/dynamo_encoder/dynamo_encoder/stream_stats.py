@@ -59,7 +59,7 @@ class StreamStatistics:
             self.frames_malformed += 1
 
     def snapshot(self) -> dict[str, float | int]:
-        """Current values: rates in Hz, latency in ms (NaN before the first output), counters."""
+        """Return the current values: rates in Hz, latency in ms (NaN before the first output), counters."""
         with self._lock:
             now = self._clock()
             horizon = now - self.window_s

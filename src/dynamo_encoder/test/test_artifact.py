@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from dynamo_encoder.artifact import ArtifactError, EncoderArtifact, weights_checksum
+from dynamo_data import DatasetWriter, LeRobotDataset
+from dynamo_encoder.artifact import DATASET_BATCH_SIZE, ArtifactError, EncoderArtifact, weights_checksum
 
 torch.set_num_threads(1)
 
@@ -76,3 +77,24 @@ def test_read_only_and_strided_frames_are_accepted(artifact):
     for view in strided.values():
         view.flags.writeable = False                      # dataset frames are read-only views
     np.testing.assert_array_equal(artifact.encode_batch(strided), expected)
+
+
+def test_encode_dataset_embeds_every_frame_of_every_episode_in_order(artifact, tmp_path):
+    rng = np.random.default_rng(0)
+    lengths = [DATASET_BATCH_SIZE + 3, 2]    # one episode spans two batches
+    writer = DatasetWriter(tmp_path / 'dataset', fps=10, robot_type='test',
+                           cameras={'front': (24, 24, 3), 'wrist': (24, 24, 3)}, arrays={}, video=False)
+    for length in lengths:
+        writer.add_episode(frames={c: rng.integers(0, 256, (length, 24, 24, 3), dtype=np.uint8)
+                                   for c in ('front', 'wrist')}, arrays={}, task='t')
+    writer.finalize()
+    dataset = LeRobotDataset(tmp_path / 'dataset')
+    embeddings = artifact.encode_dataset(dataset)
+    assert [e.shape for e in embeddings] == [(n, 256) for n in lengths]
+    assert all(e.dtype == np.float32 for e in embeddings)
+    for episode, frame in [(0, 0), (0, DATASET_BATCH_SIZE + 2), (1, 1)]:
+        expected = artifact.encode({c: dataset.frames(episode, c)[frame] for c in ('front', 'wrist')})
+        np.testing.assert_allclose(embeddings[episode][frame], expected, rtol=1e-4, atol=1e-5)
+    three_cameras = EncoderArtifact.random_init('resnet_small', ['front', 'wrist', 'top'], (32, 32), seed=7)
+    with pytest.raises(ArtifactError, match=r"needs camera\(s\) \['top'\]; dataset .* has \['front', 'wrist'\]"):
+        three_cameras.encode_dataset(dataset)

@@ -138,3 +138,17 @@ def test_each_ablation_changes_the_computation_it_names(ablation):
         assert grad[:, -1].abs().sum() > 0
     else:
         pytest.fail(f'no check for ablation {ablation}')
+
+
+def test_seeded_build_is_reproducible_and_leaves_the_global_rng_alone():
+    config = apply_overrides(load_config('cpu_small'), TINY)
+
+    def build(seed):
+        encoder = build_encoder(config.encoder.arch, config.encoder.input_size, seed=seed)
+        return build_objective(config.objective, encoder, config.data.window, seed=seed).state_dict()
+
+    rng = torch.get_rng_state()
+    first, again, other = build(0), build(0), build(1)
+    assert torch.equal(rng, torch.get_rng_state())
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    assert not torch.equal(first['inverse_model.input_proj.weight'], other['inverse_model.input_proj.weight'])

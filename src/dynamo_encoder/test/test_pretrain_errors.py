@@ -12,11 +12,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))  # importlib mode: the synthetic data helper lives beside the tests
 from _synthetic_data_pretrain import write_square_dataset  # noqa: E402
 
-from dynamo_data import DatasetError, LeRobotDataset  # noqa: E402
+from dynamo_data import DatasetError  # noqa: E402
 from dynamo_encoder.pretraining import cli  # noqa: E402
 from dynamo_encoder.pretraining.config import ConfigError, apply_overrides, load_config  # noqa: E402
-from dynamo_encoder.pretraining.data import load_windows  # noqa: E402
-from dynamo_encoder.pretraining.trainer import pretrain  # noqa: E402
+from dynamo_encoder.pretraining.trainer import CHECKPOINT, pretrain  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -29,7 +28,7 @@ def config(*overrides):
 
 def test_missing_camera_is_named(tmp_path):
     dataset = write_square_dataset(tmp_path / 'dataset', episodes=3, length=8, size=16, cameras=('front',))
-    with pytest.raises(DatasetError, match=r"camera\(s\) \['wrist'\] .* \(it has \['front'\]\)"):
+    with pytest.raises(ConfigError, match=r"camera\(s\) \['wrist'\] .* \(it has \['front'\]\)"):
         pretrain(dataset, tmp_path / 'run', config('data.cameras=[front, wrist]'), progress=False)
 
 
@@ -48,8 +47,9 @@ def test_episode_shorter_than_the_window_is_named(tmp_path):
 
 
 def write_nan(dataset: Path, key: str, episode: int, frame: int) -> None:
-    """Put a NaN into `key` at (episode, frame); DatasetWriter refuses NaN, so corrupt the written
-    parquet like a foreign tool might.
+    """Put a NaN into `key` at (episode, frame).
+
+    DatasetWriter refuses NaN, so corrupt the written parquet like a foreign tool might.
     """
     files = sorted((dataset / 'data').rglob('*.parquet'))
     table = pq.read_table(files[0])
@@ -63,19 +63,13 @@ def write_nan(dataset: Path, key: str, episode: int, frame: int) -> None:
     pq.write_table(table, files[0])
 
 
-def test_nan_actions_are_named_with_episode_and_frame(tmp_path):
+@pytest.mark.parametrize('key, episode, frame', [('action', 2, 5), ('observation.state', 1, 3)])
+def test_nan_state_or_action_is_named_with_episode_and_frame(tmp_path, key, episode, frame):
     dataset = write_square_dataset(tmp_path / 'dataset', episodes=3, length=8, size=16)
-    write_nan(dataset, 'action', episode=2, frame=5)
-    with pytest.raises(DatasetError, match=r"'action' of episode 2 has NaN/inf values \(first at frame 5\)"):
+    write_nan(dataset, key, episode=episode, frame=frame)
+    with pytest.raises(DatasetError, match=rf"'{key}' of episode {episode} has NaN/inf values "
+                                           rf'\(first at frame {frame}\)'):
         pretrain(dataset, tmp_path / 'run', config(), progress=False)
-
-
-@pytest.mark.parametrize('key', ['observation.state', 'action'])
-def test_windows_carrying_a_nan_state_or_action_are_refused_with_its_episode_and_frame(tmp_path, key):
-    dataset = write_square_dataset(tmp_path / 'dataset', episodes=3, length=8, size=16)
-    write_nan(dataset, key, episode=1, frame=3)
-    with pytest.raises(DatasetError, match=rf"'{key}' of episode 1 has NaN/inf values \(first at frame 3\)"):
-        load_windows(LeRobotDataset(dataset), [0, 1, 2], ['front'], window=4, input_size=(16, 16), progress=False)
 
 
 def test_bad_settings_are_named():
@@ -89,8 +83,62 @@ def test_bad_settings_are_named():
         config('objective.target=sometimes')
     with pytest.raises(ConfigError, match='no_such_preset'):
         load_config('no_such_preset')
+    with pytest.raises(ConfigError, match="optim.epochs must be an integer, got 'ten'"):
+        config('optim.epochs=ten')
+    with pytest.raises(ConfigError, match='objective.inverse.layers must be an integer, got 2.5'):
+        config('objective.inverse.layers=2.5')
+    with pytest.raises(ConfigError, match=r"--set 'optim.betas=\[0.9': the value is not valid YAML"):
+        config('optim.betas=[0.9')
 
 
 def test_window_too_short_for_dynamo_is_a_config_error():
     with pytest.raises(ConfigError, match="data.window must be at least 2 for objective 'dynamo'"):
         config('data.window=1')
+
+
+# -- the command line: one line naming the problem, no traceback; 2 for usage and settings, 1 for unusable files ----
+
+def run_cli(capsys, *argv):
+    status = cli.main(list(argv))
+    captured = capsys.readouterr()
+    assert 'Traceback' not in captured.out + captured.err
+    return status, captured.err
+
+
+def test_bad_arguments_exit_2_with_one_line_naming_them(tmp_path, capsys):
+    dataset = write_square_dataset(tmp_path / 'dataset', episodes=2, length=6, size=16)
+    base = ['--dataset', str(dataset), '--output', str(tmp_path / 'run'), '--no-progress']
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(base + ['--stop-after-steps', '0'])
+    assert exit_info.value.code == 2
+    assert '--stop-after-steps must be >= 1, got 0' in capsys.readouterr().err
+    status, err = run_cli(capsys, *base, '--config', 'cpu_small', '--set', 'optim.epochs=ten')
+    assert status == 2
+    assert err.strip() == "pretrain: error: --set: optim.epochs must be an integer, got 'ten'"
+    assert not (tmp_path / 'run' / CHECKPOINT).exists()
+
+
+def test_a_missing_dataset_exits_1_with_one_line_naming_it(tmp_path, capsys):
+    status, err = run_cli(capsys, '--dataset', str(tmp_path / 'no_dataset'), '--output', str(tmp_path / 'run'),
+                          '--config', 'cpu_small', '--no-progress')
+    assert status == 1 and len(err.strip().splitlines()) == 1 and 'no_dataset' in err
+
+
+def test_an_unreadable_checkpoint_is_named_when_resuming(tmp_path, capsys):
+    dataset = write_square_dataset(tmp_path / 'dataset', episodes=2, length=6, size=16)
+    run = tmp_path / 'run'
+    run.mkdir()
+    (run / CHECKPOINT).write_bytes(b'not a checkpoint')
+    status, err = run_cli(capsys, '--dataset', str(dataset), '--output', str(run), '--resume', '--no-progress')
+    assert status == 1 and len(err.strip().splitlines()) == 1
+    assert f'{run / CHECKPOINT}: unreadable checkpoint' in err and 'remove it to start the run afresh' in err
+
+
+def test_an_output_that_cannot_be_written_is_a_runtime_failure(tmp_path, capsys):
+    dataset = write_square_dataset(tmp_path / 'dataset', episodes=2, length=6, size=16)
+    blocked = tmp_path / 'file'
+    blocked.write_text('a file where the run directory should go')
+    status, err = run_cli(capsys, '--dataset', str(dataset), '--output', str(blocked / 'run'), '--config', 'cpu_small',
+                          *[arg for setting in TINY for arg in ('--set', setting)], '--no-progress')
+    assert status == 1 and len(err.strip().splitlines()) == 1
+    assert err.startswith('pretrain: failed: ') and str(blocked) in err

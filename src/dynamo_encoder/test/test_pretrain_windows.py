@@ -1,19 +1,18 @@
-"""Training windows: consecutive frames of one episode, all cameras, episode-level split, cached once."""
+"""Training windows: consecutive frames of one episode, all cameras, cached once."""
 
 import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))  # importlib mode: the synthetic data helper lives beside the tests
 from _synthetic_data_pretrain import write_square_dataset  # noqa: E402
 
-from dynamo_data import DatasetError, DatasetWriter, LeRobotDataset  # noqa: E402
+from dynamo_data import DatasetWriter, LeRobotDataset  # noqa: E402
 from dynamo_encoder.artifact import EncoderArtifact  # noqa: E402
 from dynamo_encoder.pretraining.config import apply_overrides, load_config  # noqa: E402
-from dynamo_encoder.pretraining.data import load_windows, split_episodes  # noqa: E402
+from dynamo_encoder.pretraining.data import load_windows  # noqa: E402
 from dynamo_encoder.pretraining.trainer import pretrain  # noqa: E402
 
 torch.set_num_threads(1)
@@ -22,8 +21,9 @@ LENGTHS = [7, 5, 9]
 
 
 def write_labelled_dataset(root, arrays=True):
-    """Every frame's pixels say (episode, frame index, camera) so windows can be checked exactly; the
-    state/action rows (when `arrays`) are random, so only the rows of the right frames match them.
+    """Write frames whose pixels say (episode, frame index, camera), so windows can be checked exactly.
+
+    With `arrays`, the dataset also has (random) state and action rows, as real datasets do.
     """
     rng = np.random.default_rng(0)
     features = {'observation.state': ['s0', 's1', 's2'], 'action': ['a0', 'a1']} if arrays else {}
@@ -44,12 +44,6 @@ def write_labelled_dataset(root, arrays=True):
     return LeRobotDataset(root)
 
 
-def window_origins(batch):
-    """(episode, first frame index) of each window of a batch, read from the labelled pixels."""
-    centre = batch[:, 0, 0, 8, 8].int()
-    return list(zip((centre[:, 0] // 10).tolist(), (centre[:, 1] // 10).tolist()))
-
-
 def test_windows_are_consecutive_frames_of_one_episode_for_every_camera(tmp_path):
     dataset = write_labelled_dataset(tmp_path / 'dataset')
     windows = load_windows(dataset, [0, 1, 2], ['front', 'wrist'], window=4, input_size=(16, 16), progress=False)
@@ -66,46 +60,16 @@ def test_windows_are_consecutive_frames_of_one_episode_for_every_camera(tmp_path
     assert starts == [(e, f) for e, n in enumerate(LENGTHS) for f in range(n - 4 + 1)]
 
 
-def test_windows_carry_the_state_and_action_rows_of_their_frames(tmp_path):
-    dataset = write_labelled_dataset(tmp_path / 'dataset')
-    windows = load_windows(dataset, [2, 0], ['front'], window=4, input_size=(16, 16), progress=False)
-    indices = torch.arange(len(windows)).flip(0)  # any order: rows follow the windows, not the cache
-    arrays = windows.batch_arrays(indices)
-    assert sorted(arrays) == ['action', 'state']
-    assert arrays['state'].dtype == torch.float32 and arrays['state'].shape == (len(windows), 4, 3)
-    assert arrays['action'].shape == (len(windows), 4, 2)
-    origins = window_origins(windows.batch(indices))
-    assert sorted(origins) == [(e, f) for e in (0, 2) for f in range(LENGTHS[e] - 4 + 1)]
-    for row, (episode, first) in enumerate(origins):
-        frames = slice(first, first + 4)
-        assert np.array_equal(arrays['state'][row].numpy(), dataset.array(episode, 'observation.state')[frames])
-        assert np.array_equal(arrays['action'][row].numpy(), dataset.array(episode, 'action')[frames])
-
-
-def test_windows_carry_only_the_requested_arrays(tmp_path):
-    dataset = write_labelled_dataset(tmp_path / 'dataset')
-    windows = load_windows(dataset, [0], ['front'], window=4, input_size=(16, 16), progress=False, arrays=['action'])
-    assert list(windows.batch_arrays(torch.arange(len(windows)))) == ['action']
-    assert load_windows(dataset, [0], ['front'], window=4, input_size=(16, 16), progress=False, arrays=[]).arrays == {}
-    empty = load_windows(dataset, [], ['front'], window=4, input_size=(16, 16), progress=False)
-    assert empty.arrays['state'].shape == (0, 3) and empty.arrays['action'].shape == (0, 2)
-
-
-def test_a_dataset_without_state_or_action_gives_frame_only_windows(tmp_path):
+def test_a_dataset_without_state_or_action_gives_the_same_windows(tmp_path):
     dataset = write_labelled_dataset(tmp_path / 'dataset', arrays=False)
     windows = load_windows(dataset, [0, 1, 2], ['front'], window=4, input_size=(16, 16), progress=False)
-    assert windows.arrays == {} and windows.batch_arrays(torch.arange(len(windows))) == {}
     assert windows.batch(torch.arange(len(windows))).shape == (len(windows), 4, 1, 16, 16, 3)
-    with pytest.raises(DatasetError, match=r"feature\(s\) \['action'\] requested .* \(it has no array features\)"):
-        load_windows(dataset, [0], ['front'], window=4, input_size=(16, 16), progress=False, arrays=['action'])
 
 
-def test_split_is_by_episode_and_deterministic():
-    train, val = split_episodes(20, 0.1, seed=3)
-    assert sorted(train + val) == list(range(20)) and len(val) == 2
-    assert (train, val) == split_episodes(20, 0.1, seed=3)
-    assert split_episodes(1, 0.1, seed=0) == ([0], [])
-    assert split_episodes(5, 0.0, seed=0) == ([0, 1, 2, 3, 4], [])
+def test_no_episodes_give_an_empty_window_set(tmp_path):
+    dataset = write_labelled_dataset(tmp_path / 'dataset')
+    empty = load_windows(dataset, [], ['front', 'wrist'], window=4, input_size=(16, 16), progress=False)
+    assert len(empty) == 0 and empty.frames.shape == (0, 2, 16, 16, 3)
 
 
 def test_two_camera_run_exports_an_encoder_for_both_cameras(tmp_path):

@@ -1,9 +1,23 @@
 """The linear probe's maths: ridge + R^2 on held-out episodes, with a target that is known to be linear."""
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
-from dynamo_encoder.probe import embedding_statistics, fit_ridge_probe, nearest_neighbours, r2_per_dimension, r2_score
+sys.path.insert(0, str(Path(__file__).parent))  # importlib mode: the synthetic data helper lives beside the tests
+from _synthetic_data_pretrain import write_square_dataset  # noqa: E402
+
+from dynamo_encoder import probe  # noqa: E402
+from dynamo_encoder.artifact import EncoderArtifact  # noqa: E402
+from dynamo_encoder.probe import (  # noqa: E402
+    embedding_statistics,
+    fit_ridge_probe,
+    nearest_neighbours,
+    r2_per_dimension,
+    r2_score,
+)
 
 
 def episodes(num, length, dim, seed, noise_features=0):
@@ -71,3 +85,44 @@ def test_effective_rank_counts_the_directions_the_embeddings_use():
     # Complete collapse: every frame the same point up to tiny noise, so one direction dominates.
     point = embedding_statistics([np.ones((100, 16)) + 1e-6 * rng.normal(size=(100, 16))])
     assert point['spread'] < 1e-3
+
+
+# -- the command line: one line naming the problem, no traceback; 2 for usage, 1 for unusable files ------------------
+
+@pytest.fixture(scope='module')
+def encoder_path(tmp_path_factory):
+    path = tmp_path_factory.mktemp('probe_encoder') / 'encoder.pt'
+    EncoderArtifact.random_init('resnet_small', ['front'], (16, 16), seed=0).save(path)
+    return path
+
+
+def run_probe(capsys, *argv):
+    status = probe.main(list(argv))
+    captured = capsys.readouterr()
+    assert 'Traceback' not in captured.out + captured.err
+    return status, captured.err
+
+
+def test_bad_arguments_exit_2_naming_them(tmp_path, encoder_path, capsys):
+    dataset = write_square_dataset(tmp_path / 'dataset', episodes=3, length=4, size=16)
+    for option, value, message in [('--test-fraction', '0', '--test-fraction must be in (0, 1), got 0.0'),
+                                   ('--queries', '0', '--queries must be >= 1, got 0')]:
+        with pytest.raises(SystemExit) as exit_info:
+            probe.main(['--dataset', str(dataset), '--encoder', str(encoder_path), '--output', str(tmp_path / 'out'),
+                        option, value])
+        assert exit_info.value.code == 2
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / 'out').exists()
+
+
+def test_unusable_inputs_exit_1_with_one_line_naming_them(tmp_path, encoder_path, capsys):
+    dataset = write_square_dataset(tmp_path / 'dataset', episodes=1, length=4, size=16)
+    (tmp_path / 'junk.pt').write_bytes(b'not an encoder')
+    cases = [(tmp_path / 'no_dataset', encoder_path, 'no_dataset'),
+             (dataset, tmp_path / 'junk.pt', 'junk.pt: not a readable encoder artifact'),
+             (dataset, encoder_path, 'needs at least 2 episodes, the dataset has 1')]
+    for dataset_dir, encoder, message in cases:
+        status, err = run_probe(capsys, '--dataset', str(dataset_dir), '--encoder', str(encoder),
+                                '--output', str(tmp_path / 'out'))
+        assert status == 1 and len(err.strip().splitlines()) == 1 and message in err
+    assert not (tmp_path / 'out' / 'probe.json').exists()

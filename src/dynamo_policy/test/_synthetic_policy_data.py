@@ -14,8 +14,10 @@ FPS = 10
 
 
 def synthetic_episode(rng: np.random.Generator, length: int, action_dim: int):
-    """A bright square circling on a dark image; every action is a smooth function of the square's
-    phase, so the image determines the action (learnable through any reasonable encoder).
+    """Render a bright square circling on a dark image, with actions that follow it.
+
+    Every action is a smooth function of the square's phase, so the image determines the action
+    (learnable through any reasonable encoder).
     """
     phase = rng.uniform(0, 2 * np.pi) + np.linspace(0, 1.5 * np.pi, length)
     frames = np.full((length, IMAGE_SIZE, IMAGE_SIZE, 3), 20, np.uint8)

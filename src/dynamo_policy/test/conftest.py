@@ -1,5 +1,7 @@
-"""Fixtures of dynamo_policy's tests: a random-init encoder and policies trained on tiny
-synthetic datasets through the real train_policy code (once per test session).
+"""Fixtures of dynamo_policy's tests: a random-init encoder and policies trained by train_policy.
+
+The policies are trained on tiny synthetic datasets through the real train_policy code, once per
+test session.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from _synthetic_policy_data import IMAGE_SIZE, write_synthetic_dataset  # noqa: 
 
 @pytest.fixture(scope='session')
 def encoder_path(tmp_path_factory) -> Path:
-    """A "no pretraining" encoder artifact: real architecture, seeded random weights."""
+    """Write a "no pretraining" encoder artifact: real architecture, seeded random weights."""
     from dynamo_encoder.artifact import EncoderArtifact
     path = tmp_path_factory.mktemp('encoder') / 'encoder.pt'
     EncoderArtifact.random_init('resnet_small', ['front'], (IMAGE_SIZE, IMAGE_SIZE), seed=0).save(path)
@@ -26,8 +28,9 @@ def encoder_path(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope='session')
 def trained_policy(tmp_path_factory, encoder_path):
-    """trained_policy(action_names, policy='knn', use_state=False, *settings) -> policy.pt path,
-    trained by train_policy's main() on a synthetic dataset; cached per arguments.
+    """Return train(action_names, policy='knn', use_state=False, *settings) -> policy.pt path.
+
+    Each policy is trained by train_policy's main() on a synthetic dataset, once per arguments.
     """
     from dynamo_policy.training.cli import main as train_policy
     cache: dict[tuple, Path] = {}
@@ -45,7 +48,7 @@ def trained_policy(tmp_path_factory, encoder_path):
             argv += ['--use-state'] if use_state else []
             for setting in settings:
                 argv += ['--set', setting]
-            train_policy(argv)
+            assert train_policy(argv) == 0
             cache[key] = work / 'out' / 'policy.pt'
         return cache[key]
 

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from dynamo_data.episode_split import split_episodes
 from dynamo_policy.policies import (
     POLICIES,
     Episode,
@@ -13,7 +14,7 @@ from dynamo_policy.policies import (
     load_policy,
     make_policy,
 )
-from dynamo_policy.training.metrics import action_errors, split_episodes
+from dynamo_policy.training.metrics import action_errors
 
 
 def metadata(embedding_dim=12, action_names=('a', 'b', 'c'), state_names=()):
@@ -23,8 +24,10 @@ def metadata(embedding_dim=12, action_names=('a', 'b', 'c'), state_names=()):
 
 
 def make_episodes(count, length=40, embedding_dim=12, seed=0):
-    """Embeddings are a fixed random projection of a hidden phase plus noise; actions a smooth
-    nonlinear function of the same phase: a held-out episode is predictable, but not linearly.
+    """Make episodes whose embeddings and actions are functions of one hidden phase.
+
+    Embeddings are a fixed random projection of the phase plus noise, actions a smooth nonlinear
+    function of it: a held-out episode is predictable, but not linearly.
     """
     rng = np.random.default_rng(seed)
     projection = np.random.default_rng(99).normal(size=(4, embedding_dim))
@@ -65,6 +68,24 @@ def test_mlp_training_loss_decreases():
     history = policy.fit(make_episodes(6))
     losses = history.series['train MSE (normalised)']
     assert losses[-1] < 0.5 * losses[0]
+
+
+def test_mlp_initial_weights_and_training_follow_its_seed_and_leave_the_global_rng_alone():
+    def trained(seed):
+        policy = make_policy('mlp', {'epochs': 3, 'horizon': 2, 'dropout': 0.0, 'seed': seed}, metadata())
+        initial = {k: v.clone() for k, v in policy.state_dict().items()}
+        policy.fit(make_episodes(3))
+        return initial, policy.state_dict()
+
+    rng = torch.get_rng_state()
+    (initial, final), (initial_again, final_again) = trained(0), trained(0)
+    assert torch.equal(rng, torch.get_rng_state())
+    assert all(torch.equal(initial[k], initial_again[k]) and torch.equal(final[k], final_again[k]) for k in initial)
+    other_initial, _ = trained(1)
+    assert not torch.equal(initial['layers.0.weight'], other_initial['layers.0.weight'])
+    # The seeded initialisation keeps torch's default scale for nn.Linear: U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+    bound = 1 / np.sqrt(initial['layers.0.weight'].shape[1])
+    assert 0.9 * bound < float(initial['layers.0.weight'].abs().max()) <= bound
 
 
 def test_knn_returns_the_neighbours_chunks_weighted_by_distance():

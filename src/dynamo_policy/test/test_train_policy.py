@@ -19,8 +19,8 @@ def dataset(tmp_path_factory):
 
 
 def run(dataset, encoder_path, output, cache, *extra):
-    train_policy(['--dataset', str(dataset), '--encoder', str(encoder_path), '--output', str(output),
-                  '--cache-dir', str(cache), '--quiet', *extra])
+    assert train_policy(['--dataset', str(dataset), '--encoder', str(encoder_path), '--output', str(output),
+                         '--cache-dir', str(cache), '--quiet', *extra]) == 0
 
 
 def test_mlp_with_state_writes_artifact_curve_and_beats_the_mean(dataset, encoder_path, tmp_path, capsys):
@@ -69,21 +69,52 @@ def test_embeddings_are_computed_once_per_encoder(dataset, encoder_path, tmp_pat
     assert [len(e) for e in cached] == ds.episode_lengths.tolist()
 
 
-@pytest.mark.parametrize('option, value, message', [
-    ('--dataset', 'no_such_dataset', 'no_such_dataset'),
-    ('--encoder', 'no_such_encoder.pt', 'no_such_encoder.pt'),
-    ('--set', 'k=0', 'k must be >= 1'),
-    ('--set', 'kk=3', 'kk'),
+@pytest.mark.parametrize('option, value, message, status', [
+    ('--dataset', 'no_such_dataset', 'no_such_dataset', 1),
+    ('--encoder', 'no_such_encoder.pt', 'no_such_encoder.pt', 1),
+    ('--encoder', 'three_cameras.pt', "needs camera(s) ['wrist', 'top']", 1),
+    ('--set', 'k=0', 'k must be >= 1', 2),
+    ('--set', 'kk=3', 'kk', 2),
+    ('--set', 'k=three', "k must be an integer, got 'three'", 2),
+    ('--set', 'k=[3', "--set 'k=[3': not valid YAML", 2),
 ])
-def test_bad_input_exits_non_zero_naming_it(dataset, encoder_path, tmp_path, capsys, option, value, message):
+def test_bad_input_exits_non_zero_with_one_line_naming_it(dataset, encoder_path, tmp_path, capsys, option, value,
+                                                          message, status):
+    EncoderArtifact.random_init('resnet_small', ['front', 'wrist', 'top'], (32, 32), seed=0).save(
+        tmp_path / 'three_cameras.pt')
     args = {'--dataset': str(dataset), '--encoder': str(encoder_path)}
     argv = ['--policy', 'knn', '--output', str(tmp_path / 'out'), '--cache-dir', str(tmp_path / 'cache'), '--quiet']
     if option in args:
         args[option] = str(tmp_path / value)
     else:
         argv += [option, value]
-    with pytest.raises(SystemExit) as exit_info:
-        train_policy([a for pair in args.items() for a in pair] + argv)
-    assert exit_info.value.code != 0
-    assert message in capsys.readouterr().err
+    assert train_policy([a for pair in args.items() for a in pair] + argv) == status
+    captured = capsys.readouterr()
+    assert 'Traceback' not in captured.out + captured.err
+    assert len(captured.err.strip().splitlines()) == 1 and message in captured.err
     assert not (tmp_path / 'out' / 'policy.pt').exists()
+
+
+@pytest.mark.parametrize('option, value, message', [
+    ('--validation-fraction', '1', '--validation-fraction must be in [0, 1), got 1.0'),
+    ('--threads', '0', '--threads must be >= 1, got 0'),
+    ('--policy', 'transformer', "argument --policy: invalid choice: 'transformer'"),
+])
+def test_bad_arguments_exit_2_with_the_usage(dataset, encoder_path, tmp_path, capsys, option, value, message):
+    argv = {'--dataset': str(dataset), '--encoder': str(encoder_path), '--policy': 'knn',
+            '--output': str(tmp_path / 'out'), option: value}
+    with pytest.raises(SystemExit) as exit_info:
+        train_policy([a for pair in argv.items() for a in pair])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / 'out').exists()
+
+
+def test_an_output_that_cannot_be_written_is_a_runtime_failure(dataset, encoder_path, tmp_path, capsys):
+    blocked = tmp_path / 'file'
+    blocked.write_text('a file where the output directory should go')
+    status = train_policy(['--dataset', str(dataset), '--encoder', str(encoder_path), '--policy', 'knn',
+                           '--output', str(blocked / 'out'), '--cache-dir', str(tmp_path / 'cache'), '--quiet'])
+    captured = capsys.readouterr()
+    assert status == 1 and 'Traceback' not in captured.out + captured.err
+    assert captured.err.startswith('train_policy: failed: ') and str(blocked) in captured.err

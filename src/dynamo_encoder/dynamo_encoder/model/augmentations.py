@@ -35,8 +35,9 @@ def per_image(mask: torch.Tensor) -> torch.Tensor:
 
 def random_resized_crop(images: torch.Tensor, scale: tuple[float, float], ratio: tuple[float, float],
                         flip_probability: float, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Crop a random box (area fraction in `scale`, aspect ratio in `ratio`) of each image, mirror it
-    left-right with `flip_probability`, and resample it bilinearly to the input size.
+    """Crop a random box of each image, mirror it with `flip_probability`, resample it to the input size.
+
+    The box has an area fraction in `scale` and an aspect ratio in `ratio`; resampling is bilinear.
     """
     count, _, height, width = images.shape
     area = uniform((count, CROP_ATTEMPTS), scale[0], scale[1], images, generator)
@@ -126,8 +127,10 @@ def adjust_hue(images: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
 
 def color_jitter(images: torch.Tensor, brightness: float, contrast: float, saturation: float, hue: float,
                  probability: float, generator: torch.Generator | None = None) -> torch.Tensor:
-    """With `probability`, scale brightness, contrast and saturation by factors drawn from
-    [1 - s, 1 + s] and rotate the hue by up to +-`hue`, in a random order per image (as ColorJitter).
+    """Jitter the colours of each image with `probability`, in a random order per image (as ColorJitter).
+
+    Brightness, contrast and saturation are scaled by factors drawn from [1 - s, 1 + s] and the
+    hue is rotated by up to +-`hue`.
     """
     count = images.shape[0]
     applied = chosen(count, probability, images, generator)
@@ -155,8 +158,9 @@ def random_grayscale(images: torch.Tensor, probability: float,
 
 def random_gaussian_blur(images: torch.Tensor, sigma: tuple[float, float], probability: float,
                          generator: torch.Generator | None = None) -> torch.Tensor:
-    """With `probability`, blur each image with a Gaussian of standard deviation drawn from `sigma`
-    (pixels); separable, reflect-padded, the kernel reaching 3 sigma of the largest sigma.
+    """Blur each image with `probability` by a Gaussian of standard deviation drawn from `sigma` (pixels).
+
+    Separable and reflect-padded; the kernel reaches 3 sigma of the largest sigma.
     """
     count, channels, height, width = images.shape
     selected = chosen(count, probability, images, generator)

@@ -89,8 +89,9 @@ class BYOLConfig:
 
 def augment(images: torch.Tensor, config: BYOLConfig, view: int,
             generator: torch.Generator | None = None) -> torch.Tensor:
-    """BYOL's augmentation distribution number `view` (0 or 1) applied to uint8 (N, H, W, 3) frames
-    -> float (N, H, W, 3) in 0..255 (ImageEncoder's input; no rounding back to uint8).
+    """Apply BYOL's augmentation distribution number `view` (0 or 1) to uint8 (N, H, W, 3) frames.
+
+    Returns float (N, H, W, 3) in 0..255 (ImageEncoder's input; no rounding back to uint8).
     """
     x = images.permute(0, 3, 1, 2).float() / 255.0
     x = random_resized_crop(x, config.crop_scale, config.crop_ratio, config.flip_probability, generator)
@@ -134,9 +135,10 @@ class BYOLObjective(nn.Module):
         self.target_projector = copy.deepcopy(self.projector).requires_grad_(False)
 
     def augmented_views(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The two augmentations of uint8 (N, H, W, 3) images. Training draws from torch's global RNG;
-        eval mode uses a fixed seed, so validation losses are comparable across epochs and validating
-        does not change the training run's random stream.
+        """Return the two augmentations of uint8 (N, H, W, 3) images.
+
+        Training draws from torch's global RNG; eval mode uses a fixed seed, so validation losses
+        are comparable across epochs and validating does not change the training run's random stream.
         """
         generator = None
         if not self.training:

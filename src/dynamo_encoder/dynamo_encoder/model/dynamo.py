@@ -71,9 +71,10 @@ def off_diagonal_covariance(embeddings: torch.Tensor) -> torch.Tensor:
 
 
 def embedding_spread(embeddings: torch.Tensor) -> torch.Tensor:
-    """Collapse monitor (not trained on): per-dimension std of the L2-normalised (N, E) embeddings,
-    averaged and scaled by sqrt(E); about 1 for embeddings spread evenly over the sphere, 0 when
-    every frame maps to the same direction (collapse).
+    """Measure collapse (a monitor, not trained on): the spread of the L2-normalised (N, E) embeddings.
+
+    The per-dimension std, averaged and scaled by sqrt(E): about 1 for embeddings spread evenly
+    over the sphere, 0 when every frame maps to the same direction (collapse).
     """
     x = F.normalize(embeddings.reshape(-1, embeddings.shape[-1]).float(), dim=-1)
     return x.std(dim=0).mean() * math.sqrt(x.shape[-1])
@@ -81,8 +82,10 @@ def embedding_spread(embeddings: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def ema_update(target: nn.Module, online: nn.Module, beta: float) -> None:
-    """Target <- beta * target + (1 - beta) * online for the parameters; buffers (BatchNorm running
-    statistics, which are not trained) are copied from the online module.
+    """Move the target towards the online module: target <- beta * target + (1 - beta) * online.
+
+    That is for the parameters; buffers (BatchNorm running statistics, which are not trained) are
+    copied from the online module.
     """
     for target_param, online_param in zip(target.parameters(), online.parameters()):
         target_param.lerp_(online_param, 1.0 - beta)
@@ -156,7 +159,6 @@ class DynaMoObjective(nn.Module):
     def compute(self, frames: torch.Tensor) -> DynaMoOutputs:
         if frames.dim() != 6:
             raise ValueError(f'expected frames of shape (B, T, V, H, W, 3), got {tuple(frames.shape)}')
-        batch, steps, views = frames.shape[:3]
         embeddings = self.encode_windows(self.encoder, frames)
         if self.config.target == 'stop_gradient':
             targets = embeddings.detach()
@@ -175,8 +177,9 @@ class DynaMoObjective(nn.Module):
             predictions = self.forward_model(torch.cat([embeddings[:, :-1], latents[:, 1:]], dim=-1))
 
         cosine = F.cosine_similarity(predictions.float(), targets[:, 1:].float(), dim=-1)  # (B*V, T-1)
-        # Mean per view, then over views (equal weight per camera).
-        dynamics = (1.0 - cosine).view(batch, views, steps - 1).mean(dim=(0, 2)).mean()
+        # The mean over every transition of every view: each view has B * (T-1) of them, so each
+        # camera weighs the same.
+        dynamics = (1.0 - cosine).mean()
         components = {'dynamics': dynamics}
         loss = dynamics
         if self.config.covariance_weight > 0:

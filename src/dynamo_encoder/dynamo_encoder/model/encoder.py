@@ -6,7 +6,9 @@ deployment run the same code and the artifact needs no separate preprocessing re
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -142,18 +144,26 @@ class ImageEncoder(nn.Module):
         x = self.stages(self.stem(self.preprocess(images)))
         return torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
 
-    def description(self) -> dict:
-        """Everything needed to rebuild this module (without weights)."""
-        return {'arch': self.arch, 'input_size': list(self.input_size),
-                'mean': list(self.mean_values), 'std': list(self.std_values)}
+
+@contextmanager
+def seeded_initialisation(seed: int | None) -> Iterator[None]:
+    """Draw the initial weights of modules built in the block from torch's CPU RNG seeded by `seed`.
+
+    The CPU RNG is restored afterwards and no other generator (CUDA) is touched, so a seeded build
+    leaves the caller's random stream as it was. With seed None the block draws from the RNG as is.
+    """
+    if seed is None:
+        yield
+        return
+    with torch.random.fork_rng(devices=[]):
+        torch.default_generator.manual_seed(seed)
+        yield
 
 
 def build_encoder(arch: str, input_size: tuple[int, int] | list[int], seed: int | None = None) -> ImageEncoder:
-    """A freshly initialised encoder; with `seed`, the initial weights depend on the seed only
-    (the global RNG is left untouched), so a run's starting point can be rebuilt as a baseline.
+    """Build a freshly initialised encoder; with `seed`, its weights depend on the seed only.
+
+    So a run's starting point can be rebuilt as a baseline (see seeded_initialisation).
     """
-    if seed is None:
-        return ImageEncoder(arch, tuple(input_size))
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with seeded_initialisation(seed):
         return ImageEncoder(arch, tuple(input_size))

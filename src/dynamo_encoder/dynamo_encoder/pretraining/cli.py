@@ -7,6 +7,11 @@ Examples:
   pretrain --dataset data/fridge --output runs/fridge --set optim.epochs=10 --threads 2
   pretrain --dataset data/fridge --output runs/fridge_noinv --set objective.inverse_model=false
   pretrain --dataset data/fridge --output runs/fridge --resume      # continue after Ctrl-C / a crash
+
+Exit status (one line on stderr names the problem): 0 when finished or stopped as asked; 2 on bad
+command-line usage or a bad setting (preset, YAML file, --set, a config that does not fit the
+dataset or the run being resumed); 1 when the dataset or checkpoint cannot be read or used, the
+run directory cannot be written, or training fails (e.g. out of memory); 130 on a second Ctrl-C.
 """
 
 from __future__ import annotations
@@ -15,11 +20,13 @@ import argparse
 import sys
 from pathlib import Path
 
+import torch
+
 from dynamo_data import DatasetError
 
 from ..artifact import ArtifactError
 from .config import ABLATIONS, PRESETS_DIR, ConfigError, apply_overrides, load_config
-from .trainer import CHECKPOINT, load_run_config, pretrain
+from .trainer import CHECKPOINT, CheckpointError, load_run_config, pretrain
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,7 +54,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.threads is not None and args.threads < 0:
+        parser.error(f'--threads must be >= 0 (0 = the default), got {args.threads}')
+    if args.stop_after_steps is not None and args.stop_after_steps < 1:
+        parser.error(f'--stop-after-steps must be >= 1, got {args.stop_after_steps}')
     try:
         resuming = args.resume and (Path(args.output) / CHECKPOINT).exists()
         if resuming and args.config is None:
@@ -57,11 +69,23 @@ def main(argv: list[str] | None = None) -> int:
         overrides = list(args.overrides) + ([f'train.threads={args.threads}'] if args.threads is not None else [])
         if overrides:
             config = apply_overrides(config, overrides)
+        if config.train.threads > 0:
+            torch.set_num_threads(config.train.threads)
+        # Dropout and augmentations draw from the global RNG; a resumed run restores it from the checkpoint.
+        torch.manual_seed(config.train.seed)
         encoder_path = pretrain(args.dataset, args.output, config, resume=args.resume,
                                 stop_after_steps=args.stop_after_steps, progress=not args.no_progress)
-    except (ConfigError, DatasetError, ArtifactError) as exc:
+    except ConfigError as exc:
         print(f'pretrain: error: {exc}', file=sys.stderr)
         return 2
+    except (DatasetError, ArtifactError, CheckpointError) as exc:
+        print(f'pretrain: error: {exc}', file=sys.stderr)
+        return 1
+    except (OSError, RuntimeError) as exc:  # e.g. RUN_DIR not writable, out of memory
+        reason = str(exc).partition('\n')[0]
+        print(f'pretrain: failed: {type(exc).__name__}: {reason} (a checkpoint in {args.output}, if any, '
+              f'continues with --resume)', file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
     if encoder_path is None:

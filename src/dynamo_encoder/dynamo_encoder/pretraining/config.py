@@ -14,7 +14,9 @@ from pathlib import Path
 
 import yaml
 
-from ..model import ARCHITECTURES, objective_config
+from dynamo_data.atomic import atomic_open
+
+from ..model import ARCHITECTURES, check_setting_types, objective_config
 
 PRESETS_DIR = Path(__file__).resolve().parent / 'presets'
 
@@ -123,6 +125,10 @@ def config_from_dict(values: dict, where: str = '') -> PretrainConfig:
     values = copy.deepcopy(values or {})
     objective = values.pop('objective', None)
     config = _from_dict(PretrainConfig, values, where or 'config')
+    try:
+        check_setting_types(PretrainConfig, values)
+    except ValueError as exc:
+        raise ConfigError(f'{where or "config"}: {exc}') from None
     if objective is not None:
         if not isinstance(objective, dict):
             raise ConfigError(f'{where or "config"}: objective must be a mapping')
@@ -131,7 +137,7 @@ def config_from_dict(values: dict, where: str = '') -> PretrainConfig:
 
 
 def load_config(preset_or_path: str = 'default') -> PretrainConfig:
-    """A preset name (presets/<name>.yaml in this package) or a YAML file path -> validated config."""
+    """Load a preset name (presets/<name>.yaml in this package) or a YAML file path as a validated config."""
     path = PRESETS_DIR / f'{preset_or_path}.yaml'
     if not path.exists():
         path = Path(preset_or_path)
@@ -141,7 +147,7 @@ def load_config(preset_or_path: str = 'default') -> PretrainConfig:
     try:
         values = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
-        raise ConfigError(f'{path}: invalid YAML: {exc}') from None
+        raise ConfigError(f'{path}: invalid YAML: {" ".join(str(exc).split())}') from None
     return config_from_dict(values, where=str(path))
 
 
@@ -153,7 +159,11 @@ def apply_overrides(config: PretrainConfig, overrides: dict[str, object] | list[
             if '=' not in item:
                 raise ConfigError(f'--set {item!r}: expected key=value')
             key, value = item.split('=', 1)
-            parsed[key.strip()] = yaml.safe_load(value)
+            try:
+                parsed[key.strip()] = yaml.safe_load(value)
+            except yaml.YAMLError as exc:
+                problem = ' '.join(str(exc).split())
+                raise ConfigError(f'--set {item!r}: the value is not valid YAML ({problem})') from None
         overrides = parsed
     values = config.to_dict()
     for key, value in overrides.items():
@@ -173,4 +183,5 @@ def apply_overrides(config: PretrainConfig, overrides: dict[str, object] | list[
 
 
 def save_config(config: PretrainConfig, path: Path) -> None:
-    Path(path).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    with atomic_open(path) as file:
+        yaml.safe_dump(config.to_dict(), file, sort_keys=False)

@@ -18,22 +18,26 @@ import csv
 import math
 import os
 import signal
-import tempfile
 import threading
 import time
 from pathlib import Path
 
 import torch
+from matplotlib.figure import Figure
 from tqdm import tqdm
 
 from dynamo_data import DatasetError, LeRobotDataset
+from dynamo_data.atomic import atomic_open
+from dynamo_data.episode_split import split_episodes
 
-from ..artifact import EncoderArtifact, atomic_torch_save
+from ..artifact import EncoderArtifact
 from ..model import build_encoder, build_objective
 from .config import ConfigError, PretrainConfig, config_from_dict, save_config
-from .data import check_arrays_finite, load_windows, resolve_cameras, split_episodes
+from .data import check_arrays_finite, load_windows, resolve_cameras
 
 CHECKPOINT = 'checkpoint.pt'
+CHECKPOINT_KEYS = ('step', 'config', 'camera_names', 'objective', 'optimizer', 'scheduler', 'torch_rng', 'cuda_rng',
+                   'history', 'val_history')
 ENCODER = 'encoder.pt'
 VALIDATION_WINDOWS = 512   # cap per validation pass; a fixed subset so values are comparable across epochs
 PLOT_EVERY_S = 60.0        # redraw loss_curves.png at most this often during training (and at the end)
@@ -49,6 +53,10 @@ def _flatten(values: dict, prefix: str = '') -> dict:
         else:
             flat[f'{prefix}{key}'] = value
     return flat
+
+
+class CheckpointError(Exception):
+    """A run's checkpoint cannot be read; the message names the file."""
 
 
 def lr_factor(step: int, total_steps: int, warmup_steps: int, min_fraction: float) -> float:
@@ -69,16 +77,18 @@ def resolve_device(name: str) -> torch.device:
 
 
 class Pretrainer:
-    """Owns data, objective, optimiser and schedule of one run; `run()` trains to the end."""
+    """Owns data, objective, optimiser and schedule of one run; `run()` trains to the end.
+
+    The initial weights depend on train.seed only. Randomness during training (dropout, BYOL's
+    augmentations) draws from torch's global RNG, which the caller seeds (the `pretrain` command
+    seeds it with train.seed) and which checkpoints save and restore, so resuming is exact.
+    """
 
     def __init__(self, config: PretrainConfig, dataset_dir: str | os.PathLike, output_dir: str | os.PathLike,
                  *, progress: bool = True):
         self.config = config.validate()
         self.output_dir = Path(output_dir)
         self.progress = progress
-        if config.train.threads > 0:
-            torch.set_num_threads(config.train.threads)
-        torch.manual_seed(config.train.seed)
         self.device = resolve_device(config.train.device)
         precision = config.train.precision
         if precision == 'auto':
@@ -87,6 +97,8 @@ class Pretrainer:
 
         dataset = LeRobotDataset(dataset_dir)
         self.camera_names = resolve_cameras(dataset, config.data.cameras)
+        # The objective reads frames only, but the policies trained on this dataset read its arrays:
+        # a NaN is refused here, before the slow decode, rather than after hours of pretraining.
         check_arrays_finite(dataset, list(range(dataset.num_episodes)), dataset.array_keys)
         train_episodes, val_episodes = split_episodes(dataset.num_episodes, config.data.val_fraction,
                                                       config.data.split_seed)
@@ -104,7 +116,8 @@ class Pretrainer:
             self.val_set.frames = self.val_set.frames.to(self.device)
 
         encoder = build_encoder(config.encoder.arch, size, seed=config.train.seed)
-        self.objective = build_objective(config.objective, encoder, config.data.window).to(self.device)
+        self.objective = build_objective(config.objective, encoder, config.data.window,
+                                         seed=config.train.seed).to(self.device)
         trainable = [p for p in self.objective.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(trainable, lr=config.optim.lr, betas=tuple(config.optim.betas),
                                            weight_decay=config.optim.weight_decay)
@@ -140,12 +153,12 @@ class Pretrainer:
         return {k: float(v.detach()) for k, v in components.items()}
 
     def epoch_order(self, epoch: int) -> torch.Tensor:
-        """The shuffled window order of an epoch: a function of (seed, epoch), so resuming mid-epoch is exact."""
+        """Return the shuffled window order of an epoch: a function of (seed, epoch), so resuming mid-epoch is exact."""
         generator = torch.Generator().manual_seed(self.config.train.seed * 1_000_003 + epoch)
         return torch.randperm(len(self.train_set), generator=generator)
 
     def advance(self) -> dict:
-        """The next step of the run: its batch from the cache, one train_step, one history row."""
+        """Run the next step: its batch from the cache, one train_step, one history row."""
         epoch, position = divmod(self.step, self.steps_per_epoch)
         batch_size = self.config.optim.batch_size
         indices = self.epoch_order(epoch)[position * batch_size:(position + 1) * batch_size]
@@ -234,13 +247,11 @@ class Pretrainer:
             'history': self.history,
             'val_history': self.val_history,
         }
-        atomic_torch_save(state, self.output_dir / CHECKPOINT)
+        with atomic_open(self.output_dir / CHECKPOINT, 'wb') as file:
+            torch.save(state, file)
 
     def load_checkpoint(self, path: Path) -> None:
-        try:
-            state = torch.load(path, map_location='cpu', weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - any failure means the checkpoint is unusable
-            raise ConfigError(f'{path}: unreadable checkpoint ({type(exc).__name__}: {exc})') from None
+        state = read_checkpoint(path)
         ours, theirs = _flatten(self.config.to_dict()), _flatten(state['config'])
         differing = sorted(k for k in set(ours) | set(theirs)
                            if ours.get(k) != theirs.get(k) and k not in RESUMABLE_DIFFERENCES)
@@ -266,13 +277,11 @@ class Pretrainer:
             return
         keys = list(self.history[-1].keys())
         val_by_step = {v['step']: v['val_loss'] for v in self.val_history}
-        fd, tmp = tempfile.mkstemp(prefix='.metrics.csv.', dir=self.output_dir)
-        with os.fdopen(fd, 'w', newline='') as handle:
+        with atomic_open(self.output_dir / 'metrics.csv', 'w', newline='') as handle:
             writer = csv.DictWriter(handle, fieldnames=keys + ['val_loss'])
             writer.writeheader()
             for row in self.history:
                 writer.writerow({**row, 'val_loss': val_by_step.get(row['step'], '')})
-        os.replace(tmp, self.output_dir / 'metrics.csv')
         plot_loss_curves(self.history, self.val_history, self.output_dir / 'loss_curves.png')
         self._last_plot = time.monotonic()
 
@@ -297,13 +306,10 @@ def _first_sigint_sets_flag(trainer: Pretrainer):
 
 
 def plot_loss_curves(history: list[dict], val_history: list[dict], path: Path) -> None:
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-
     components = [k for k in history[0] if k not in ('step', 'epoch', 'lr')]
     steps = [row['step'] for row in history]
-    fig, axes = plt.subplots(1, len(components), figsize=(4.5 * len(components), 3.5), squeeze=False)
+    fig = Figure(figsize=(4.5 * len(components), 3.5))
+    axes = fig.subplots(1, len(components), squeeze=False)
     window = max(1, len(history) // 50)
     for ax, key in zip(axes[0], components):
         values = torch.tensor([row[key] for row in history], dtype=torch.float64)
@@ -320,16 +326,13 @@ def plot_loss_curves(history: list[dict], val_history: list[dict], path: Path) -
             ax.set_yscale('log')  # losses fall by orders of magnitude; the late progress matters
         ax.legend(fontsize=7)
     fig.tight_layout()
-    fd, tmp = tempfile.mkstemp(prefix='.loss_curves.', suffix='.png', dir=path.parent)
-    os.close(fd)
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
+    with atomic_open(path, 'wb') as file:
+        fig.savefig(file, format='png', dpi=100)
 
 
 def pretrain(dataset_dir: str | os.PathLike, output_dir: str | os.PathLike, config: PretrainConfig, *,
              resume: bool = False, stop_after_steps: int | None = None, progress: bool = True) -> Path | None:
-    """Train (or resume) a run; returns RUN_DIR/encoder.pt when finished, None when stopped early."""
+    """Train (or resume) a run; return RUN_DIR/encoder.pt when finished, None when stopped early."""
     output_dir = Path(output_dir)
     checkpoint = output_dir / CHECKPOINT
     if checkpoint.exists() and not resume:
@@ -342,8 +345,22 @@ def pretrain(dataset_dir: str | os.PathLike, output_dir: str | os.PathLike, conf
     return output_dir / ENCODER if finished else None
 
 
+def read_checkpoint(path: Path) -> dict:
+    """Read a run's checkpoint; CheckpointError naming the file when it is not a readable pretraining checkpoint."""
+    try:
+        state = torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any failure means the checkpoint is unusable
+        reason = str(exc).partition('\n')[0]
+        raise CheckpointError(f'{path}: unreadable checkpoint ({type(exc).__name__}: {reason}); '
+                              f'remove it to start the run afresh') from None
+    missing = [key for key in CHECKPOINT_KEYS if not isinstance(state, dict) or key not in state]
+    if missing:
+        raise CheckpointError(f'{path}: not a pretraining checkpoint (missing {missing}); '
+                              f'remove it to start the run afresh')
+    return state
+
+
 def load_run_config(output_dir: str | os.PathLike) -> PretrainConfig:
-    """The config stored in a run's checkpoint."""
+    """Return the config stored in a run's checkpoint."""
     path = Path(output_dir) / CHECKPOINT
-    state = torch.load(path, map_location='cpu', weights_only=True)
-    return config_from_dict(state['config'], where=str(path))
+    return config_from_dict(read_checkpoint(path)['config'], where=str(path))

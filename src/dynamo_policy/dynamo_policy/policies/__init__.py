@@ -1,6 +1,8 @@
-"""Policies on frozen-encoder embeddings, ROS-free: `make_policy(name, config, metadata)` and
-`load_policy(path)` are the only entry points the node and the training code use, so new
-policies (VQ-BeT, Diffusion Policy) are added by registering them in POLICIES.
+"""Policies on frozen-encoder embeddings, ROS-free.
+
+`make_policy(name, config, metadata)` and `load_policy(path)` are the only entry points the node
+and the training code use, so new policies (VQ-BeT, Diffusion Policy) are added by registering
+them in POLICIES.
 """
 
 from __future__ import annotations
@@ -38,13 +40,13 @@ def _policy_class(name: str) -> type[Policy]:
 
 
 def make_config(name: str, values: dict[str, Any] | None = None) -> PolicyConfig:
-    """The named policy's configuration from plain values (defaults for missing fields)."""
+    """Build the named policy's configuration from plain values (defaults for missing fields)."""
     return _policy_class(name).config_class.from_dict(values or {})
 
 
 def make_policy(name: str, config: PolicyConfig | dict[str, Any] | None,
                 metadata: PolicyMetadata) -> Policy:
-    """An untrained policy of the registered name."""
+    """Build an untrained policy of the registered name."""
     policy_class = _policy_class(name)
     if not isinstance(config, PolicyConfig):
         config = policy_class.config_class.from_dict(config or {})
@@ -52,14 +54,15 @@ def make_policy(name: str, config: PolicyConfig | dict[str, Any] | None,
 
 
 def load_policy(path: str | Path) -> Policy:
-    """A trained policy from its artifact; PolicyArtifactError naming the file on any problem."""
+    """Load a trained policy from its artifact; PolicyArtifactError naming the file on any problem."""
     path = Path(path)
     if not path.is_file():
         raise PolicyArtifactError(f'policy file {path} does not exist')
     try:
         payload = torch.load(path, map_location='cpu', weights_only=True)
     except Exception as error:  # torch raises many types for a corrupt or foreign file
-        raise PolicyArtifactError(f'policy file {path} is not a readable policy artifact: {error}') from error
+        reason = str(error).partition('\n')[0]
+        raise PolicyArtifactError(f'policy file {path} is not a readable policy artifact: {reason}') from error
     if not isinstance(payload, dict) or 'format_version' not in payload:
         raise PolicyArtifactError(f'policy file {path} is not a dynamo_policy artifact (no format_version)')
     if payload['format_version'] != ARTIFACT_FORMAT_VERSION:
@@ -70,5 +73,6 @@ def load_policy(path: str | Path) -> Policy:
         policy = make_policy(payload['policy_name'], payload['config'], metadata)
         policy.load_state_dict(payload['state_dict'])
     except (KeyError, TypeError, ValueError, RuntimeError) as error:
-        raise PolicyArtifactError(f'policy file {path} is incompatible with this code: {error}') from error
+        reason = ' '.join(str(error).split())
+        raise PolicyArtifactError(f'policy file {path} is incompatible with this code: {reason}') from error
     return policy

@@ -27,7 +27,8 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from dynamo_encoder.artifact import atomic_torch_save
+from dynamo_data.atomic import atomic_open
+from dynamo_encoder.model import check_setting_types
 
 ARTIFACT_FORMAT_VERSION = 1
 
@@ -148,6 +149,10 @@ class PolicyConfig:
         if unknown:
             raise PolicyConfigError(
                 f'unknown {cls.__name__} field(s) {unknown}; known: {sorted(known)}')
+        try:
+            check_setting_types(cls, values)
+        except ValueError as error:
+            raise PolicyConfigError(str(error)) from None
         config = cls(**values)
         config.validate()
         return config
@@ -181,7 +186,7 @@ def make_training_windows(episodes: list[Episode], context_length: int, horizon:
 
 
 def pad_window(rows: np.ndarray, context_length: int) -> np.ndarray:
-    """The newest `context_length` rows, padded at the front by repeating the oldest row."""
+    """Return the newest `context_length` rows, padded at the front by repeating the oldest row."""
     rows = np.asarray(rows, np.float32)
     if rows.ndim != 2 or len(rows) == 0:
         raise ValueError(f'an observation window must be a non-empty 2-D array, got shape {rows.shape}')
@@ -207,7 +212,7 @@ class Policy(abc.ABC):
         """Forget any per-episode state (none for stateless policies)."""
 
     def predict_action(self, obs_window: dict[str, np.ndarray]) -> np.ndarray:
-        """Action chunk float32 (horizon, action_dim) in real units for the newest observation."""
+        """Predict the action chunk, float32 (horizon, action_dim) in real units, for the newest observation."""
         if self.metadata.action_normalization is None:
             raise RuntimeError(f'{self.name} policy is not trained (fit() or load() first)')
         embeddings = pad_window(obs_window['embedding'], self.config.context_length)
@@ -258,7 +263,7 @@ class Policy(abc.ABC):
 
     @abc.abstractmethod
     def state_dict(self) -> dict[str, torch.Tensor]:
-        """The learned tensors (kNN: its memory; MLP: its weights)."""
+        """Return the learned tensors (kNN: its memory; MLP: its weights)."""
 
     @abc.abstractmethod
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
@@ -266,7 +271,7 @@ class Policy(abc.ABC):
 
     # --- artifact --------------------------------------------------------------------------
     def save(self, path: str | Path) -> None:
-        """One file (torch.save of plain types), written atomically (temp file + os.replace)."""
+        """Write one file (torch.save of plain types) atomically (dynamo_data.atomic)."""
         if self.metadata.action_normalization is None:
             raise RuntimeError('refusing to save an untrained policy')
         path = Path(path)
@@ -278,7 +283,8 @@ class Policy(abc.ABC):
             'metadata': self.metadata.to_dict(),
             'state_dict': {key: value.detach().cpu() for key, value in self.state_dict().items()},
         }
-        atomic_torch_save(payload, path)
+        with atomic_open(path, 'wb') as file:
+            torch.save(payload, file)
 
     @property
     def horizon(self) -> int:

@@ -9,29 +9,31 @@ episodes are held out for validation, the policy is fitted, and OUTPUT gets:
     training_curve.png   the training curve (MLP: loss per epoch; kNN: held-out loss over k)
     metrics.json         held-out action error vs predicting the mean action, split, history
     config.yaml          the resolved policy configuration and command line
-Every file is written atomically (temp file + os.replace).
+Every file is written atomically (dynamo_data.atomic).
+
+Exit status (one line on stderr names the problem): 0 on success; 2 on bad command-line usage or
+a bad policy configuration (--config, --set, an option the dataset cannot serve); 1 when the
+dataset or encoder cannot be read or used, the output cannot be written, or training fails
+(e.g. out of memory); 130 on Ctrl-C.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 
-import matplotlib
+import torch
+import yaml
+from matplotlib.figure import Figure
+from tqdm import tqdm
 
-matplotlib.use('Agg')
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-import yaml  # noqa: E402
-from tqdm import tqdm  # noqa: E402
-
-from dynamo_data import DatasetError, LeRobotDataset  # noqa: E402
-from dynamo_encoder.artifact import ArtifactError, EncoderArtifact  # noqa: E402
-from dynamo_policy.policies import (  # noqa: E402
+from dynamo_data import DatasetError, LeRobotDataset
+from dynamo_data.atomic import atomic_open
+from dynamo_data.episode_split import split_episodes
+from dynamo_encoder.artifact import ArtifactError, EncoderArtifact
+from dynamo_policy.policies import (
     POLICIES,
     Episode,
     PolicyConfigError,
@@ -40,18 +42,18 @@ from dynamo_policy.policies import (  # noqa: E402
     make_config,
     make_policy,
 )
-from dynamo_policy.training.embedding_cache import default_cache_dir, episode_embeddings  # noqa: E402
-from dynamo_policy.training.metrics import action_errors, split_episodes  # noqa: E402
+from dynamo_policy.training.embedding_cache import default_cache_dir, episode_embeddings
+from dynamo_policy.training.metrics import action_errors
 
 ACTION_KEY = 'action'
 STATE_KEY = 'observation.state'
 
 
-class TrainingError(RuntimeError):
-    """Bad input to train_policy; the message names the file, option or field."""
+class TrainingError(ValueError):
+    """A bad option or configuration of train_policy; the message names the file, option or field."""
 
 
-def parse_args(argv=None) -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog='train_policy', description=__doc__.split('\n\n')[0])
     parser.add_argument('--dataset', required=True, type=Path, help='LeRobot v3 dataset directory')
     parser.add_argument('--encoder', required=True, type=Path, help='encoder artifact (encoder.pt)')
@@ -64,12 +66,26 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help=f'feed the joint state ({STATE_KEY}) to the policy as proprioception')
     parser.add_argument('--validation-fraction', type=float, default=0.2,
                         help='fraction of whole episodes held out for validation (default 0.2)')
-    parser.add_argument('--seed', type=int, default=0, help='seed of the episode split')
+    parser.add_argument('--seed', type=int, default=0,
+                        help="seed of the episode split and of torch's RNG (MLP dropout); the MLP's initial "
+                             'weights and batch order follow its own configuration field `seed`')
     parser.add_argument('--cache-dir', type=Path, default=None,
                         help=f'embedding cache directory (default {default_cache_dir()})')
     parser.add_argument('--threads', type=int, default=1, help='torch CPU threads (default 1)')
     parser.add_argument('--quiet', action='store_true', help='no progress bars')
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if not 0.0 <= args.validation_fraction < 1.0:
+        parser.error(f'--validation-fraction must be in [0, 1), got {args.validation_fraction}')
+    if args.threads < 1:
+        parser.error(f'--threads must be >= 1, got {args.threads}')
+    return args
+
+
+def _yaml_value(text: str, where: str):
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise TrainingError(f'{where}: not valid YAML ({" ".join(str(error).split())})') from None
 
 
 def resolve_config_values(config_path: Path | None, overrides: list[str]) -> dict:
@@ -77,7 +93,7 @@ def resolve_config_values(config_path: Path | None, overrides: list[str]) -> dic
     if config_path is not None:
         if not config_path.is_file():
             raise TrainingError(f'--config {config_path}: file does not exist')
-        loaded = yaml.safe_load(config_path.read_text()) or {}
+        loaded = _yaml_value(config_path.read_text(), f'--config {config_path}') or {}
         if not isinstance(loaded, dict):
             raise TrainingError(f'--config {config_path}: expected a YAML mapping of configuration fields')
         values.update(loaded)
@@ -85,23 +101,13 @@ def resolve_config_values(config_path: Path | None, overrides: list[str]) -> dic
         key, sep, text = override.partition('=')
         if not sep or not key.strip():
             raise TrainingError(f'--set {override!r}: expected KEY=VALUE')
-        values[key.strip()] = yaml.safe_load(text)
+        values[key.strip()] = _yaml_value(text, f'--set {override!r}')
     return values
 
 
-def _write_atomically(path: Path, write) -> None:
-    handle, temp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix=path.suffix, dir=path.parent)
-    os.close(handle)
-    try:
-        write(temp)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-
-
 def plot_history(history: TrainingHistory, title: str, path: Path) -> None:
-    figure, axes = plt.subplots(figsize=(6, 4), dpi=100)
+    figure = Figure(figsize=(6, 4), dpi=100)
+    axes = figure.subplots()
     for label, values in history.series.items():
         axes.plot(history.x[:len(values)], values, marker='.' if len(values) < 30 else None, label=label)
     if any(v > 0 for values in history.series.values() for v in values):
@@ -114,17 +120,16 @@ def plot_history(history: TrainingHistory, title: str, path: Path) -> None:
     else:
         axes.text(0.5, 0.5, 'no curve (no held-out episodes)', ha='center', va='center', transform=axes.transAxes)
     figure.tight_layout()
-    _write_atomically(path, lambda temp: figure.savefig(temp, format='png'))
-    plt.close(figure)
+    with atomic_open(path, 'wb') as file:
+        figure.savefig(file, format='png')
 
 
 def train(args: argparse.Namespace) -> dict:
-    torch.set_num_threads(max(1, args.threads))
     config = make_config(args.policy, resolve_config_values(args.config, args.set))
     dataset = LeRobotDataset(args.dataset)
     encoder = EncoderArtifact.load(args.encoder)
     if ACTION_KEY not in dataset.array_keys:
-        raise TrainingError(f'{args.dataset}: no {ACTION_KEY!r} feature (have {dataset.array_keys})')
+        raise DatasetError(f'{args.dataset}: no {ACTION_KEY!r} feature to train on (have {dataset.array_keys})')
     if args.use_state and STATE_KEY not in dataset.array_keys:
         raise TrainingError(f'--use-state: {args.dataset} has no {STATE_KEY!r} feature (have {dataset.array_keys})')
     embeddings = episode_embeddings(dataset, encoder, args.cache_dir, show_progress=not args.quiet)
@@ -158,23 +163,35 @@ def train(args: argparse.Namespace) -> dict:
         'encoder_checksum': encoder.checksum, 'training_episodes': train_ids, 'held_out_episodes': held_out_ids,
         **errors, 'history': {'x_label': history.x_label, 'x': history.x, 'series': history.series},
     }
-    _write_atomically(args.output / 'metrics.json',
-                      lambda temp: Path(temp).write_text(json.dumps(metrics, indent=2)))
+    with atomic_open(args.output / 'metrics.json') as file:
+        json.dump(metrics, file, indent=2)
     resolved = {'policy': args.policy, 'config': config.to_dict(), 'use_state': args.use_state,
                 'validation_fraction': args.validation_fraction, 'seed': args.seed,
                 'command_line': sys.argv}
-    _write_atomically(args.output / 'config.yaml',
-                      lambda temp: Path(temp).write_text(yaml.safe_dump(resolved, sort_keys=False)))
+    with atomic_open(args.output / 'config.yaml') as file:
+        yaml.safe_dump(resolved, file, sort_keys=False)
     return metrics
 
 
-def main(argv=None) -> None:
+def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
     try:
         metrics = train(args)
-    except (TrainingError, DatasetError, ArtifactError, PolicyConfigError) as error:
+    except (TrainingError, PolicyConfigError) as error:
         print(f'train_policy: error: {error}', file=sys.stderr)
-        sys.exit(2)
+        return 2
+    except (DatasetError, ArtifactError) as error:
+        print(f'train_policy: error: {error}', file=sys.stderr)
+        return 1
+    except (OSError, RuntimeError) as error:  # e.g. OUTPUT not writable, out of memory
+        reason = str(error).partition('\n')[0]
+        print(f'train_policy: failed: {type(error).__name__}: {reason}', file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print('train_policy: interrupted', file=sys.stderr)
+        return 130
     print(f'wrote {args.output / "policy.pt"}, training_curve.png, metrics.json, config.yaml')
     if 'policy_chunk_mae' in metrics:
         print(f'held-out episodes {metrics["held_out_episodes"]}: action chunk MAE '
@@ -183,7 +200,8 @@ def main(argv=None) -> None:
               f'(mean: {metrics["mean_action_first_action_mae"]:.4f})')
     else:
         print('no held-out episodes: no validation error (use --validation-fraction > 0 with >= 2 episodes)')
+    return 0
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

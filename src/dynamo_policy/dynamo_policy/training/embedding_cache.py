@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
-ENCODE_BATCH_SIZE = 64
+from dynamo_data import LeRobotDataset
+from dynamo_data.atomic import atomic_open
+from dynamo_encoder.artifact import EncoderArtifact
 
 
 def default_cache_dir() -> Path:
@@ -23,8 +23,10 @@ def default_cache_dir() -> Path:
 
 
 def dataset_fingerprint(root: str | Path) -> str:
-    """First 16 hex of SHA-256 over the dataset's metadata files (info, stats incl. image
-    statistics, episode table): any change of content, episodes or features changes it.
+    """Return the first 16 hex of SHA-256 over the dataset's metadata files.
+
+    Those are info, stats (incl. image statistics) and the episode table: any change of content,
+    episodes or features changes it.
     """
     root = Path(root)
     digest = hashlib.sha256()
@@ -37,13 +39,9 @@ def dataset_fingerprint(root: str | Path) -> str:
     return digest.hexdigest()[:16]
 
 
-def episode_embeddings(dataset, encoder, cache_dir: str | Path | None = None,
+def episode_embeddings(dataset: LeRobotDataset, encoder: EncoderArtifact, cache_dir: str | Path | None = None,
                        show_progress: bool = True) -> list[np.ndarray]:
-    """float32 (T, len(encoder cameras) * embedding_dim) per episode, from the cache when present."""
-    missing = [camera for camera in encoder.camera_names if camera not in dataset.camera_names]
-    if missing:
-        raise ValueError(f'encoder {encoder.name!r} needs cameras {encoder.camera_names}; dataset '
-                         f'{dataset.root} has {dataset.camera_names} (missing {missing})')
+    """Return encoder.encode_dataset(dataset), from the cache when present: float32 (T, output_dim) per episode."""
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     cache_path = cache_dir / f'{dataset_fingerprint(dataset.root)}-{encoder.checksum}.npz'
     if cache_path.is_file():
@@ -54,24 +52,8 @@ def episode_embeddings(dataset, encoder, cache_dir: str | Path | None = None,
                 len(e) == n for e, n in zip(embeddings, dataset.episode_lengths)):
             print(f'embeddings from cache {cache_path}')
             return embeddings
-    embeddings = []
-    with tqdm(total=int(dataset.episode_lengths.sum()), desc='encoding frames', unit='frame',
-              disable=not show_progress) as progress:
-        for episode in range(dataset.num_episodes):
-            frames = {camera: dataset.frames(episode, camera) for camera in encoder.camera_names}
-            rows = []
-            for start in range(0, len(frames[encoder.camera_names[0]]), ENCODE_BATCH_SIZE):
-                batch = {camera: f[start:start + ENCODE_BATCH_SIZE] for camera, f in frames.items()}
-                rows.append(encoder.encode_batch(batch))
-                progress.update(len(rows[-1]))
-            embeddings.append(np.concatenate(rows).astype(np.float32))
+    embeddings = encoder.encode_dataset(dataset, progress=show_progress)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(prefix=cache_path.name + '.', suffix='.tmp.npz', dir=cache_dir)
-    os.close(handle)
-    try:
-        np.savez(temp, **{f'episode_{i}': e for i, e in enumerate(embeddings)})
-        os.replace(temp, cache_path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    with atomic_open(cache_path, 'wb') as file:
+        np.savez(file, **{f'episode_{i}': e for i, e in enumerate(embeddings)})
     return embeddings

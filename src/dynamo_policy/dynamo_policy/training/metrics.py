@@ -8,19 +8,8 @@ from dynamo_policy.policies import Episode, Policy
 from dynamo_policy.policies.base import make_training_windows
 
 
-def split_episodes(num_episodes: int, validation_fraction: float, seed: int) -> tuple[list[int], list[int]]:
-    """(training, held-out) episode indices; held-out whole episodes, at least one when possible."""
-    if not 0.0 <= validation_fraction < 1.0:
-        raise ValueError(f'validation fraction must be in [0, 1), got {validation_fraction}')
-    order = np.random.default_rng(seed).permutation(num_episodes)
-    held_out = int(round(validation_fraction * num_episodes))
-    if validation_fraction > 0 and num_episodes >= 2:
-        held_out = min(max(held_out, 1), num_episodes - 1)
-    return sorted(order[held_out:].tolist()), sorted(order[:held_out].tolist())
-
-
 def predict_chunks(policy: Policy, episodes: list[Episode]) -> np.ndarray:
-    """The policy's chunk at every frame of the episodes, (N, horizon, action_dim), real units."""
+    """Predict the policy's chunk at every frame of the episodes: (N, horizon, action_dim), real units."""
     embeddings, states, _ = make_training_windows(episodes, policy.context_length, policy.horizon)
     chunks = []
     for i in range(len(embeddings)):
@@ -32,8 +21,9 @@ def predict_chunks(policy: Policy, episodes: list[Episode]) -> np.ndarray:
 
 
 def action_errors(policy: Policy, held_out: list[Episode], training: list[Episode]) -> dict[str, float]:
-    """Mean absolute error per action value over whole chunks and over their first row, for the
-    policy and for always predicting the training mean action.
+    """Return the mean absolute error per action value, over whole chunks and over their first row.
+
+    For the policy, and for always predicting the training mean action.
     """
     _, _, truth = make_training_windows(held_out, policy.context_length, policy.horizon)
     predicted = predict_chunks(policy, held_out)

@@ -19,7 +19,8 @@ class MLPConfig(PolicyConfig):
 
     def validate(self) -> None:
         super().validate()
-        if not self.hidden_dims or any(int(d) < 1 for d in self.hidden_dims):
+        if not self.hidden_dims or any(not isinstance(d, int) or isinstance(d, bool) or d < 1
+                                       for d in self.hidden_dims):
             raise PolicyConfigError(f'hidden_dims must be a non-empty list of positive ints, got {self.hidden_dims}')
         if not 0.0 <= self.dropout < 1.0:
             raise PolicyConfigError(f'dropout must be in [0, 1), got {self.dropout}')
