@@ -46,7 +46,8 @@ def parse_args():
     parser.add_argument('--rate', type=float, default=30.0, help='images per second (default 30)')
     parser.add_argument('--checkpoint', type=Path, help='encoder artifact to benchmark (default: random init)')
     parser.add_argument('--arch', default='resnet18', help='architecture of the random-init encoder (default resnet18)')
-    parser.add_argument('--input-size', type=int, default=224, help='input size of the random-init encoder (default 224)')
+    parser.add_argument('--input-size', type=int, default=224,
+                        help='input size of the random-init encoder (default 224)')
     parser.add_argument('--image-size', default='640x480', help='published image WIDTHxHEIGHT (default 640x480)')
     parser.add_argument('--threads', type=int, default=1, help='torch CPU threads, node and reference (default 1)')
     parser.add_argument('--qos-reliability', choices=['reliable', 'best_effort'], default='reliable',
@@ -99,8 +100,9 @@ def relay_command(args, encoder, template_path: Path) -> list[str]:
 
 
 def stream(args, command: list[str], name: str, seconds: float, image: np.ndarray, log_path: Path):
-    """Run `command` (encoder_node or the transport relay) and the image stream for `seconds`; (stamps of
-    the measured images, receive time by embedding stamp, last /diagnostics).
+    """Run `command` (encoder_node or the transport relay) and the image stream for `seconds`.
+
+    Return the stamps of the measured images, the receive time by embedding stamp and the last /diagnostics.
     """
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
@@ -219,7 +221,8 @@ def main():
             checkpoint = args.checkpoint
             if checkpoint is None:
                 checkpoint = Path(tmp) / 'encoder.pt'
-                EncoderArtifact.random_init(args.arch, ['front'], (args.input_size, args.input_size), seed=0).save(checkpoint)
+                input_size = (args.input_size, args.input_size)
+                EncoderArtifact.random_init(args.arch, ['front'], input_size, seed=0).save(checkpoint)
             encoder = EncoderArtifact.load(checkpoint)
             if len(encoder.camera_names) != 1:
                 raise SystemExit(f'{checkpoint}: this bench streams one camera; the encoder has {encoder.camera_names}')
@@ -253,7 +256,8 @@ def main():
         raise SystemExit('no embedding came back from transport_relay: see its output above')
     p50, p99 = np.percentile(answered, [50, 99])
     floor_p50, floor_p99 = np.percentile(floor_answered, [50, 99])
-    print(f'end-to-end publish -> embedding:            p50 {p50:.2f} ms  p99 {p99:.2f} ms  max {answered.max():.2f} ms')
+    print(f'end-to-end publish -> embedding:            p50 {p50:.2f} ms  p99 {p99:.2f} ms  '
+          f'max {answered.max():.2f} ms')
     print(f'transport floor publish -> relayed embedding: p50 {floor_p50:.2f} ms  p99 {floor_p99:.2f} ms  '
           f'max {floor_answered.max():.2f} ms  (bench/transport_relay.py, same images, QoS and rate, '
           f'{len(floor_sent)} images)')

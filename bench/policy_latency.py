@@ -109,8 +109,10 @@ def relay_command(policy, window, work: Path) -> list[str]:
 
 
 def stream(args, command: list[str], name: str, seconds: float, policy, window, log_path: Path):
-    """Run `command` (policy_node or the transport relay) and the embedding stream for `seconds`;
-    (latencies in ms in chunk order, embeddings published, commands beyond the chunks, /diagnostics).
+    """Run `command` (policy_node or the transport relay) and the embedding stream for `seconds`.
+
+    Return the latencies in ms in chunk order, the embeddings published, the commands beyond the chunks
+    and the /diagnostics received.
     """
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray

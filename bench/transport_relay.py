@@ -20,17 +20,17 @@ import argparse
 import importlib
 from pathlib import Path
 
-import rclpy
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.serialization import deserialize_message
+
+from dynamo_util.node_main import run_node
 
 RELIABILITIES = {'reliable': ReliabilityPolicy.RELIABLE, 'best_effort': ReliabilityPolicy.BEST_EFFORT}
 
 
 def message_type(name: str):
-    """The Python class of a message type named package/msg/Name."""
+    """Return the Python class of a message type named package/msg/Name."""
     package, kind, type_name = name.split('/')
     if kind != 'msg':
         raise ValueError(f'{name!r} is not a message type (package/msg/Name)')
@@ -62,22 +62,15 @@ def parse_args():
     return parser.parse_args()
 
 
-def main() -> None:
+def main() -> int:
     args = parse_args()
     input_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=args.depth,
                            reliability=RELIABILITIES[args.reliability])
     outputs = [(topic, deserialize_message(Path(template).read_bytes(), message_type(type_name)))
                for type_name, topic, template in args.output]
-    rclpy.init()
-    node = TransportRelay(message_type(args.input[0]), args.input[1], input_qos, outputs)
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+    return run_node(lambda: TransportRelay(message_type(args.input[0]), args.input[1], input_qos, outputs),
+                    'transport_relay')
 
 
 if __name__ == '__main__':
-    main()
+    raise SystemExit(main())

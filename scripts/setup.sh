@@ -26,7 +26,7 @@ deps() {
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$root/requirements.lock"
 }
 
-python_packages=(dynamo_data dynamo_encoder dynamo_policy dynamo_sim dynamo_bringup)
+python_packages=(dynamo_data dynamo_util dynamo_encoder dynamo_policy dynamo_sim dynamo_bringup)
 
 packages() {
   local pkg args=()

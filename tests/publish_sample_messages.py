@@ -7,11 +7,11 @@ know what must arrive.
 
 import sys
 
-import rclpy
 from builtin_interfaces.msg import Duration, Time
-from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
 
 from dynamo_msgs.msg import ActionChunk, Embedding
+from dynamo_util.node_main import run_node
 
 
 def sample_messages() -> tuple[Embedding, ActionChunk]:
@@ -35,26 +35,18 @@ def sample_messages() -> tuple[Embedding, ActionChunk]:
     return embedding, chunk
 
 
-def main() -> None:
-    rclpy.init(args=sys.argv)
-    node = rclpy.create_node('sample_message_publisher')
-    embedding, chunk = sample_messages()
-    embedding_pub = node.create_publisher(Embedding, 'sample_embedding', 10)
-    chunk_pub = node.create_publisher(ActionChunk, 'sample_action_chunk', 10)
+class SamplePublisher(Node):
+    def __init__(self):
+        super().__init__('sample_message_publisher')
+        self.embedding, self.chunk = sample_messages()
+        self.embedding_pub = self.create_publisher(Embedding, 'sample_embedding', 10)
+        self.chunk_pub = self.create_publisher(ActionChunk, 'sample_action_chunk', 10)
+        self.create_timer(0.1, self._publish)
 
-    def publish():
-        embedding_pub.publish(embedding)
-        chunk_pub.publish(chunk)
-
-    node.create_timer(0.1, publish)
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+    def _publish(self) -> None:
+        self.embedding_pub.publish(self.embedding)
+        self.chunk_pub.publish(self.chunk)
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(run_node(SamplePublisher, 'publish_sample_messages', sys.argv))

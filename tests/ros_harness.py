@@ -19,7 +19,7 @@ from typing import Callable
 
 import pytest
 
-from dynamo_bringup.processes import DomainLease, NodeProcess
+from dynamo_bringup.processes import DomainLease, NodeProcess, environment
 
 SIGINT_GRACE_S = 10.0
 SIGTERM_GRACE_S = 3.0
@@ -35,14 +35,8 @@ def ros_env():
         'PYTHONUNBUFFERED': '1',
         'MUJOCO_GL': os.environ.get('MUJOCO_GL', 'egl'),
     }
-    saved = {key: os.environ.get(key) for key in env}
-    os.environ.update(env)
-    yield dict(os.environ)
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+    with environment(env):
+        yield dict(os.environ)
     lease.release()
 
 
@@ -173,7 +167,7 @@ class TestNode:
 
 @pytest.fixture
 def ros_node(ros_env, request):
-    """A fresh rclpy context and node for this test."""
+    """Give this test a fresh rclpy context and a node in it."""
     import rclpy
     from rclpy.context import Context
     context = Context()

@@ -1,10 +1,13 @@
-"""Closed loop through the real parts: sample bags -> convert_bags -> encoder artifact ->
-train_policy -> the bring-up graph's sim_node, encoder_node and policy_node over DDS.
+"""Closed loop through the real parts, from the sample bags to the simulated robot.
+
+Sample bags -> convert_bags -> encoder artifact -> train_policy -> the bring-up graph's sim_node,
+encoder_node and policy_node over DDS.
 """
 
 import csv
 import dataclasses
 import json
+import os
 import re
 import subprocess
 import time
@@ -15,12 +18,14 @@ import pytest
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import JointState
 
+from dynamo_bringup.evaluate import main as evaluate_main
 from dynamo_bringup.graph import BringupArguments, node_graph
 from dynamo_bringup.processes import resolve_executable
 from dynamo_data import LeRobotDataset
 from dynamo_encoder.artifact import EncoderArtifact
 from dynamo_msgs.msg import Embedding, EpisodeResult
 from dynamo_msgs.srv import ResetEpisode
+from dynamo_util.service_client import ServiceClient
 
 pytestmark = pytest.mark.ros
 
@@ -40,7 +45,7 @@ def _run(command: list[str]) -> None:
 
 @pytest.fixture(scope='module')
 def artifacts(tmp_path_factory):
-    """A dataset converted from the sample bags, a (random-init) encoder and a kNN policy on it."""
+    """Convert the sample bags to a dataset and train a kNN policy on a (random-init) encoder's embeddings."""
     root = tmp_path_factory.mktemp('closed_loop')
     dataset = root / 'dataset'
     _run(['convert_bags', *map(str, SAMPLE_BAGS), '--config', str(CONVERTER_CONFIG), '--output', str(dataset)])
@@ -64,12 +69,10 @@ def test_policy_moves_the_simulated_xarm_and_the_episode_reports_a_result(artifa
     ros_node.spin_until(lambda: embeddings, timeout=60, what='embeddings from encoder_node')
 
     # The simulator's first episode ran while the nodes were loading: start a fresh one.
-    reset = ros_node.node.create_client(ResetEpisode, '/sim/reset_episode')
-    # A request sent before the client has discovered the server can be lost.
-    ros_node.spin_until(reset.service_is_ready, timeout=30, what='/sim/reset_episode to be discovered')
-    future = reset.call_async(ResetEpisode.Request(task='open_door', seed=100_000))
-    ros_node.spin_until(future.done, timeout=20, what='/sim/reset_episode')
-    assert future.result().success, future.result().message
+    reset = ServiceClient(ros_node.node, ros_node.executor, ResetEpisode, '/sim/reset_episode')
+    reset.wait_until_available(timeout_s=30)
+    answer = reset.call(ResetEpisode.Request(task='open_door', seed=100_000), timeout_s=20)
+    assert answer.success, answer.message
     joint_states.clear()
     ros_node.spin_until(lambda: any(r.seed == 100_000 and r.reason != 'reset' for r in results), timeout=120,
                         what='an EpisodeResult of the closed-loop episode')
@@ -82,9 +85,10 @@ def test_policy_moves_the_simulated_xarm_and_the_episode_reports_a_result(artifa
 
 
 def test_lockstep_episodes_repeat_exactly_and_every_step_waits_for_the_policy(artifacts, ros_processes, ros_node):
-    """In lockstep the same seed gives the same rollout through the nodes, whatever the timing: every
-    step but an episode's first (which waits out lockstep_timeout for the enabled policy) is taken
-    on the policy's command, faster than real time.
+    """In lockstep the same seed gives the same rollout through the nodes, whatever the timing.
+
+    Every step but an episode's first (which waits out lockstep_timeout for the enabled policy) is
+    taken on the policy's command, faster than real time.
     """
     from std_srvs.srv import SetBool
     joint_states = ros_node.collect(JointState, '/joint_states')
@@ -97,14 +101,14 @@ def test_lockstep_episodes_repeat_exactly_and_every_step_waits_for_the_policy(ar
     specs = [dataclasses.replace(s, parameters={**s.parameters, 'lockstep_timeout': 2.0}) if s.name == 'sim_node'
              else s for s in specs]
     processes = {spec.name: ros_processes.start(spec.command(), name=spec.name) for spec in specs}
-    reset = ros_node.node.create_client(ResetEpisode, '/sim/reset_episode')
-    enable = ros_node.node.create_client(SetBool, '/policy_node/enable')
+    reset = ServiceClient(ros_node.node, ros_node.executor, ResetEpisode, '/sim/reset_episode')
+    enable = ServiceClient(ros_node.node, ros_node.executor, SetBool, '/policy_node/enable')
+    reset.wait_until_available(timeout_s=60)
+    enable.wait_until_available(timeout_s=60)
 
     def call(client, request):
-        ros_node.spin_until(client.service_is_ready, timeout=60, what=f'{client.srv_name} to be discovered')
-        future = client.call_async(request)
-        ros_node.spin_until(future.done, timeout=20, what=client.srv_name)
-        assert future.result().success, future.result().message
+        answer = client.call(request, timeout_s=20)
+        assert answer.success, answer.message
 
     rollouts, wall_seconds = [], []
     for _ in range(2):
@@ -129,37 +133,47 @@ def test_lockstep_episodes_repeat_exactly_and_every_step_waits_for_the_policy(ar
     assert processes['sim_node'].output().count(f'after {result.steps} steps (1 waited out lockstep_timeout)') == 2
 
 
-def test_evaluate_reports_success_rate_table_and_plots(artifacts):
+def test_evaluate_reports_success_rate_table_and_plots(artifacts, capsys):
+    """evaluate, called in-process, writes results that agree with each other and restores os.environ."""
     output = artifacts['root'] / 'evaluation'
-    completed = subprocess.run(
-        [resolve_executable('evaluate'), '--robot', 'xarm', '--task', 'open_door',
-         '--encoder', str(artifacts['encoder']), '--policy', str(artifacts['policy']), '--episodes', '2',
-         '--real-time-factor', '3', '--rollout-sheets', '1', '--output', str(output)],
-        capture_output=True, text=True, timeout=400)
-    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
-    summary = json.loads((output / 'summary.json').read_text())
-    [task] = summary['tasks']
-    assert task['task'] == 'open_door' and task['episodes'] == 2
-    assert 0.0 <= task['success_rate'] <= 1.0
+    environment_before = dict(os.environ)
+    exit_code = evaluate_main([
+        '--robot', 'xarm', '--task', 'open_door', '--encoder', str(artifacts['encoder']),
+        '--policy', str(artifacts['policy']), '--episodes', '2', '--real-time-factor', '3',
+        '--rollout-sheets', '1', '--output', str(output)])
+    printed = capsys.readouterr()
+    assert exit_code == 0, printed.out[-3000:] + printed.err[-3000:]
+    assert dict(os.environ) == environment_before, 'evaluate must leave the environment as it found it'
     with open(output / 'episodes.csv') as f:
         episodes = list(csv.DictReader(f))
-    assert [int(e['seed']) for e in episodes] == [100_000, 100_001]
-    assert all(int(e['steps']) > 0 for e in episodes)
+    assert [(e['task'], int(e['seed'])) for e in episodes] == [('open_door', 100_000), ('open_door', 100_001)]
+    assert all(int(e['steps']) > 0 and e['reason'] in ('success', 'timeout') for e in episodes), episodes
+    successes = [e['success'] == 'True' for e in episodes]
+    assert successes == [e['reason'] == 'success' for e in episodes], episodes
+    summary = json.loads((output / 'summary.json').read_text())
+    [task] = summary['tasks']
+    assert (task['task'], task['episodes'], task['successes']) == ('open_door', 2, sum(successes)), task
+    assert task['success_rate'] == pytest.approx(sum(successes) / 2), (task, episodes)
     for png in ('success_rate.png', 'rollouts.png'):
         assert (output / png).stat().st_size > 1000
-    assert 'open_door' in completed.stdout
+    assert 'open_door' in printed.out
 
 
-def test_recorded_bag_holds_the_real_robot_topics_and_converts(artifacts):
-    """A sim recording has the topics and types of a `ros2 bag record` of the real xArm."""
-    from rosbags.rosbag2 import Reader
-    with Reader(SAMPLE_BAGS[0]) as reader:
-        topics = {c.topic: c.msgtype for c in reader.connections}
-    assert topics['/joint_states'] == 'sensor_msgs/msg/JointState'
-    assert topics['/camera/color/image_raw'] == 'sensor_msgs/msg/Image'
-    assert topics['/camera/color/camera_info'] == 'sensor_msgs/msg/CameraInfo'
-    assert topics['/xarm7_traj_controller/joint_trajectory'] == 'trajectory_msgs/msg/JointTrajectory'
-    assert topics['/xarm_gripper_traj_controller/joint_trajectory'] == 'trajectory_msgs/msg/JointTrajectory'
+def test_evaluate_exits_1_when_the_graph_does_not_come_up(artifacts):
+    """A graph that does not answer in --startup-timeout ends evaluate with one error line, exit code 1."""
+    output = artifacts['root'] / 'evaluation_no_startup'
+    completed = subprocess.run(
+        [resolve_executable('evaluate'), '--robot', 'xarm', '--task', 'open_door',
+         '--encoder', str(artifacts['encoder']), '--policy', str(artifacts['policy']), '--episodes', '1',
+         '--startup-timeout', '0.1', '--output', str(output)],
+        capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 1, completed.stdout[-3000:] + completed.stderr[-3000:]
+    assert 'evaluate: error: service /sim/reset_episode not available after 0.1 s' in completed.stderr
+    assert 'Traceback' not in completed.stderr, completed.stderr
+
+
+def test_sample_bags_convert_to_one_episode_each_with_arm_and_gripper_actions(artifacts):
+    """convert_bags turns every sample bag into an episode whose actions are the arm and gripper commands."""
     dataset = LeRobotDataset(artifacts['root'] / 'dataset')
     assert dataset.num_episodes == len(SAMPLE_BAGS)
     assert dataset.feature_names('action') == [f'joint{i}' for i in range(1, 8)] + ['drive_joint']
@@ -179,6 +193,7 @@ def test_evaluate_lockstep_runs_episodes_as_fast_as_the_nodes(artifacts):
     # Most steps were taken on the policy's command (the first of each episode waits out the
     # timeout; on a loaded machine a few more may), not on the timeout.
     sim_log = (output / 'logs' / 'sim_node.log').read_text()
-    ends = re.findall(r'episode (?:success|timeout): .* after (\d+) steps \((\d+) waited out lockstep_timeout\)', sim_log)
+    ends = re.findall(r'episode (?:success|timeout): .* after (\d+) steps \((\d+) waited out lockstep_timeout\)',
+                      sim_log)
     assert len(ends) >= 2 and all(int(waited) < 0.25 * int(steps) for steps, waited in ends[-2:]), ends
     assert 'lockstep simulation' in completed.stdout

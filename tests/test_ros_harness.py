@@ -37,7 +37,9 @@ def test_leaked_child_is_reported_as_orphan(ros_env, tmp_path):
     launcher = RosProcesses(ros_env, tmp_path)
     parent = launcher.start(_script(tmp_path, 'leaky.py', """
         import subprocess, sys, time
-        subprocess.Popen([sys.executable, '-c', 'import signal, time; signal.signal(signal.SIGINT, signal.SIG_IGN); signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)'])
+        ignore_signals = ('import signal, time; signal.signal(signal.SIGINT, signal.SIG_IGN); '
+                          'signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)')
+        subprocess.Popen([sys.executable, '-c', ignore_signals])
         print('spawned', flush=True)
         time.sleep(60)
     """), name='leaky', sigint_grace_s=1.0)

@@ -20,7 +20,8 @@ setup(
     zip_safe=True,
     maintainer='dynamo-ros developers',
     maintainer_email='dev@dynamo-ros.org',
-    description='Launch files, configs and the end-to-end demo of dynamo-ros for the xArm kitchen and the Allegro hand.',
+    description=('Launch files, per-robot configs, the node graph, closed-loop evaluation and the end-to-end '
+                 'demo of dynamo-ros for the xArm kitchen and the Allegro hand.'),
     license='MIT',
     extras_require={'test': ['pytest']},
     entry_points={

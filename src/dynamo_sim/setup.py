@@ -17,7 +17,8 @@ setup(
     zip_safe=True,
     maintainer='dynamo-ros developers',
     maintainer_email='dev@dynamo-ros.org',
-    description='Simulated UFactory xArm7 kitchen and Wonik Allegro hand in MuJoCo, with the ROS interfaces of the real drivers, scripted experts and demonstration recording.',
+    description='Simulated UFactory xArm7 kitchen and Wonik Allegro hand in MuJoCo, with the ROS interfaces of '
+                'the real drivers, scripted experts and demonstration recording.',
     license='MIT',
     extras_require={'test': ['pytest']},
     entry_points={

@@ -28,10 +28,11 @@ from tqdm import tqdm
 
 from dynamo_bringup.evaluation import EpisodeOutcome, contact_sheet, format_table, summarise, write_results
 from dynamo_bringup.graph import BringupArguments, load_robot_config, node_graph
-from dynamo_bringup.processes import DomainLease, NodeProcess
+from dynamo_bringup.processes import DomainLease, NodeProcess, environment
 
 # Held-out initial states: demonstrations are recorded from seeds below this.
 FIRST_EVALUATION_SEED = 100_000
+SERVICE_TIMEOUT_S = 20.0
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -63,15 +64,20 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     lease = DomainLease()
     env = {**os.environ, **lease.environment(), 'PYTHONUNBUFFERED': '1'}
-    os.environ.update(lease.environment())
     specs = node_graph(args.robot, BringupArguments(
         sim=True, encoder=str(args.encoder.resolve()), policy=str(args.policy.resolve()), autostart=False,
         task=args.task[0], seed=args.first_seed, real_time_factor=args.real_time_factor, lockstep=args.lockstep))
     processes = [NodeProcess(spec.command(), spec.name, env, args.output / 'logs' / f'{spec.name}.log')
                  for spec in specs]
-    outcomes: list[EpisodeOutcome] = []
     try:
-        outcomes, sheets, seconds_per_episode = _run_episodes(args, processes)
+        # rclpy in this process joins the graph's domain only while it runs: evaluate leaves the
+        # environment as it found it, also when called from Python.
+        with environment(lease.environment()):
+            outcomes, sheets, seconds_per_episode = _run_episodes(args, processes)
+    except (RuntimeError, TimeoutError) as error:   # the graph failed; a bug keeps its traceback
+        print(f'evaluate: error: {error}\nevaluate: the node logs are in {args.output / "logs"}',
+              file=sys.stderr, flush=True)
+        return 1
     finally:
         for proc in reversed(processes):
             proc.stop()
@@ -93,7 +99,25 @@ def main(argv=None) -> int:
 
 
 def _run_episodes(args, processes: list[NodeProcess]):
+    """Run every episode through the graph from an rclpy context of its own, shut down at the end."""
     import rclpy
+    from rclpy.context import Context
+    from rclpy.executors import SingleThreadedExecutor
+
+    context = Context()
+    rclpy.init(context=context)
+    node = rclpy.create_node('dynamo_evaluator', context=context)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    try:
+        return _evaluate(args, processes, node, executor)
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown(context=context)
+
+
+def _evaluate(args, processes: list[NodeProcess], node, executor):
     from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import Image
     from std_srvs.srv import SetBool
@@ -101,9 +125,8 @@ def _run_episodes(args, processes: list[NodeProcess]):
     from dynamo_data.image_codec import decode_image
     from dynamo_msgs.msg import EpisodeResult
     from dynamo_msgs.srv import ResetEpisode
+    from dynamo_util.service_client import ServiceClient
 
-    rclpy.init()
-    node = rclpy.create_node('dynamo_evaluator')
     results: list = []
     frames: list[np.ndarray] = []
     recording = [False]
@@ -115,33 +138,17 @@ def _run_episodes(args, processes: list[NodeProcess]):
             frames.append(decode_image(msg.encoding, msg.height, msg.width, msg.step, msg.is_bigendian, msg.data))
 
     node.create_subscription(Image, camera_topic, keep_frame, qos_profile_sensor_data)
-    reset = node.create_client(ResetEpisode, '/sim/reset_episode')
-    enable = node.create_client(SetBool, '/policy_node/enable')
 
     def check_processes():
         for proc in processes:
             if proc.returncode is not None:
-                raise RuntimeError(f'{proc.name} exited with {proc.returncode}; its log {proc.log_path}:\n'
+                raise RuntimeError(f'{proc.name} exited with {proc.returncode}; the end of its log {proc.log_path}:\n'
                                    f'{proc.output()[-3000:]}')
 
-    def call(client, request, timeout=20.0):
-        future = client.call_async(request)
-        deadline = time.monotonic() + timeout
-        while not future.done():
-            check_processes()
-            if time.monotonic() > deadline:
-                raise RuntimeError(f'{client.srv_name} did not answer in {timeout} s')
-            rclpy.spin_once(node, timeout_sec=0.05)
-        return future.result()
-
-    deadline = time.monotonic() + args.startup_timeout
+    reset = ServiceClient(node, executor, ResetEpisode, '/sim/reset_episode', while_waiting=check_processes)
+    enable = ServiceClient(node, executor, SetBool, '/policy_node/enable', while_waiting=check_processes)
     for client in (reset, enable):
-        while not client.service_is_ready():
-            check_processes()
-            if time.monotonic() > deadline:
-                raise RuntimeError(f'{client.srv_name} not available after {args.startup_timeout} s; '
-                                   f'node logs are in {args.output / "logs"}')
-            rclpy.spin_once(node, timeout_sec=0.1)
+        client.wait_until_available(args.startup_timeout)
 
     episode_timeout = _episode_timeout(args, load_robot_config(args.robot)['sim_node'])
     outcomes, sheets = [], []
@@ -151,31 +158,30 @@ def _run_episodes(args, processes: list[NodeProcess]):
         for task in args.task:
             for i in range(args.episodes):
                 seed = args.first_seed + i
-                call(enable, SetBool.Request(data=False))
-                answer = call(reset, ResetEpisode.Request(task=task, seed=seed))
+                enable.call(SetBool.Request(data=False), SERVICE_TIMEOUT_S)
+                answer = reset.call(ResetEpisode.Request(task=task, seed=seed), SERVICE_TIMEOUT_S)
                 if not answer.success:
                     raise RuntimeError(f'simulator refused task {task!r}: {answer.message}')
                 results.clear()
                 frames.clear()
                 recording[0] = len(sheets) < args.rollout_sheets
-                call(enable, SetBool.Request(data=True))
+                enable.call(SetBool.Request(data=True), SERVICE_TIMEOUT_S)
                 end = time.monotonic() + episode_timeout
                 while not any(r.task == task and r.seed == seed and r.reason != 'reset' for r in results):
                     check_processes()
                     if time.monotonic() > end:
                         raise RuntimeError(f'no EpisodeResult for {task} seed {seed} in {episode_timeout:.0f} s')
-                    rclpy.spin_once(node, timeout_sec=0.05)
+                    executor.spin_once(timeout_sec=0.05)
                 result = next(r for r in results if r.task == task and r.seed == seed and r.reason != 'reset')
                 outcomes.append(EpisodeOutcome(task, seed, bool(result.success), int(result.steps),
                                                float(result.duration), result.reason))
                 if recording[0]:
-                    sheets.append((list(frames), f'{task} seed {seed}: {"success" if result.success else result.reason}'))
+                    label = f'{task} seed {seed}: {"success" if result.success else result.reason}'
+                    sheets.append((list(frames), label))
                 progress.set_postfix(success=f'{np.mean([o.success for o in outcomes]):.0%}')
                 progress.update()
     seconds_per_episode = (time.monotonic() - started) / total
-    call(enable, SetBool.Request(data=False))
-    node.destroy_node()
-    rclpy.try_shutdown()
+    enable.call(SetBool.Request(data=False), SERVICE_TIMEOUT_S)
     return outcomes, sheets, seconds_per_episode
 
 

@@ -22,7 +22,7 @@ def declare_bringup_arguments() -> list[DeclareLaunchArgument]:
 
 
 def graph_nodes(robot: str) -> OpaqueFunction:
-    """The graph's nodes, resolved once the launch arguments are known."""
+    """Return the graph's nodes, resolved once the launch arguments are known."""
 
     def nodes(context):
         values = {name: LaunchConfiguration(name).perform(context) for name in ARGUMENT_DESCRIPTIONS}
@@ -36,7 +36,7 @@ def graph_nodes(robot: str) -> OpaqueFunction:
 
 
 def real_robot_include(package: str, launch_file: str, arguments: dict) -> IncludeLaunchDescription:
-    """A real driver's launch file, included only with sim:=false."""
+    """Include a real driver's launch file, only with sim:=false."""
     return IncludeLaunchDescription(
         PythonLaunchDescriptionSource(PathJoinSubstitution([FindPackageShare(package), 'launch', launch_file])),
         launch_arguments=arguments.items(), condition=UnlessCondition(LaunchConfiguration('sim')))

@@ -9,7 +9,9 @@ import signal
 import subprocess
 import sys
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 DOMAIN_IDS = range(1, 102)
 
@@ -42,8 +44,23 @@ class DomainLease:
         self._handle.close()
 
 
+@contextmanager
+def environment(variables: dict[str, str]) -> Iterator[None]:
+    """Set environment variables of this process inside the block; restore their previous values after it."""
+    saved = {key: os.environ.get(key) for key in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 def resolve_executable(name: str) -> str:
-    """A console script of this environment (beside its python) or anything on PATH."""
+    """Return the path of a console script of this environment (beside its python) or of anything on PATH."""
     local = Path(sys.prefix) / 'bin' / name
     if local.exists():
         return str(local)

@@ -21,11 +21,9 @@ import traceback
 from dataclasses import dataclass
 
 import numpy as np
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.exceptions import ParameterException
-from rclpy.executors import ExternalShutdownException
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.time import Time
@@ -36,6 +34,7 @@ from dynamo_encoder.frame_sync import FrameSynchronizer, SyncedFrames
 from dynamo_encoder.latest_slot import LatestSlot
 from dynamo_encoder.stream_stats import StreamStatistics
 from dynamo_msgs.msg import Embedding
+from dynamo_util.node_main import run_node
 
 DEVICES = ('cpu', 'cuda', 'auto')
 TRANSPORTS = ('raw', 'compressed')
@@ -47,7 +46,7 @@ PARAMETERS = {
     # name: (default, description)
     'checkpoint': ('', 'Path of the exported encoder artifact (encoder.pt written by `pretrain`).'),
     'device': ('auto', "Torch device: 'cpu', 'cuda', or 'auto' (cuda if available, else cpu with a warning)."),
-    'threads': (0, "Torch CPU threads for inference; 0 keeps torch's default."),
+    'threads': (0, "Torch CPU threads for inference, applied at start-up; 0 keeps torch's default."),
     'camera_topics': (['/camera/color/image_raw'],
                       "One image topic per camera, in the encoder artifact's camera order."),
     'camera_transports': (['raw'],
@@ -68,11 +67,14 @@ class ParameterError(ValueError):
     """A parameter value the node cannot run with; the message names the parameter."""
 
 
+class AutostartError(RuntimeError):
+    """Configuring or activating at start-up failed for another reason than a parameter."""
+
+
 @dataclass(frozen=True)
 class Settings:
     checkpoint: str
     device: str
-    threads: int
     camera_topics: tuple[str, ...]
     compressed: tuple[bool, ...]
     slop_ns: int
@@ -96,18 +98,22 @@ class EncoderNode(LifecycleNode):
         self._statistics: StreamStatistics | None = None
         self._slot: LatestSlot | None = None
         self._inference_thread: threading.Thread | None = None
+        self.configure_error: Exception | None = None   # why the last configure failed
 
     # --- lifecycle -------------------------------------------------------------------------
 
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.configure_error = None
         try:
             settings = self._read_settings()
             self._encoder = self._load_encoder(settings)
         except ParameterError as exc:
             self.get_logger().error(f'cannot configure: {exc}')
+            self.configure_error = exc
             return TransitionCallbackReturn.FAILURE
-        except Exception:  # rclpy would turn it into a bare ERROR transition without a word
+        except Exception as exc:  # rclpy would turn it into a bare ERROR transition without a word
             self.get_logger().error(f'cannot configure:\n{traceback.format_exc()}')
+            self.configure_error = exc
             return TransitionCallbackReturn.FAILURE
         self._settings = settings
         self._embedding_publisher = self.create_lifecycle_publisher(Embedding, 'embedding', 10)
@@ -185,7 +191,7 @@ class EncoderNode(LifecycleNode):
         if value['diagnostics_period'] <= 0:
             raise ParameterError(f"parameter 'diagnostics_period' is {value['diagnostics_period']}; expected > 0")
         return Settings(
-            checkpoint=value['checkpoint'], device=value['device'], threads=value['threads'],
+            checkpoint=value['checkpoint'], device=value['device'],
             camera_topics=tuple(topics), compressed=tuple(t == 'compressed' for t in transports),
             slop_ns=int(round(value['slop'] * 1e9)), sync_queue_size=value['sync_queue_size'],
             qos=QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=value['qos_depth'],
@@ -206,8 +212,6 @@ class EncoderNode(LifecycleNode):
                     'latency. Set device:=cpu to silence this warning. !!!')
         elif device == 'cuda' and not torch.cuda.is_available():
             raise ParameterError("parameter 'device' is 'cuda' but torch sees no CUDA device")
-        if settings.threads:
-            torch.set_num_threads(settings.threads)
         try:
             encoder = EncoderArtifact.load(settings.checkpoint, device=device)
         except ArtifactError as exc:
@@ -271,7 +275,7 @@ class EncoderNode(LifecycleNode):
             try:
                 embedding = np.ascontiguousarray(encoder.encode(images), dtype=np.float32)
             except Exception:  # the node must outlive one bad frame set; the thread would die silently
-                statistics.frame_malformed()
+                statistics.encode_failed()
                 self.get_logger().error(f'encoding a frame set failed, skipped:\n{traceback.format_exc()}',
                                         throttle_duration_sec=LOG_THROTTLE_S)
                 continue
@@ -329,33 +333,26 @@ class EncoderNode(LifecycleNode):
         self._diagnostics_publisher.publish(array_msg)
 
 
-def main(args=None):
-    rclpy.init(args=args)
-    node = None
-    exit_code = 0
-    try:
-        node = EncoderNode()
-        if node.get_parameter('autostart').value:
-            if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
-                exit_code = 1
-            elif node.trigger_activate() != TransitionCallbackReturn.SUCCESS:
-                exit_code = 1
-        if exit_code == 0:
-            rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except ParameterException as exc:  # e.g. -p threads:=many (wrong type)
-        print(f'encoder_node: bad parameter: {exc}', flush=True)
-        exit_code = 2
-    finally:
-        try:
-            if node is not None:
-                node.stop()
-                node.destroy_node()
-            rclpy.try_shutdown()
-        except KeyboardInterrupt:  # a second Ctrl-C while shutting down
-            pass
-    return exit_code
+def _start(node: EncoderNode) -> None:
+    """Apply the torch thread count (process-wide, so the entry point's job), then autostart."""
+    threads = node.get_parameter('threads').value
+    if threads > 0:   # configure refuses a negative value
+        import torch
+        torch.set_num_threads(threads)
+    if not node.get_parameter('autostart').value:
+        return
+    if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+        if isinstance(node.configure_error, ParameterError):
+            raise node.configure_error
+        raise AutostartError(f'configure failed: {node.configure_error!r} (traceback above)')
+    if node.trigger_activate() != TransitionCallbackReturn.SUCCESS:
+        raise AutostartError('activate failed')
+
+
+def main(args=None) -> int:
+    # ParameterException: a parameter of the wrong type (e.g. -p threads:=many)
+    return run_node(EncoderNode, 'encoder_node', args, parameter_errors=(ParameterError, ParameterException),
+                    runtime_errors=(AutostartError,), start=_start, on_shutdown=EncoderNode.stop)
 
 
 if __name__ == '__main__':

@@ -37,6 +37,7 @@ class StreamStatistics:
         self.outputs_published = 0
         self.frames_dropped_stale = 0
         self.frames_malformed = 0
+        self.encode_failures = 0
 
     def frame_received(self, name: str) -> None:
         with self._lock:
@@ -55,8 +56,14 @@ class StreamStatistics:
             self.frames_dropped_stale += int(count)
 
     def frame_malformed(self) -> None:
+        """Count an input message that could not be read (bad encoding, size or data)."""
         with self._lock:
             self.frames_malformed += 1
+
+    def encode_failed(self) -> None:
+        """Count a well-formed input set that the model failed to process (not the input's fault)."""
+        with self._lock:
+            self.encode_failures += 1
 
     def snapshot(self) -> dict[str, float | int]:
         """Return the current values: rates in Hz, latency in ms (NaN before the first output), counters."""
@@ -82,6 +89,7 @@ class StreamStatistics:
                 'processing_p99_ms': float(np.percentile(processing_ms, 99)) if processing_ms.size else float('nan'),
                 'frames_dropped_stale': self.frames_dropped_stale,
                 'frames_malformed': self.frames_malformed,
+                'encode_failures': self.encode_failures,
                 'frames_received': sum(self.frames_received.values()),
                 'outputs_published': self.outputs_published,
             }

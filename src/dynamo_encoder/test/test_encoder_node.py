@@ -263,7 +263,7 @@ def test_diagnostics_report_rates_latency_and_stale_frames(ros_processes, ros_no
 def test_missing_checkpoint_exits_nonzero_naming_the_file(ros_processes, tmp_path):
     missing = tmp_path / 'no_such_encoder.pt'
     node = start_encoder(ros_processes, missing)
-    assert node.wait(timeout=STARTUP_TIMEOUT_S) != 0
+    assert node.wait(timeout=STARTUP_TIMEOUT_S) == 2
     assert str(missing) in node.output()
 
 
@@ -272,7 +272,7 @@ def test_incompatible_checkpoint_exits_nonzero_naming_the_file(ros_processes, tm
     not_an_encoder = tmp_path / 'policy.pt'
     torch.save({'weights': torch.zeros(3)}, not_an_encoder)
     node = start_encoder(ros_processes, not_an_encoder)
-    assert node.wait(timeout=STARTUP_TIMEOUT_S) != 0
+    assert node.wait(timeout=STARTUP_TIMEOUT_S) == 2
     assert str(not_an_encoder) in node.output()
 
 
@@ -284,7 +284,7 @@ def test_incompatible_checkpoint_exits_nonzero_naming_the_file(ros_processes, tm
 ])
 def test_bad_parameter_exits_nonzero_naming_it(ros_processes, artifacts, arguments, parameter):
     node = start_encoder(ros_processes, artifacts['one'], *arguments)
-    assert node.wait(timeout=STARTUP_TIMEOUT_S) != 0
+    assert node.wait(timeout=STARTUP_TIMEOUT_S) == 2
     assert re.search(rf'\b{parameter}\b', node.output()), node.output()
 
 
@@ -292,24 +292,21 @@ def test_without_autostart_the_node_follows_lifecycle_transitions(ros_processes,
     from lifecycle_msgs.msg import Transition
     from lifecycle_msgs.srv import ChangeState, GetState
 
+    from dynamo_util.service_client import ServiceClient
+
     embeddings = ros_node.collect(Embedding, 'embedding')
     topics = ['/front/image_raw', '/wrist/image_raw']
     publishers = [ros_node.node.create_publisher(Image, topic, qos_profile_sensor_data) for topic in topics]
-    start_encoder(ros_processes, artifacts['two'], '-p', 'autostart:=false', '-p', f'camera_topics:=[{",".join(topics)}]',
-                  '-p', 'camera_transports:=[raw,raw]')
-    get_state = ros_node.node.create_client(GetState, '/encoder_node/get_state')
-    change_state = ros_node.node.create_client(ChangeState, '/encoder_node/change_state')
-    ros_node.spin_until(change_state.service_is_ready, STARTUP_TIMEOUT_S, 'the lifecycle services')
-
-    def call(client, request):
-        future = client.call_async(request)
-        ros_node.spin_until(future.done, 30, f'{client.srv_name}')
-        return future.result()
+    start_encoder(ros_processes, artifacts['two'], '-p', 'autostart:=false',
+                  '-p', f'camera_topics:=[{",".join(topics)}]', '-p', 'camera_transports:=[raw,raw]')
+    get_state = ServiceClient(ros_node.node, ros_node.executor, GetState, '/encoder_node/get_state')
+    change_state = ServiceClient(ros_node.node, ros_node.executor, ChangeState, '/encoder_node/change_state')
+    change_state.wait_until_available(STARTUP_TIMEOUT_S)
 
     def transition(transition_id):
-        return call(change_state, ChangeState.Request(transition=Transition(id=transition_id))).success
+        return change_state.call(ChangeState.Request(transition=Transition(id=transition_id)), timeout_s=30).success
 
-    assert call(get_state, GetState.Request()).current_state.label == 'unconfigured'
+    assert get_state.call(GetState.Request(), timeout_s=30).current_state.label == 'unconfigured'
     def subscribed():
         return [ros_node.node.count_subscribers(topic) for topic in topics]
 
@@ -328,4 +325,4 @@ def test_without_autostart_the_node_follows_lifecycle_transitions(ros_processes,
     publish_until(ros_node, publish_pair, lambda: embeddings, 30, 'an embedding once active')
     assert transition(Transition.TRANSITION_DEACTIVATE)
     ros_node.spin_until(lambda: subscribed() == [0, 0], 20, 'unsubscribing from both cameras')
-    assert call(get_state, GetState.Request()).current_state.label == 'inactive'
+    assert get_state.call(GetState.Request(), timeout_s=30).current_state.label == 'inactive'

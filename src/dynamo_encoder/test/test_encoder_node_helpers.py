@@ -65,13 +65,16 @@ def test_latency_percentiles_over_the_window():
     assert values['processing_p99_ms'] == pytest.approx(49.505)
 
 
-def test_drop_and_malformed_counters_accumulate():
+def test_drop_malformed_and_encode_failure_counters_accumulate_separately():
     stats = StreamStatistics(['front'])
     stats.frames_dropped(2)
     stats.frames_dropped(3)
     stats.frame_malformed()
+    stats.encode_failed()
+    stats.encode_failed()
     values = stats.snapshot()
     assert values['frames_dropped_stale'] == 5 and values['frames_malformed'] == 1
+    assert values['encode_failures'] == 2
 
 
 def test_latest_slot_keeps_only_the_newest_item_and_returns_the_replaced_one():

@@ -1,1 +1,1 @@
-"""Imitation policies on frozen DynaMo embeddings (kNN, MLP), their training, the policy node and closed-loop evaluation."""
+"""Imitation policies on frozen DynaMo embeddings, their training and the policy node."""

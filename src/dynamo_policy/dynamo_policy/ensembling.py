@@ -42,7 +42,7 @@ class ChunkEnsembler:
         return len(self._chunks)
 
     def add(self, stamp: float, chunk: np.ndarray) -> None:
-        """A chunk (horizon, action_dim) predicted from the observation taken at `stamp` (s)."""
+        """Add a chunk (horizon, action_dim) predicted from the observation taken at `stamp` (s)."""
         chunk = np.asarray(chunk, np.float32)
         if chunk.ndim != 2:
             raise ValueError(f'an action chunk must be (horizon, action_dim), got shape {chunk.shape}')
@@ -56,7 +56,7 @@ class ChunkEnsembler:
         return stamp + (row + 1) * self.step_period
 
     def action_at(self, now: float) -> EnsembledAction | None:
-        """The ensembled action for the first not-yet-passed time step, or None if all passed."""
+        """Return the ensembled action for the first not-yet-passed time step, or None if all passed."""
         # Drop chunks whose every row has passed.
         while self._chunks and self._due(self._chunks[0][0], len(self._chunks[0][1]) - 1) < now:
             self._chunks.popleft()

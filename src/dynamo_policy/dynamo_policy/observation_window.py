@@ -8,8 +8,9 @@ import numpy as np
 
 
 class ObservationWindow:
-    """Keeps the newest `context_length` embeddings, each paired with the joint state that was
-    current when it arrived (JointState messages are matched by name, in any order).
+    """Keeps the newest `context_length` embeddings, each with the joint state current on its arrival.
+
+    JointState messages are matched by name, in any order.
     """
 
     def __init__(self, context_length: int, embedding_dim: int, state_names: list[str]):
@@ -18,19 +19,17 @@ class ObservationWindow:
         self.state_names = list(state_names)
         self._rows: deque[tuple[float, np.ndarray, np.ndarray | None]] = deque(maxlen=self.context_length)
         self._state: np.ndarray | None = None
-        self.state_stamp: float | None = None
 
     def reset(self) -> None:
         self._rows.clear()
 
-    def update_joint_state(self, stamp: float, names, positions) -> list[str]:
-        """Store the state of `state_names`; returns the names the message lacked (then ignored)."""
+    def update_joint_state(self, names, positions) -> list[str]:
+        """Store the state of `state_names`; return the names the message lacked (then ignored)."""
         index = {name: i for i, name in enumerate(names)}
         missing = [name for name in self.state_names if name not in index or index[name] >= len(positions)]
         if missing:
             return missing
         self._state = np.asarray([positions[index[name]] for name in self.state_names], np.float32)
-        self.state_stamp = float(stamp)
         return []
 
     def add_embedding(self, stamp: float, data) -> None:
@@ -47,13 +46,13 @@ class ObservationWindow:
         return self._rows[-1][0] if self._rows else None
 
     def ready(self) -> bool:
-        """An embedding is there and, if state is used, every row has a joint state."""
+        """Tell whether an embedding is there and, if state is used, every row has a joint state."""
         if not self._rows:
             return False
         return not self.state_names or all(state is not None for _, _, state in self._rows)
 
     def window(self) -> dict[str, np.ndarray]:
-        """The policy's obs_window (oldest first); call only when ready()."""
+        """Return the policy's obs_window (oldest first); call only when ready()."""
         window = {'embedding': np.stack([data for _, data, _ in self._rows])}
         if self.state_names:
             window['state'] = np.stack([state for _, _, state in self._rows])

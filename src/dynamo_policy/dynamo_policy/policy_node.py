@@ -17,19 +17,15 @@ commands per step, and a lockstep simulator steps on each.)
 
 from __future__ import annotations
 
-import sys
 import time
 
 import numpy as np
-import rclpy
 import torch
 from builtin_interfaces.msg import Duration
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import TwistStamped
 from rcl_interfaces.msg import ParameterDescriptor
-from rclpy._rclpy_pybind11 import RCLError
-from rclpy.exceptions import ParameterException
-from rclpy.executors import ExternalShutdownException
+from rclpy.exceptions import ParameterException, ParameterUninitializedException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import qos_profile_sensor_data
@@ -47,6 +43,7 @@ from dynamo_policy.observation_window import ObservationWindow
 from dynamo_policy.policies import PolicyArtifactError, load_policy
 from dynamo_policy.safety import SafetyFilter, SafetyLimitError, UnsafeActionError
 from dynamo_policy.watchdog import Watchdog, hold_position, zero_twist
+from dynamo_util.node_main import run_node
 
 LOG_THROTTLE_S = 5.0
 STAMP_TOLERANCE_S = 1e-6   # times from nanosecond stamps that are equal may differ by float rounding
@@ -95,11 +92,11 @@ class PolicyNode(Node):
                                      'ACT temporal-ensembling weight m: w_i = exp(-m i), oldest chunk i = 0.')
         self._twist_frame_id = self._parameter('twist_frame_id', '', 'header.frame_id of TwistStamped commands.')
         diagnostics_period = self._parameter('diagnostics_period', 1.0, 'Seconds between /diagnostics messages.')
-        num_threads = self._parameter(
+        # A process-wide torch setting: main() applies it, the node only validates it.
+        self.num_threads = self._parameter(
             'num_threads', 1, 'torch CPU threads for inference; small policies are fastest on one thread.')
-        if num_threads < 1:
-            raise ParameterError('num_threads', f'must be >= 1, got {num_threads}')
-        torch.set_num_threads(num_threads)
+        if self.num_threads < 1:
+            raise ParameterError('num_threads', f'must be >= 1, got {self.num_threads}')
 
         self.policy = load_policy(policy_path) if policy_path else None
         if self.policy is None:
@@ -155,7 +152,7 @@ class PolicyNode(Node):
         try:
             self.declare_parameter(name, default, ParameterDescriptor(description=description))
             return self.get_parameter(name).value
-        except rclpy.exceptions.ParameterUninitializedException:
+        except ParameterUninitializedException:
             return []  # an array parameter left empty
         except (ParameterException, TypeError, ValueError) as error:
             raise ParameterError(name, str(error)) from None
@@ -163,7 +160,7 @@ class PolicyNode(Node):
     # --- inputs ----------------------------------------------------------------------------
     def _on_joint_state(self, msg: JointState) -> None:
         self.measured.update(zip(msg.name, msg.position))
-        missing = self.window.update_joint_state(_seconds(msg.header.stamp), msg.name, msg.position)
+        missing = self.window.update_joint_state(msg.name, msg.position)
         if missing and self.window.state_names:
             self.get_logger().warning(f'joint_states lacks {missing} needed by the policy',
                                    throttle_duration_sec=LOG_THROTTLE_S)
@@ -334,7 +331,8 @@ class PolicyNode(Node):
         inference = self.inference_stats.snapshot()
         status = DiagnosticStatus(name=f'{self.get_name()}: policy', hardware_id=self.policy.name)
         if self.refused:
-            status.level, status.message = DiagnosticStatus.ERROR, f'{self.refused} embeddings from a wrong encoder refused'
+            status.level = DiagnosticStatus.ERROR
+            status.message = f'{self.refused} embeddings from a wrong encoder refused'
         elif not self.enabled:
             status.level, status.message = DiagnosticStatus.OK, 'disabled'
         elif self.stopped:
@@ -356,30 +354,14 @@ class PolicyNode(Node):
         self.diagnostics_pub.publish(msg)
 
 
-def main(args=None) -> None:
-    rclpy.init(args=args)
-    try:
-        node = PolicyNode()
-    except (ParameterError, PolicyArtifactError) as error:
-        print(f'policy_node: error: {error}', file=sys.stderr, flush=True)
-        rclpy.try_shutdown()
-        sys.exit(1)
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except RCLError:
-        # SIGTERM shuts the context down from rclpy's signal handler; the executor may then fail
-        # to build its wait set instead of raising ExternalShutdownException.
-        if rclpy.ok():
-            raise
-    finally:
-        try:
-            node.destroy_node()
-        except KeyboardInterrupt:   # a second Ctrl-C while shutting down
-            pass
-        rclpy.try_shutdown()
+def _set_torch_threads(node: PolicyNode) -> None:
+    torch.set_num_threads(node.num_threads)
+
+
+def main(args=None) -> int:
+    return run_node(PolicyNode, 'policy_node', args, parameter_errors=(ParameterError, PolicyArtifactError),
+                    start=_set_torch_threads)
 
 
 if __name__ == '__main__':
-    main()
+    raise SystemExit(main())

@@ -45,7 +45,7 @@ class SafetyFilter:
             raise SafetyLimitError('max_step', f'must be > 0, got {self.max_step.tolist()}')
 
     def apply(self, action: np.ndarray, previous: np.ndarray | None) -> np.ndarray:
-        """The safe version of `action`, given the previous command (None: no rate limit yet)."""
+        """Return the safe version of `action`, given the previous command (None: no rate limit yet)."""
         action = np.asarray(action, np.float64)
         if not np.all(np.isfinite(action)):
             raise UnsafeActionError(f'non-finite action {action.tolist()}')

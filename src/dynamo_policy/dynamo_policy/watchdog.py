@@ -6,9 +6,11 @@ import numpy as np
 
 
 class Watchdog:
-    """Judges observation age by the observation's own stamp, so a stalled camera, encoder or
-    network all look the same: old data. An observation stamped further in the future than the
-    timeout means the clocks disagree (e.g. use_sim_time before /clock arrives): also no go.
+    """Judges observation age by the observation's own stamp.
+
+    A stalled camera, encoder or network then all look the same: old data. An observation stamped
+    further in the future than the timeout means the clocks disagree (e.g. use_sim_time before
+    /clock arrives): also no go.
     """
 
     def __init__(self, timeout: float):
@@ -21,7 +23,7 @@ class Watchdog:
 
 
 def hold_position(last_commanded: np.ndarray | None, measured: np.ndarray | None) -> np.ndarray | None:
-    """The position to hold when stopping: where the robot is (measured), else where it was sent.
+    """Return the position to hold when stopping: where the robot is (measured), else where it was sent.
 
     Holding the measured position stops a moving arm where it is; the last command is the
     fallback when no joint state is available. None: nothing known, send nothing.
@@ -34,5 +36,5 @@ def hold_position(last_commanded: np.ndarray | None, measured: np.ndarray | None
 
 
 def zero_twist() -> np.ndarray:
-    """The stop command for velocity (twist) control: linear.xyz and angular.xyz all zero."""
+    """Return the stop command for velocity (twist) control: linear.xyz and angular.xyz all zero."""
     return np.zeros(6)

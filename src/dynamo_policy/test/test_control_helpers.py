@@ -1,5 +1,6 @@
-"""ROS-free control helpers of the policy node: ensembling, safety filter, watchdog, observation
-window and the command layout.
+"""ROS-free control helpers of the policy node.
+
+Ensembling, safety filter, watchdog, observation window and the command layout.
 """
 
 import math
@@ -126,8 +127,8 @@ def test_window_pairs_embeddings_with_joint_state_by_name():
     window = ObservationWindow(context_length=2, embedding_dim=3, state_names=['b', 'a'])
     window.add_embedding(1.0, [1, 1, 1])
     assert not window.ready(), 'no joint state yet'
-    assert window.update_joint_state(1.0, ['a', 'b', 'c'], [0.1, 0.2, 0.3]) == []
-    assert window.update_joint_state(1.0, ['a'], [0.5]) == ['b'], 'incomplete message is ignored'
+    assert window.update_joint_state(['a', 'b', 'c'], [0.1, 0.2, 0.3]) == []
+    assert window.update_joint_state(['a'], [0.5]) == ['b'], 'incomplete message is ignored'
     window.reset()
     window.add_embedding(1.1, [2, 2, 2])
     window.add_embedding(1.2, [3, 3, 3])
@@ -150,9 +151,8 @@ def test_window_refuses_wrong_size_and_stale_stamps():
 
 # --- command layout ---------------------------------------------------------------------------
 def test_xarm_arm_and_gripper_split():
-    targets = make_command_layout(
-        'joint_trajectory', ['/xarm7_traj_controller/joint_trajectory', '/xarm_gripper_traj_controller/joint_trajectory'],
-        [','.join(XARM[:7]), 'drive_joint'], XARM)
+    topics = ['/xarm7_traj_controller/joint_trajectory', '/xarm_gripper_traj_controller/joint_trajectory']
+    targets = make_command_layout('joint_trajectory', topics, [','.join(XARM[:7]), 'drive_joint'], XARM)
     assert targets[0].names == tuple(XARM[:7]) and targets[0].indices == tuple(range(7))
     assert targets[1].names == ('drive_joint',) and targets[1].indices == (7,)
 

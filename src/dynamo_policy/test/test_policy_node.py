@@ -13,6 +13,7 @@ from trajectory_msgs.msg import JointTrajectory
 from dynamo_encoder.artifact import EncoderArtifact
 from dynamo_msgs.msg import ActionChunk, Embedding
 from dynamo_policy.policies import load_policy
+from dynamo_util.service_client import ServiceClient
 
 pytestmark = pytest.mark.ros
 
@@ -30,7 +31,7 @@ def start_policy_node(ros_processes, policy_path, *args):
 
 @pytest.fixture(scope='module')
 def camera_embedding(encoder_path):
-    """The encoder's embedding of one synthetic camera frame (what encoder_node would publish)."""
+    """Return the encoder's embedding of one synthetic camera frame (what encoder_node would publish)."""
     frames, _, _ = synthetic_episode(np.random.default_rng(5), 10, 1)
     return EncoderArtifact.load(encoder_path).encode({'front': frames[3]})
 
@@ -195,19 +196,13 @@ def test_disable_stops_commands_and_enable_resumes(ros_processes, ros_node, trai
     chunks = ros_node.collect(ActionChunk, 'action_chunk')
     start_policy_node(ros_processes, path, *XARM_SPLIT)   # autostart defaults to false
     EmbeddingStream(ros_node, policy, camera_embedding)
-    client = ros_node.node.create_client(SetBool, '/policy_node/enable')
-
-    def call(enable):
-        future = client.call_async(SetBool.Request(data=enable))
-        ros_node.spin_until(future.done, timeout=10, what=f'~/enable({enable})')
-        assert future.result().success
+    enable = ServiceClient(ros_node.node, ros_node.executor, SetBool, '/policy_node/enable')
 
     ros_node.spin_until(lambda: len(chunks) >= 5, timeout=60, what='action chunks while disabled')
     assert arm == [], 'disabled at start: chunks are published, commands are not'
-    ros_node.spin_until(client.service_is_ready, timeout=10, what='the enable service')
-    call(True)
+    assert enable.call(SetBool.Request(data=True), timeout_s=10).success
     ros_node.spin_until(lambda: len(arm) >= 5, timeout=10, what='commands after enabling')
-    call(False)
+    assert enable.call(SetBool.Request(data=False), timeout_s=10).success
     ros_node.spin_for(0.5)   # the hold command sent on disabling may still be in flight
     stopped_at = len(arm)
     ros_node.spin_for(1.5)
@@ -236,20 +231,23 @@ def test_wrong_encoder_embeddings_are_refused(ros_processes, ros_node, trained_p
 def test_missing_policy_file_exits_non_zero_naming_it(ros_processes, tmp_path):
     missing = tmp_path / 'no_such_policy.pt'
     proc = start_policy_node(ros_processes, missing)
-    assert proc.wait(timeout=60) != 0
-    assert str(missing) in proc.output()
+    assert proc.wait(timeout=60) == 2
+    output = proc.output()
+    assert 'policy_node: error: ' in output and str(missing) in output and 'Traceback' not in output, output
 
 
 def test_bad_parameter_exits_non_zero_naming_it(ros_processes, trained_policy):
     proc = start_policy_node(ros_processes, trained_policy(XARM_ACTIONS), '-p', 'command_type:=position')
-    assert proc.wait(timeout=60) != 0
-    assert "parameter 'command_type'" in proc.output()
+    assert proc.wait(timeout=60) == 2
+    output = proc.output()
+    assert "policy_node: error: parameter 'command_type'" in output and 'Traceback' not in output, output
 
 
 def test_sim_time_drives_the_control_loop_and_the_watchdog(ros_processes, ros_node, trained_policy,
                                                            camera_embedding):
-    """With use_sim_time the node's clock is /clock: observations stamped in sim time are fresh,
-    and the watchdog counts sim seconds, so a paused simulator does not trip it.
+    """With use_sim_time the node's clock is /clock, so a paused simulator does not trip the watchdog.
+
+    Observations stamped in sim time are fresh, and the watchdog counts sim seconds.
     """
     from rclpy.time import Time
     from rosgraph_msgs.msg import Clock

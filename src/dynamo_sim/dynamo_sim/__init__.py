@@ -1,1 +1,4 @@
-"""Simulated UFactory xArm7 kitchen and Wonik Allegro hand in MuJoCo, with the ROS interfaces of the real drivers, scripted experts and demonstration recording."""
+"""Simulated UFactory xArm7 kitchen and Wonik Allegro hand in MuJoCo.
+
+With the ROS interfaces of the real drivers, scripted experts and demonstration recording.
+"""

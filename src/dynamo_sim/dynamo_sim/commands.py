@@ -71,7 +71,7 @@ class JointTargets:
             index, now + np.array([0.0] + times), np.vstack([start] + rows)))
 
     def set_positions(self, values, allowed, what: str = 'command') -> None:
-        """A forward position command: one value per joint of `allowed`, in that order."""
+        """Set a forward position command: one value per joint of `allowed`, in that order."""
         values = np.asarray(values, dtype=float).reshape(-1)
         if values.size != len(allowed):
             raise CommandError(f"{what}: {values.size} values for {len(allowed)} joints ({', '.join(allowed)})")

@@ -41,8 +41,9 @@ PHYSICS_TIMESTEP = 0.002
 
 
 class SimError(ValueError):
-    """Bad input to the simulator (unknown task, wrong command size, a Menagerie path without the
-    robot's model); the message names it.
+    """Bad input to the simulator; the message names it.
+
+    An unknown task, a wrong command size, a Menagerie path without the robot's model.
     """
 
 
@@ -100,7 +101,7 @@ class SimEnv:
         raise NotImplementedError
 
     def _model_joint(self, name: str) -> str:
-        """The MJCF joint whose qpos/qvel a state joint reads (the same name unless a subclass maps it)."""
+        """Return the MJCF joint whose qpos/qvel a state joint reads (the same name unless a subclass maps it)."""
         return name
 
     def _place(self, rng: np.random.Generator) -> None:
@@ -308,7 +309,8 @@ class XArmKitchenEnv(SimEnv):
         m.body('door').pos[:2] = fridge + np.array([-fx, fy])
         m.body('shelf').pos[:2] = shelf
         m.body('target').pos[:2] = target
-        self._set_free_body('bottle_free', [bottle[0], bottle[1], models.BOTTLE_HALF_HEIGHT], rng.uniform(-np.pi, np.pi))
+        bottle_yaw = rng.uniform(-np.pi, np.pi)
+        self._set_free_body('bottle_free', [bottle[0], bottle[1], models.BOTTLE_HALF_HEIGHT], bottle_yaw)
 
     def object_state(self) -> np.ndarray:
         pos, quat = self._free_body('bottle_free')
@@ -429,12 +431,6 @@ class AllegroEnv(SimEnv):
             return bool(pos[2] > models.LIFT_OBJECT_HALF[2] + 0.06)
         return self._joint('cabinet_hinge') > 0.8
 
-    def palm_position(self) -> np.ndarray:
-        return self.data.site('palm_center').xpos.copy()
-
-    def fingertip_positions(self) -> np.ndarray:
-        return np.array([self.data.site(f'tip{i}').xpos for i in range(4)])
-
 
 def env_class(task: str) -> type[SimEnv]:
     if task not in TASKS:
@@ -444,8 +440,9 @@ def env_class(task: str) -> type[SimEnv]:
 
 def make_env(task: str, seed: int = 0, image_size: int = 96, control_rate: float = 10.0,
              menagerie_path=None) -> SimEnv:
-    """The simulated robot scene that runs `task` (see TASKS), reset with `seed`; drawn with the
-    meshes of the MuJoCo Menagerie checkout at `menagerie_path` if given.
+    """Build the simulated robot scene that runs `task` (see TASKS), reset with `seed`.
+
+    It is drawn with the meshes of the MuJoCo Menagerie checkout at `menagerie_path` if given.
     """
     return env_class(task)(task, seed=seed, image_size=image_size, control_rate=control_rate,
                            menagerie_path=menagerie_path)

@@ -25,8 +25,10 @@ GRIPPER_CLOSED = 0.85
 
 @dataclass
 class Segment:
-    """Move linearly to `pose` (xArm: x, y, z, yaw of the tool; Allegro: mount x, y, z) while
-    commanding `effector` (xArm: [drive_joint]; Allegro: 16 hand joints) over `steps` control steps.
+    """Move linearly to `pose` while commanding `effector`, over `steps` control steps.
+
+    pose: xArm x, y, z, yaw of the tool; Allegro mount x, y, z. effector: xArm [drive_joint];
+    Allegro the 16 hand joints.
     """
 
     pose: np.ndarray
@@ -99,8 +101,9 @@ def _seg(pose, effector, steps) -> Segment:
 
 
 def _door_hook_point(hinge_xy, standoff_gap_x, radius, angle):
-    """World xy of a point `radius` along a door (hinge on +y, opening towards -x) at `angle`,
-    `standoff_gap_x` in front of the door face.
+    """Return the world xy of a point `radius` along a door at `angle`, `standoff_gap_x` in front of its face.
+
+    The door's hinge is on +y and it opens towards -x.
     """
     u, v = -standoff_gap_x, -radius
     c, s = np.cos(angle), np.sin(angle)
@@ -240,26 +243,8 @@ _PLANS = {
 
 
 def make_expert(env: SimEnv, seed: int) -> WaypointExpert:
-    """The scripted expert for env.task, planned from the env's current (just reset) state."""
+    """Return the scripted expert for env.task, planned from the env's current (just reset) state."""
     rng = np.random.default_rng([int(seed), 7919])
     expert_cls, plan = _PLANS[env.task]
     return expert_cls(env, rng, plan(env, rng))
 
-
-def run_expert_episode(env: SimEnv, seed: int, on_step=None, extra_steps: int = 3) -> bool:
-    """Reset `env` with `seed`, play the expert to its end (plus a few settling steps) and return
-    success(). `on_step(targets)` is called before each env.step (recording hooks in here).
-    """
-    env.reset(seed)
-    expert = make_expert(env, seed)
-    targets = None
-    while not expert.done:
-        targets = expert.act()
-        if on_step is not None:
-            on_step(targets)
-        env.step(targets)
-    for _ in range(extra_steps):
-        if on_step is not None:
-            on_step(targets)
-        env.step(targets)
-    return env.success()

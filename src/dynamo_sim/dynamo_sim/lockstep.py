@@ -26,13 +26,15 @@ class LockstepGate:
         self.timeout_steps = 0
 
     def command_is_stale(self) -> bool:
-        """A command arriving now answers the previous episode (e.g. the hold a policy sends when
-        disabled just before the reset): the new episode's first observations are not out yet.
+        """Tell whether a command arriving now answers the previous episode.
+
+        E.g. the hold a policy sends when disabled just before the reset: the new episode's first
+        observations are not out yet.
         """
         return self._before_first_step
 
     def on_command(self, topic: str, awaited: Iterable[str]) -> bool:
-        """A command arrived on `topic`; whether to step now."""
+        """Note a command on `topic`; return whether to step now."""
         self._commanded.add(topic)
         return self._due(awaited)
 
@@ -45,7 +47,7 @@ class LockstepGate:
         return self._due(awaited)
 
     def stepped(self) -> None:
-        """The simulator stepped: wait for new commands (and the pacing period) again."""
+        """Note that the simulator stepped: wait for new commands (and the pacing period) again."""
         self._commanded.clear()
         self._timed_out = False
         self._before_first_step = False

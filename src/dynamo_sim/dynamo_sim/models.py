@@ -102,7 +102,8 @@ def _table() -> str:
     # Table top at z = 0; the robot stands on it.
     return f"""
     <geom name="floor" type="plane" size="3 3 0.1" pos="0 0 -0.75" material="floor" {_WORLD}/>
-    <geom name="table" type="box" size="0.9 0.8 0.02" pos="0.35 0 -0.02" material="table" friction="0.5 0.01 0.001" {_WORLD}/>
+    <geom name="table" type="box" size="0.9 0.8 0.02" pos="0.35 0 -0.02" material="table" friction="0.5 0.01 0.001"
+          {_WORLD}/>
 """
 
 
@@ -145,13 +146,17 @@ def _xarm_body() -> str:
                     <site name="tcp" pos="0 0 0.155" size="0.005" rgba="1 0 0 0"/>
                     <body name="left_finger" pos="0 0.0485 0.14" gravcomp="1">
                       <inertial pos="0 0 0" mass="0.05" diaginertia="1e-5 1e-5 1e-5"/>
-                      <joint name="left_finger_joint" type="slide" axis="0 -1 0" range="0 0.0425" armature="0.01" damping="2"/>
-                      <geom name="left_pad" type="box" size="0.015 0.006 0.035" material="steel" friction="1.5 0.03 0.001" {g}/>
+                      <joint name="left_finger_joint" type="slide" axis="0 -1 0" range="0 0.0425" armature="0.01"
+                             damping="2"/>
+                      <geom name="left_pad" type="box" size="0.015 0.006 0.035" material="steel"
+                            friction="1.5 0.03 0.001" {g}/>
                     </body>
                     <body name="right_finger" pos="0 -0.0485 0.14" gravcomp="1">
                       <inertial pos="0 0 0" mass="0.05" diaginertia="1e-5 1e-5 1e-5"/>
-                      <joint name="right_finger_joint" type="slide" axis="0 1 0" range="0 0.0425" armature="0.01" damping="2"/>
-                      <geom name="right_pad" type="box" size="0.015 0.006 0.035" material="steel" friction="1.5 0.03 0.001" {g}/>
+                      <joint name="right_finger_joint" type="slide" axis="0 1 0" range="0 0.0425" armature="0.01"
+                             damping="2"/>
+                      <geom name="right_pad" type="box" size="0.015 0.006 0.035" material="steel"
+                            friction="1.5 0.03 0.001" {g}/>
                     </body>
                   </body>
                 </body>
@@ -195,6 +200,7 @@ def xarm_kitchen_xml(image_size: int = 96) -> str:
     """xArm7 + gripper, a fridge with a hinged door, a shelf, a red bottle and a green target disc."""
     fx, fy, fz = FRIDGE_HALF
     door_w = 2 * fy
+    handle_y = (-door_w + 0.025, -door_w + 0.105)  # ends of the handle bar along the door
     cam = (0.15, -0.85, 0.9)
     return (
         _common_header('xarm_kitchen', image_size)
@@ -209,14 +215,21 @@ def xarm_kitchen_xml(image_size: int = 96) -> str:
     </body>
     <body name="door" pos="{0.6 - fx} {0.28 + fy} 0">
       <joint name="door_hinge" axis="0 0 -1" range="0 1.7" damping="0.15" armature="0.002" frictionloss="0.01"/>
-      <geom name="door_panel" type="box" size="0.008 {fy} {fz - 0.003}" pos="-0.008 {-fy} {fz + 0.003}" material="white" mass="0.3" {_WORLD}/>
-      <geom name="handle_bar" type="capsule" fromto="{-HANDLE_STANDOFF} {-door_w + 0.025} {HANDLE_HEIGHT} {-HANDLE_STANDOFF} {-door_w + 0.105} {HANDLE_HEIGHT}" size="0.007" material="steel" mass="0.02" {_WORLD}/>
-      <geom type="box" size="{HANDLE_STANDOFF / 2} 0.005 0.006" pos="{-HANDLE_STANDOFF / 2} {-door_w + 0.025} {HANDLE_HEIGHT}" material="steel" mass="0.01" {_WORLD}/>
-      <geom type="box" size="{HANDLE_STANDOFF / 2} 0.005 0.006" pos="{-HANDLE_STANDOFF / 2} {-door_w + 0.105} {HANDLE_HEIGHT}" material="steel" mass="0.01" {_WORLD}/>
+      <geom name="door_panel" type="box" size="0.008 {fy} {fz - 0.003}" pos="-0.008 {-fy} {fz + 0.003}" material="white"
+            mass="0.3" {_WORLD}/>
+      <geom name="handle_bar" type="capsule"
+            fromto="{-HANDLE_STANDOFF} {handle_y[0]} {HANDLE_HEIGHT} {-HANDLE_STANDOFF} {handle_y[1]} {HANDLE_HEIGHT}"
+            size="0.007" material="steel" mass="0.02" {_WORLD}/>
+      <geom type="box" size="{HANDLE_STANDOFF / 2} 0.005 0.006"
+            pos="{-HANDLE_STANDOFF / 2} {handle_y[0]} {HANDLE_HEIGHT}" material="steel" mass="0.01" {_WORLD}/>
+      <geom type="box" size="{HANDLE_STANDOFF / 2} 0.005 0.006"
+            pos="{-HANDLE_STANDOFF / 2} {handle_y[1]} {HANDLE_HEIGHT}" material="steel" mass="0.01" {_WORLD}/>
     </body>
     <body name="shelf" pos="0.45 -0.3 0">
-      <geom name="shelf_top" type="box" size="{SHELF_HALF[0]} {SHELF_HALF[1]} 0.01" pos="0 0 {SHELF_HEIGHT - 0.01}" material="wood" {_WORLD}/>
-      <geom type="box" size="0.02 0.02 {(SHELF_HEIGHT - 0.02) / 2}" pos="0 0 {(SHELF_HEIGHT - 0.02) / 2}" material="wood" {_WORLD}/>
+      <geom name="shelf_top" type="box" size="{SHELF_HALF[0]} {SHELF_HALF[1]} 0.01" pos="0 0 {SHELF_HEIGHT - 0.01}"
+            material="wood" {_WORLD}/>
+      <geom type="box" size="0.02 0.02 {(SHELF_HEIGHT - 0.02) / 2}" pos="0 0 {(SHELF_HEIGHT - 0.02) / 2}"
+            material="wood" {_WORLD}/>
     </body>
     <body name="target" pos="0.6 0 0.0005">
       <geom type="cylinder" size="0.04 0.0005" material="green" contype="0" conaffinity="0"/>
@@ -225,8 +238,10 @@ def xarm_kitchen_xml(image_size: int = 96) -> str:
       <freejoint name="bottle_free"/>
       <!-- bottom-heavy, like a partly filled bottle, so pushing it low does not topple it -->
       <inertial pos="0 0 {-0.5 * BOTTLE_HALF_HEIGHT}" mass="0.16" diaginertia="0.00012 0.00012 0.00006"/>
-      <geom name="bottle_body" type="cylinder" size="{BOTTLE_RADIUS} {BOTTLE_HALF_HEIGHT}" material="red" mass="0.15" friction="0.5 0.01 0.001" {_WORLD}/>
-      <geom type="cylinder" size="0.011 0.02" pos="0 0 {BOTTLE_HALF_HEIGHT + 0.02}" material="red" mass="0.01" {_WORLD}/>
+      <geom name="bottle_body" type="cylinder" size="{BOTTLE_RADIUS} {BOTTLE_HALF_HEIGHT}" material="red" mass="0.15"
+            friction="0.5 0.01 0.001" {_WORLD}/>
+      <geom type="cylinder" size="0.011 0.02" pos="0 0 {BOTTLE_HALF_HEIGHT + 0.02}" material="red" mass="0.01"
+            {_WORLD}/>
     </body>
   </worldbody>
 """
@@ -261,7 +276,8 @@ def _allegro_finger(index: int, y: float) -> str:
               <body name="finger{index}_distal" pos="{l2} 0 0">
                 <joint name="ah_joint{index}3" axis="0 1 0" {r.format(*lim[3])}/>
                 <geom type="capsule" fromto="0 0 0 {l3} 0 0" size="0.0095" material="dark" {g}/>
-                <geom type="sphere" pos="{l3 + _FINGER_TIP - 0.01} 0 0" size="0.012" material="white" friction="1.5 0.03 0.001" {g}/>
+                <geom type="sphere" pos="{l3 + _FINGER_TIP - 0.01} 0 0" size="0.012" material="white"
+                      friction="1.5 0.03 0.001" {g}/>
                 <site name="tip{index}" pos="{l3 + _FINGER_TIP} 0 0" size="0.003"/>
               </body>
             </body>
@@ -304,9 +320,8 @@ def _allegro_actuators() -> str:
         lines.append(f'<position name="{name}" joint="{name}" kp="3000" kv="300" ctrlrange="{lo} {hi}"/>')
     for name in ALLEGRO_JOINTS:
         lo, hi = ALLEGRO_LIMITS[name]
-        lines.append(
-            f'<position name="{name}" joint="{name}" kp="6" kv="0.15" ctrlrange="{lo:.4f} {hi:.4f}" forcerange="-1.5 1.5"/>'
-        )
+        lines.append(f'<position name="{name}" joint="{name}" kp="6" kv="0.15" ctrlrange="{lo:.4f} {hi:.4f}" '
+                     'forcerange="-1.5 1.5"/>')
     return '  <actuator>\n    ' + '\n    '.join(lines) + '\n  </actuator>\n'
 
 
@@ -322,6 +337,8 @@ def allegro_scene_xml(image_size: int = 96) -> str:
     lo = {n: ALLEGRO_MOUNT_LIMITS[n] for n in ALLEGRO_MOUNT_JOINTS}
     cx, cy = CABINET_POS
     hx, hy, hz = CABINET_HALF
+    handle_y = (-2 * hy + 0.02, -2 * hy + 0.09)  # ends of the handle bar along the door
+    handle_x = -CABINET_HANDLE_STANDOFF
     cam = (-0.3, -0.6, 0.62)
     px, py, pz = _PALM_HALF
     return (
@@ -349,17 +366,25 @@ def allegro_scene_xml(image_size: int = 96) -> str:
     </body>
     <body name="object" pos="0.08 0 {LIFT_OBJECT_HALF[2]}">
       <freejoint name="object_free"/>
-      <geom name="object" type="box" size="{LIFT_OBJECT_HALF[0]} {LIFT_OBJECT_HALF[1]} {LIFT_OBJECT_HALF[2]}" material="red" mass="0.05" friction="1.5 0.03 0.001" {_WORLD}/>
+      <geom name="object" type="box" size="{LIFT_OBJECT_HALF[0]} {LIFT_OBJECT_HALF[1]} {LIFT_OBJECT_HALF[2]}"
+            material="red" mass="0.05" friction="1.5 0.03 0.001" {_WORLD}/>
     </body>
     <body name="cabinet" pos="{cx} {cy} 0">
       <geom name="cabinet_body" type="box" size="{hx} {hy} {hz}" pos="0 0 {hz}" material="wood" {_WORLD}/>
     </body>
     <body name="cabinet_door" pos="{cx - hx} {cy + hy} 0">
       <joint name="cabinet_hinge" axis="0 0 -1" range="0 1.7" damping="0.05" armature="0.001" frictionloss="0.005"/>
-      <geom name="cabinet_door" type="box" size="0.006 {hy} {hz - 0.003}" pos="-0.006 {-hy} {hz + 0.003}" material="white" mass="0.15" {_WORLD}/>
-      <geom name="cabinet_handle" type="capsule" fromto="{-CABINET_HANDLE_STANDOFF} {-2 * hy + 0.02} {CABINET_HANDLE_HEIGHT} {-CABINET_HANDLE_STANDOFF} {-2 * hy + 0.09} {CABINET_HANDLE_HEIGHT}" size="0.006" material="steel" mass="0.01" {_WORLD}/>
-      <geom type="box" size="{CABINET_HANDLE_STANDOFF / 2} 0.004 0.005" pos="{-CABINET_HANDLE_STANDOFF / 2} {-2 * hy + 0.02} {CABINET_HANDLE_HEIGHT}" material="steel" mass="0.005" {_WORLD}/>
-      <geom type="box" size="{CABINET_HANDLE_STANDOFF / 2} 0.004 0.005" pos="{-CABINET_HANDLE_STANDOFF / 2} {-2 * hy + 0.09} {CABINET_HANDLE_HEIGHT}" material="steel" mass="0.005" {_WORLD}/>
+      <geom name="cabinet_door" type="box" size="0.006 {hy} {hz - 0.003}" pos="-0.006 {-hy} {hz + 0.003}"
+            material="white" mass="0.15" {_WORLD}/>
+      <geom name="cabinet_handle" type="capsule"
+            fromto="{handle_x} {handle_y[0]} {CABINET_HANDLE_HEIGHT} {handle_x} {handle_y[1]} {CABINET_HANDLE_HEIGHT}"
+            size="0.006" material="steel" mass="0.01" {_WORLD}/>
+      <geom type="box" size="{CABINET_HANDLE_STANDOFF / 2} 0.004 0.005"
+            pos="{-CABINET_HANDLE_STANDOFF / 2} {handle_y[0]} {CABINET_HANDLE_HEIGHT}" material="steel" mass="0.005"
+            {_WORLD}/>
+      <geom type="box" size="{CABINET_HANDLE_STANDOFF / 2} 0.004 0.005"
+            pos="{-CABINET_HANDLE_STANDOFF / 2} {handle_y[1]} {CABINET_HANDLE_HEIGHT}" material="steel" mass="0.005"
+            {_WORLD}/>
     </body>
   </worldbody>
 """
@@ -449,7 +474,7 @@ def _reference_kinematics(model: mujoco.MjModel) -> mujoco.MjData:
 
 
 def _single_hinge(model: mujoco.MjModel, body: int) -> int | None:
-    """The body's joint id if it moves about exactly one hinge."""
+    """Return the body's joint id if it moves about exactly one hinge."""
     if model.body_jntnum[body] != 1:
         return None
     joint = model.body_jntadr[body]
@@ -461,7 +486,7 @@ def _mesh_path(xml: Path, spec: mujoco.MjSpec, mesh: mujoco.MjsMesh) -> Path:
 
 
 def _read_menagerie_robot(checkout, robot: MenagerieRobot) -> tuple[Path, mujoco.MjSpec, mujoco.MjModel]:
-    """The robot's Menagerie model file, spec and compiled model, or a MenagerieError naming what is missing."""
+    """Return the robot's Menagerie model file, spec and compiled model; a MenagerieError names what is missing."""
     checkout = Path(checkout).expanduser()
     if not checkout.is_dir():
         raise MenagerieError(
@@ -517,7 +542,7 @@ def with_menagerie_visuals(scene_xml: str, robot_type: str, checkout) -> mujoco.
     root = (np.array(robot.root_pos), np.array(robot.root_quat))
 
     def link_on_ours(their_body: int, our_body: int) -> Pose:
-        """The frame of the Menagerie link `their_body` in the frame of our body `our_body`."""
+        """Return the frame of the Menagerie link `their_body` in the frame of our body `our_body`."""
         if their_body == their_root:
             return root
         their_in_root = _compose(_inverse(their_pose(their_root)), their_pose(their_body))

@@ -21,6 +21,7 @@ import os
 import shutil
 import sys
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 from rosbags.rosbag2 import StoragePlugin, Writer
@@ -53,7 +54,7 @@ def msg_share_dir() -> Path:
 
 
 def ros_typestore():
-    """A rosbags typestore with our message types registered from the official .msg files."""
+    """Return a rosbags typestore with our message types registered from the official .msg files."""
     share = msg_share_dir()
     store = get_typestore(Stores.EMPTY)
     types = {}
@@ -116,7 +117,8 @@ class EpisodeBag:
             d=np.zeros(5), k=np.array([fx, 0, cx, 0, fy, cy, 0, 0, 1.0]), r=np.eye(3).reshape(-1),
             p=np.array([fx, 0, cx, 0, 0, fy, cy, 0, 0, 0, 1.0, 0]), binning_x=0, binning_y=0, roi=roi,
         ), t_ns)
-        self._write(interfaces.OBJECT_STATE, self._float_array(','.join(env.object_state_names), env.object_state()), t_ns)
+        object_state = self._float_array(','.join(env.object_state_names), env.object_state())
+        self._write(interfaces.OBJECT_STATE, object_state, t_ns)
 
     def write_command(self, t_ns, targets):
         T = self.T
@@ -127,10 +129,33 @@ class EpisodeBag:
                     positions=np.array(values), velocities=np.zeros(0), accelerations=np.zeros(0), effort=np.zeros(0),
                     time_from_start=T['builtin_interfaces/msg/Duration'](sec=dt_ns // 10**9, nanosec=dt_ns % 10**9),
                 )
-                msg = T['trajectory_msgs/msg/JointTrajectory'](header=self._header(t_ns), joint_names=names, points=[point])
+                msg = T['trajectory_msgs/msg/JointTrajectory'](
+                    header=self._header(t_ns), joint_names=names, points=[point])
             else:
                 msg = self._float_array('', values)
             self._write(topic, msg, t_ns)
+
+
+def expert_rollout(env: SimEnv, seed: int, settle_steps: int = 3) -> Iterator[np.ndarray]:
+    """Reset `env` to `seed` and play its scripted expert, then `settle_steps` more steps on the last targets.
+
+    Yields the targets of each control step; the env takes the step when the caller asks for the
+    next one, so the caller observes the state the targets answer. env.success() tells the outcome
+    once the iteration is over.
+    """
+    env.reset(seed)
+    expert = make_expert(env, seed)
+    # Like sim_node, hold the start pose for one period before the first observation: stamps
+    # then start at one period, never 0 (a zero header.stamp reads as "unset" to consumers).
+    env.step(env.home_targets())
+    targets = None
+    while not expert.done or settle_steps > 0:
+        if expert.done:
+            settle_steps -= 1
+        else:
+            targets = expert.act()
+        yield targets
+        env.step(targets)
 
 
 def record_episode(env: SimEnv, seed: int, bag_dir: Path, storage: str = 'mcap', camera: str = 'front',
@@ -143,25 +168,13 @@ def record_episode(env: SimEnv, seed: int, bag_dir: Path, storage: str = 'mcap',
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.parent.mkdir(parents=True, exist_ok=True)
     plugin = {'mcap': StoragePlugin.MCAP, 'sqlite3': StoragePlugin.SQLITE3}[storage]
-    env.reset(seed)
-    expert = make_expert(env, seed)
-    # Like sim_node, hold the start pose for one period before the first observation: stamps
-    # then start at one period, never 0 (a zero header.stamp reads as "unset" to consumers).
-    env.step(env.home_targets())
-    settle_steps = 3
     with Writer(tmp, version=9, storage_plugin=plugin) as writer:
         bag = EpisodeBag(writer, store, env, camera)
         bag.write_task(0)
-        targets = None
-        while not expert.done or settle_steps > 0:
-            if expert.done:
-                settle_steps -= 1
-            else:
-                targets = expert.act()
+        for targets in expert_rollout(env, seed):
             t_ns = int(round(env.time * 1e9))
             bag.write_observation(t_ns)
             bag.write_command(t_ns, targets)
-            env.step(targets)
         bag.write_observation(int(round(env.time * 1e9)))
     if not env.success():
         shutil.rmtree(tmp, ignore_errors=True)
@@ -221,6 +234,9 @@ def main(argv=None) -> int:
                             menagerie_path=args.menagerie)
     except SimError as error:  # a --menagerie path without the robot's model
         parser.error(str(error))
+    except (RuntimeError, OSError) as error:  # too few successful episodes; an output that cannot be written
+        print(f'record_demos: error: {error}', file=sys.stderr)
+        return 1
     print(f'{len(bags)} bags in {args.output}')
     return 0
 

@@ -34,14 +34,11 @@ are logged and ignored. The simulator is the clock: run it with use_sim_time fal
 from __future__ import annotations
 
 import array
-import sys
 
-import rclpy
 from builtin_interfaces.msg import Time
 from rcl_interfaces.msg import ParameterDescriptor
-from rclpy._rclpy_pybind11 import RCLError
 from rclpy.clock import Clock, ClockType
-from rclpy.executors import ExternalShutdownException
+from rclpy.exceptions import ParameterException
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile
 from rosgraph_msgs.msg import Clock as ClockMsg
@@ -51,10 +48,11 @@ from trajectory_msgs.msg import JointTrajectory
 
 from dynamo_msgs.msg import EpisodeResult
 from dynamo_msgs.srv import ResetEpisode
-from dynamo_sim import interfaces, models
+from dynamo_sim import interfaces
 from dynamo_sim.commands import CommandError, JointTargets
 from dynamo_sim.envs import AllegroEnv, SimError, XArmKitchenEnv, make_env
 from dynamo_sim.lockstep import LockstepGate
+from dynamo_util.node_main import run_node
 
 ROBOTS = {'xarm': XArmKitchenEnv, 'allegro': AllegroEnv}
 LOCKSTEP_TIMEOUT_S = 1.0  # default lockstep_timeout: far above a step of the nodes, short enough between episodes
@@ -109,20 +107,14 @@ class SimNode(Node):
         # latched too, so a subscriber that is still being discovered gets the recent results
         self.result_pub = self.create_publisher(
             EpisodeResult, interfaces.EPISODE_RESULT, QoSProfile(depth=10, durability=DurabilityPolicy.TRANSIENT_LOCAL))
-        if self.env.robot_type == 'xarm7':
-            self._controllers = {
-                interfaces.XARM_ARM_COMMAND: list(models.XARM_JOINTS),
-                interfaces.XARM_GRIPPER_COMMAND: [models.XARM_GRIPPER_JOINT],
-            }
-            for topic in self._controllers:
-                self.create_subscription(JointTrajectory, topic, lambda msg, t=topic: self._on_trajectory(t, msg), 10)
-        else:
-            self._controllers = {
-                interfaces.ALLEGRO_HAND_COMMAND: list(models.ALLEGRO_JOINTS),
-                interfaces.ALLEGRO_MOUNT_COMMAND: list(models.ALLEGRO_MOUNT_JOINTS),
-            }
-            for topic in self._controllers:
-                self.create_subscription(Float64MultiArray, topic, lambda msg, t=topic: self._on_array(t, msg), 10)
+        self._controllers = {
+            topic: list(joints) for topic, joints in interfaces.COMMAND_JOINTS[self.env.robot_type].items()}
+        message_type, on_command = {
+            interfaces.TRAJECTORY_TYPE: (JointTrajectory, self._on_trajectory),
+            interfaces.FLOAT_ARRAY_TYPE: (Float64MultiArray, self._on_array),
+        }[interfaces.COMMAND_TYPE[self.env.robot_type]]
+        for topic in self._controllers:
+            self.create_subscription(message_type, topic, lambda msg, t=topic: on_command(t, msg), 10)
         self.create_service(ResetEpisode, interfaces.RESET_SERVICE, self._on_reset)
         # pace on the steady clock: the node's own ROS clock may be the sim time it publishes
         steady = Clock(clock_type=ClockType.STEADY_TIME)
@@ -286,35 +278,16 @@ class SimNode(Node):
 
         state = env.object_state()
         obj = Float64MultiArray(data=state.tolist())
-        obj.layout.dim = [MultiArrayDimension(label=','.join(env.object_state_names), size=state.size, stride=state.size)]
+        obj.layout.dim = [
+            MultiArrayDimension(label=','.join(env.object_state_names), size=state.size, stride=state.size)]
         self.object_pub.publish(obj)
 
 
-def main(args=None) -> None:
-    rclpy.init(args=args)
-    try:
-        node = SimNode()
-    except SimError as error:
-        print(f'sim_node: error: {error}', file=sys.stderr, flush=True)
-        rclpy.try_shutdown()
-        sys.exit(1)
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except RCLError:
-        # SIGTERM shuts the context down from rclpy's signal handler; the executor may then fail
-        # to build its wait set instead of raising ExternalShutdownException.
-        if rclpy.ok():
-            raise
-    finally:
-        try:
-            node.env.close()
-            node.destroy_node()
-        except KeyboardInterrupt:  # a second Ctrl-C while shutting down
-            pass
-        rclpy.try_shutdown()
+def main(args=None) -> int:
+    # SimError: a parameter value the simulator cannot run with (robot, task, camera, menagerie_path, ...)
+    return run_node(SimNode, 'sim_node', args, parameter_errors=(SimError, ParameterException),
+                    on_shutdown=lambda node: node.env.close())
 
 
 if __name__ == '__main__':
-    main()
+    raise SystemExit(main())

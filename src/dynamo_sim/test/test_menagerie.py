@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from dynamo_sim.envs import SimError, make_env
-from dynamo_sim.experts import run_expert_episode
+from dynamo_sim.recording import expert_rollout
 from dynamo_sim.recording import main as record_demos_main
 
 
@@ -198,9 +198,8 @@ def test_expert_episode_is_unchanged(menagerie, task):
     trajectories, results = [], []
     for path in (None, menagerie):
         env = make_env(task, seed=0, menagerie_path=path)
-        positions = []
-        results.append(run_expert_episode(env, 4, on_step=lambda _: positions.append(env.joint_positions())))
-        trajectories.append(np.array(positions))
+        trajectories.append(np.array([env.joint_positions() for _ in expert_rollout(env, 4)]))
+        results.append(env.success())
     assert results == [True, True]
     np.testing.assert_array_equal(trajectories[0], trajectories[1])
 

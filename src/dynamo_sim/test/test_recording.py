@@ -74,3 +74,16 @@ def test_existing_bags_are_kept_and_cli_arguments_checked(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(['--task', 'juggle', '--episodes', '1', '--output', str(tmp_path)])
     assert "invalid choice: 'juggle'" in capsys.readouterr().err
+
+
+def test_too_few_successful_episodes_is_a_runtime_error(tmp_path):
+    with pytest.raises(RuntimeError, match=r'only 0 of 1 push_bottle episodes succeeded within 0 seeds'):
+        record_demos('push_bottle', episodes=1, output=tmp_path, image_size=16, max_attempts_factor=0)
+
+
+def test_a_runtime_failure_is_one_line_and_exit_code_1(tmp_path, capsys):
+    not_a_directory = tmp_path / 'bags'
+    not_a_directory.write_text('a file where the output directory should go')
+    assert main(['--task', 'push_bottle', '--episodes', '1', '--output', str(not_a_directory)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith('record_demos: error: ') and str(not_a_directory) in err and 'Traceback' not in err, err

@@ -12,15 +12,13 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from dynamo_msgs.msg import EpisodeResult
 from dynamo_msgs.srv import ResetEpisode
+from dynamo_util.service_client import ServiceClient
 
 pytestmark = pytest.mark.ros
 
 
-def _call(ros_node, client, request, timeout=20.0):
-    ros_node.spin_until(client.service_is_ready, timeout, f'service {client.srv_name}')
-    future = client.call_async(request)
-    ros_node.spin_until(future.done, timeout, f'an answer from {client.srv_name}')
-    return future.result()
+def _reset_client(ros_node) -> ServiceClient:
+    return ServiceClient(ros_node.node, ros_node.executor, ResetEpisode, '/sim/reset_episode')
 
 
 def _publish_until(ros_node, publish, predicate, timeout, what):
@@ -74,14 +72,14 @@ def test_xarm_sim_node(ros_processes, ros_node):
     sim.wait_for_output(r"ignored command: .*unknown joint\(s\) \['elbow'\]", 10)
 
     # reset: the interrupted episode is reported, the new one starts at the home pose
-    reset = ros_node.node.create_client(ResetEpisode, '/sim/reset_episode')
-    answer = _call(ros_node, reset, ResetEpisode.Request(task='open_door', seed=4))
+    reset = _reset_client(ros_node)
+    answer = reset.call(ResetEpisode.Request(task='open_door', seed=4), timeout_s=20)
     assert answer.success, answer.message
     ros_node.spin_until(lambda: any(r.reason == 'reset' for r in results), 10, 'a reset EpisodeResult')
     result = next(r for r in results if r.reason == 'reset')
     assert (result.task, result.success) == ('push_bottle', False) and result.steps > 5
     ros_node.spin_until(lambda: abs(_position(states, 'joint1') - start[0]) < 1e-3, 10, 'the home pose after reset')
-    refused = _call(ros_node, reset, ResetEpisode.Request(task='lift_object', seed=0))
+    refused = reset.call(ResetEpisode.Request(task='lift_object', seed=0), timeout_s=20)
     assert not refused.success and "unknown task 'lift_object'" in refused.message
     assert sim.returncode is None, 'bad commands and requests must not stop the node'
     assert sim.stop() == 0  # SIGINT: clean exit
@@ -119,10 +117,10 @@ def test_allegro_sim_node_commands_and_timeout(ros_processes, ros_node):
     assert (results[0].task, results[0].seed, results[0].success, results[0].reason, results[0].steps) == \
         ('open_hinged_door', 3, False, 'timeout', 30)
     assert results[0].duration == pytest.approx(3.0)
-    reset = ros_node.node.create_client(ResetEpisode, '/sim/reset_episode')
-    assert _call(ros_node, reset, ResetEpisode.Request(task='lift_object', seed=1)).success
+    assert _reset_client(ros_node).call(ResetEpisode.Request(task='lift_object', seed=1), timeout_s=20).success
     ros_node.spin_until(lambda: len(results) > 1, 20, "the second episode's EpisodeResult")
-    assert [(r.task, r.seed, r.reason) for r in results] == [('open_hinged_door', 3, 'timeout'), ('lift_object', 1, 'timeout')]
+    assert [(r.task, r.seed, r.reason) for r in results] == [
+        ('open_hinged_door', 3, 'timeout'), ('lift_object', 1, 'timeout')]
     assert tasks[-1].data == 'lift_object'
 
 
@@ -152,7 +150,8 @@ def test_expert_over_dds_solves_the_task(ros_processes, ros_node):
                          '-p', 'seed:=6', '-p', 'image_size:=16', '-p', 'real_time_factor:=1.0',
                          '-p', 'max_episode_steps:=200'], name='sim_node')
     ros_node.spin_until(lambda: results, 60, 'an EpisodeResult')
-    assert (results[0].task, results[0].seed, results[0].reason, results[0].success) == ('lift_object', 6, 'success', True)
+    first = results[0]
+    assert (first.task, first.seed, first.reason, first.success) == ('lift_object', 6, 'success', True)
     assert len(sent) > 20
 
 
@@ -170,9 +169,10 @@ def test_lockstep_without_commands_steps_at_the_timeout_rate(ros_processes, ros_
 
 @pytest.mark.parametrize('real_time_factor', [0.0, 4.0])
 def test_lockstep_steps_once_per_command_on_every_commanded_topic(ros_processes, ros_node, real_time_factor):
-    """Answering each joint_states with an arm and a gripper command steps the sim once per answer, much
-    faster than lockstep_timeout (real_time_factor > 0: no faster than its pacing); with only the arm
-    answered it waits for the gripper, whose topic has a publisher.
+    """Answering each joint_states with an arm and a gripper command steps the sim once per answer.
+
+    Much faster than lockstep_timeout (real_time_factor > 0: no faster than its pacing); with only the
+    arm answered it waits for the gripper, whose topic has a publisher.
     """
     timeout, answered = 3.0, 20
     arm = ros_node.node.create_publisher(JointTrajectory, '/xarm7_traj_controller/joint_trajectory', 10)
@@ -213,3 +213,15 @@ def test_lockstep_steps_once_per_command_on_every_commanded_topic(ros_processes,
     ros_node.spin_until(lambda: len(steps) > answered + 1, timeout, 'the step the gripper command completes')
     assert time.monotonic() - sent < timeout / 3
     assert 'lockstep (timeout 3 s)' in sim.output()
+
+
+@pytest.mark.parametrize('parameter, message', [
+    ('robot:=ur5', "sim_node: error: parameter robot: 'ur5' is not one of ['allegro', 'xarm']"),
+    ('camera:=ceiling', "sim_node: error: parameter camera: 'ceiling' is not one of"),
+    ('rate:=fast', 'sim_node: error: '),   # the wrong type: rclpy's ParameterException
+])
+def test_a_bad_parameter_exits_2_with_one_line_naming_it(ros_processes, parameter, message):
+    sim = ros_processes.start(['sim_node', '--ros-args', '-p', parameter], name='sim_node')
+    assert sim.wait(timeout=40) == 2
+    output = sim.output()
+    assert message in output and parameter.split(':=')[0] in output and 'Traceback' not in output, output
