@@ -38,13 +38,17 @@ THIS_FILE = 'tests/test_package_manifests.py'
 # pip-only ones that rosdistro lacks; rosdep/dynamo_ros.yaml defines them.
 THIRD_PARTY = {
     'PIL': 'python3-pil',
+    'apsw': 'python3-apsw-pip',
     'av': 'python3-av-pip',
+    'hypothesis': 'python3-hypothesis',
     'isal': 'python3-isal-pip',
+    'lz4': 'python3-lz4-pip',
     'matplotlib': 'python3-matplotlib',
     'mujoco': 'python3-mujoco-pip',
     'numpy': 'python3-numpy',
     'pandas': 'python3-pandas',
     'pyarrow': 'python3-pyarrow-pip',
+    'pydantic': 'python3-pydantic-pip',
     'pytest': 'python3-pytest',
     'rosbags': 'python3-rosbags-pip',
     'torch': 'python3-torch-pip',

@@ -304,7 +304,9 @@ def test_sample_bags_with_their_configs(tmp_path, robot, config, state_dim, acti
     report = json.loads((out / 'meta/dynamo_sync_report.json').read_text())
     for bag in report['bags']:  # one command per observation, except after the last observation
         assert bag['kept_frames'] == bag['grid_times'] >= bag['topics'][0]['messages'] - 1
+    descriptions = yaml.safe_load((root / 'src/dynamo_data/config' / config).read_text())['task']['descriptions']
     for ep in range(ds.num_episodes):
+        assert ds.task(ep) in descriptions.values()  # the natural-language task, not the label
         assert ds.frames(ep, 'front').std() > 1  # rendered scenes, not blank frames
         assert np.abs(np.diff(ds.array(ep, 'observation.state'), axis=0)).sum() > 0  # the robot moves
 
@@ -347,3 +349,49 @@ def test_zstd_message_compressed_bag(tmp_path):
     ds = LeRobotDataset(out)
     np.testing.assert_array_equal(ds.frames(0, 'front')[7], bf.scene_image(7))
     np.testing.assert_allclose(ds.array(0, 'observation.state')[7, 0], 7.0)
+
+
+def test_task_descriptions_replace_the_labels(tmp_path, capsys):
+    bag = bf.write_bag(tmp_path / 'bag', bf.xarm_messages(6, task='open_door'))
+    cfg = bf.write_config(tmp_path / 'cfg.yaml', {'task': {'topic': '/task', 'descriptions': {
+        'open_door': 'open the fridge door', 'push_bottle': 'push the red bottle'}}})
+    rc, out = _convert(tmp_path, [bag], cfg)
+    assert rc == 0 and LeRobotDataset(out).task(0) == 'open the fridge door'
+    other = bf.write_bag(tmp_path / 'other', bf.xarm_messages(6, task='wipe'))
+    rc, _ = _convert(tmp_path, [other], cfg, name='ds2')
+    err = capsys.readouterr().err
+    assert rc == 1 and "task 'wipe' has no entry in" in err and 'task.descriptions' in err, err
+
+
+def test_service_event_topic_recorded_with_its_srv_definition(tmp_path):
+    """rosbag2 stores a service-event topic's definition as the .srv text; such a topic can be a feature."""
+    sep = '=' * 80 + '\n'
+    srv = sep + 'SRV: lab_srvs/srv/SetSpeed\nfloat64 speed\n---\nbool ok\n'
+    store = get_typestore(Stores.ROS2_KILTED)
+    store.register(get_types_from_msg('float64 speed', 'lab_srvs/msg/SetSpeed_Request'))
+    store.register(get_types_from_msg('bool ok', 'lab_srvs/msg/SetSpeed_Response'))
+    event = get_types_from_msg('service_msgs/msg/ServiceEventInfo info\nlab_srvs/msg/SetSpeed_Request[<=1] request\n'
+                               'lab_srvs/msg/SetSpeed_Response[<=1] response', 'lab_srvs/msg/SetSpeed_Event')
+    store.register({'lab_srvs/srv/SetSpeed_Event': event['lab_srvs/msg/SetSpeed_Event']})
+    T = store.types
+    path = tmp_path / 'bag'
+    with Writer(path, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+        conns = {}
+        for topic, msgtype, ns, msg in sorted(bf.xarm_messages(8), key=lambda m: m[2]):
+            conn = conns.get(topic) or conns.setdefault(topic, writer.add_connection(topic, msgtype, typestore=bf.TS))
+            writer.write(conn, ns, bf.TS.serialize_cdr(msg, msgtype))
+        event = writer.add_connection('/speed/_service_event', 'lab_srvs/srv/SetSpeed_Event', msgdef=srv,
+                                      rihs01='RIHS01_' + '0' * 64)
+        for k in range(8):
+            ns = 1_700_000_000_000_000_000 + k * 100_000_000
+            info = T['service_msgs/msg/ServiceEventInfo'](
+                event_type=1, stamp=bf.header(ns).stamp, client_gid=np.zeros(16, dtype=np.uint8), sequence_number=k)
+            msg = T['lab_srvs/srv/SetSpeed_Event'](info=info, request=[T['lab_srvs/msg/SetSpeed_Request'](speed=k / 2)],
+                                                   response=[])
+            writer.write(event, ns + 5000, store.serialize_cdr(msg, 'lab_srvs/srv/SetSpeed_Event'))
+    cfg = bf.write_config(tmp_path / 'cfg.yaml', {
+        'environment_state': {'topic': '/speed/_service_event', 'fields': ['info.sequence_number'],
+                              'stamp': 'receive'}})
+    rc, out = _convert(tmp_path, [path], cfg)
+    assert rc == 0
+    np.testing.assert_allclose(LeRobotDataset(out).array(0, 'observation.environment_state')[:, 0], np.arange(8))

@@ -3,6 +3,8 @@
 --skip-bad converts the good bags and lists the rest; a failed run leaves no dataset behind.
 Exit status 1 is a bag or dataset that cannot be read or written, 2 a bad command line or config.
 """
+import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -49,16 +51,125 @@ def _replace_camera(msgs, fn):
     return out
 
 
-@pytest.mark.parametrize('storage', ['mcap', 'sqlite3'])
-def test_truncated_or_corrupt_bag(tmp_path, capsys, storage):
-    bag = bf.write_bag(tmp_path / 'bag', bf.xarm_messages(20), storage)
-    data_file = next(p for p in bag.iterdir() if p.suffix in ('.mcap', '.db3'))
+def test_corrupt_sqlite3_bag(tmp_path, capsys):
+    bag = bf.write_bag(tmp_path / 'bag', bf.xarm_messages(20), 'sqlite3')
+    data_file = next(bag.glob('*.db3'))
     raw = data_file.read_bytes()
-    if storage == 'mcap':
-        data_file.write_bytes(raw[: len(raw) // 2])  # recording killed mid-write
+    data_file.write_bytes(raw[:100] + b'\xff' * (len(raw) - 100))
+    _fails(tmp_path, bag, capsys, str(data_file), 'truncated or corrupt')
+
+
+def test_truncated_mcap_keeps_its_complete_messages(tmp_path, capsys):
+    """A recording cut off mid-write (no summary, last chunk incomplete) converts what is complete, with a warning."""
+    bag = bf.write_bag(tmp_path / 'bag', bf.xarm_messages(20))
+    data_file = next(bag.glob('*.mcap'))
+    raw = data_file.read_bytes()
+    data_file.write_bytes(raw[: int(len(raw) * 0.6)])
+    rc, err, out = _run(tmp_path, [bag], capsys)
+    assert rc == 0, err
+    assert f'{data_file}: incomplete MCAP file' in err and 'are lost' in err
+    frames = LeRobotDataset(out).frames(0, 'front')
+    assert 5 < len(frames) < 20
+    for k, frame in enumerate(frames):  # the complete messages, unchanged
+        np.testing.assert_array_equal(frame, bf.scene_image(k))
+    shutil.rmtree(out)
+    data_file.write_bytes(raw[:200])  # cut before the first message: nothing to recover
+    _fails(tmp_path, bag, capsys, str(data_file), 'no complete message', '--skip-bad')
+
+
+@pytest.mark.parametrize('storage', ['mcap', 'sqlite3'])
+@pytest.mark.parametrize('bare', [False, True])
+def test_storage_file_of_a_few_bytes(tmp_path, capsys, storage, bare):
+    bag = bf.write_bag(tmp_path / 'bag', bf.xarm_messages(4), storage)
+    data_file = next(p for p in bag.iterdir() if p.suffix in ('.mcap', '.db3'))
+    data_file.write_bytes(data_file.read_bytes()[:5])
+    _fails(tmp_path, data_file if bare else bag, capsys, f'{data_file}: only 5 bytes')
+
+
+def test_garbled_mcap_summary_reads_the_data_section(tmp_path, capsys):
+    """Damaged index records (once a MemoryError that ended a whole --skip-bad batch) cost nothing but a warning."""
+    bag = bf.write_bag(tmp_path / 'bag', bf.xarm_messages(10))
+    good = bf.write_bag(tmp_path / 'good', bf.xarm_messages(6, seed=1))
+    data_file = next(bag.glob('*.mcap'))
+    raw = bytearray(data_file.read_bytes())
+    summary_start = int.from_bytes(raw[-37 + 9:-37 + 17], 'little')
+    raw[summary_start:-37] = bytes(np.random.default_rng(0).integers(0, 256, len(raw) - 37 - summary_start,
+                                                                      dtype=np.uint8))
+    data_file.write_bytes(raw)
+    rc, err, out = _run(tmp_path, [bag, good], capsys, extra=['--skip-bad'])
+    assert rc == 0 and f'{data_file}: MCAP index unreadable' in err and 'Traceback' not in err, err
+    ds = LeRobotDataset(out)
+    assert list(ds.episode_lengths) == [10, 6]
+    np.testing.assert_array_equal(ds.frames(0, 'front')[9], bf.scene_image(9))
+
+
+def test_metadata_yaml_of_binary_junk_names_the_file(tmp_path, capsys):
+    bag = bf.write_bag(tmp_path / 'bag', bf.xarm_messages(4))
+    (bag / 'metadata.yaml').write_bytes(bytes(np.random.default_rng(1).integers(0, 256, 500, dtype=np.uint8)))
+    _fails(tmp_path, bag, capsys, f"{bag / 'metadata.yaml'}: not", 'pass the storage file')
+    (bag / 'metadata.yaml').write_text('just: a mapping\n')
+    _fails(tmp_path, bag, capsys, f"{bag / 'metadata.yaml'}: not a rosbag2 metadata file")
+
+
+def _with_stamp(msgs, topic, index, ns=None, nanosec=None):
+    out, k = [], 0
+    for t, msgtype, recv, msg in msgs:
+        if t == topic:
+            if k == index:
+                msg.header.stamp = bf.header(ns).stamp if ns is not None else msg.header.stamp
+                if nanosec is not None:
+                    msg.header.stamp.nanosec = nanosec
+            k += 1
+        out.append((t, msgtype, recv, msg))
+    return out
+
+
+@pytest.mark.parametrize('damage', ['far', 'nanosec'])
+def test_garbled_header_stamp_is_named_not_called_a_clock_jump(tmp_path, capsys, damage):
+    msgs = bf.xarm_messages(20)
+    if damage == 'far':
+        msgs = _with_stamp(msgs, '/joint_states', 7, ns=2_100_000_000_000_000_000)  # bits flipped in stamp.sec
     else:
-        data_file.write_bytes(raw[:100] + b'\xff' * (len(raw) - 100))
-    _fails(tmp_path, bag, capsys, 'truncated or corrupt')
+        msgs = _with_stamp(msgs, '/joint_states', 7, nanosec=4_000_000_000)
+    err = _fails(tmp_path, bf.write_bag(tmp_path / 'bag', msgs), capsys, 'topic /joint_states',
+                 'header.stamp of 1 message(s) is damaged (first: message 7', '--skip-bad')
+    assert 'clock jumps' not in err
+
+
+def test_values_float32_cannot_hold_are_refused(tmp_path, capsys):
+    cfg = bf.write_config(tmp_path / 'cfg.yaml', {'environment_state': {'topic': '/joint_states',
+                                                                         'fields': ['header.stamp.sec']}})
+    _fails(tmp_path, bf.write_bag(tmp_path / 'bag', bf.xarm_messages(20)), capsys, 'topic /joint_states',
+           'header.stamp.sec = 1700000001', 'cannot be stored as float32', config=cfg)
+
+
+def test_single_frame_bag_names_min_frames(tmp_path, capsys):
+    _fails(tmp_path, bf.write_bag(tmp_path / 'bag', bf.xarm_messages(1)), capsys,
+           'no episode is as long as episodes.min_frames = 2', 'segment(s) of [1] frame(s)')
+
+
+def test_topic_names_without_leading_slash_as_older_rosbag2_recorded(tmp_path, capsys):
+    msgs = [(t.lstrip('/'), msgtype, recv, msg) for t, msgtype, recv, msg in bf.xarm_messages(8)]
+    rc, err, out = _run(tmp_path, [bf.write_bag(tmp_path / 'bag', msgs, 'sqlite3')], capsys)
+    assert rc == 0, err
+    assert LeRobotDataset(out).episode_lengths[0] == 8
+
+
+def test_output_that_cannot_be_created_fails_before_reading_any_bag(tmp_path, capsys):
+    (tmp_path / 'file').write_text('in the way')
+    cfg = bf.write_config(tmp_path / 'cfg.yaml')
+    rc = main([str(tmp_path / 'no_such_bag'), '--config', str(cfg), '--output', str(tmp_path / 'file' / 'sub' / 'ds'),
+               '--no-progress', '--skip-bad'])
+    err = capsys.readouterr().err
+    assert rc == 1 and f"{tmp_path / 'file'} is a file, not a directory" in err and 'no_such_bag' not in err, err
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason='root may write anywhere')
+def test_output_in_a_read_only_directory(tmp_path, capsys):
+    (tmp_path / 'ro').mkdir(mode=0o555)
+    cfg = bf.write_config(tmp_path / 'cfg.yaml')
+    rc = main([str(tmp_path / 'no_such_bag'), '--config', str(cfg), '--output', str(tmp_path / 'ro' / 'ds')])
+    assert rc == 1 and 'is not writable' in capsys.readouterr().err
 
 
 def test_missing_topic_lists_what_the_bag_has(tmp_path, capsys):
@@ -226,6 +337,17 @@ def test_bags_with_different_image_sizes_need_resize(tmp_path, capsys):
     ({'png_compress_level': 'fast'}, (), "png_compress_level: expected an integer, got 'fast'"),
     ({'png_compress_level': 12}, (), 'png_compress_level: must be 0..9, got 12'),
     ({'episodes': {'min_frames': 0}}, (), 'episodes.min_frames: must be >= 1, got 0'),
+    ({'video': 'no'}, (), "video: expected true or false, got 'no'"),
+    ({'fps': '10'}, (), "fps: expected a number, got '10'"),
+    ({'fps': True}, (), 'fps: expected a number, got True'),
+    ({'state': '/joint_states'}, (), 'state: expected a mapping, got str'),
+    ({'action': [{'topic': '/a', 'sync': 'later'}]}, (), "action[0].sync: one of nearest, hold, got 'later'"),
+    ({'cameras': {'front': {'topic': CAMERA, 'tolerance': '0.1'}}}, (), 'cameras.front.tolerance: expected a number'),
+    ({'state': {'topic': '/joint_states', 'joints': 'joint1'}}, (), "state.joints: expected a list, got 'joint1'"),
+    ({'episodes': [2]}, (), 'episodes: expected a mapping, got list'),
+    ({'task': {'topic': '/task', 'descriptions': ['open']}}, (), 'task.descriptions: expected a mapping, got list'),
+    ({'task': 7}, (), 'task: expected a mapping, got int'),
+    ({'robot_type': 7}, (), 'robot_type: expected a string, got 7'),
 ])
 def test_bad_config_names_file_and_key(tmp_path, capsys, overrides, remove, needle):
     cfg = bf.write_config(tmp_path / 'bad.yaml', overrides, remove)

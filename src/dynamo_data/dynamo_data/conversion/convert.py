@@ -6,6 +6,9 @@ the messages that land on a kept grid time are deserialised; pass 2 decodes exac
 frames straight into preallocated arrays.
 """
 import json
+import os
+import struct
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +32,12 @@ PREVIEW_CURVES_PATH = 'meta/dynamo_preview_curves.png'
 # this many grid periods, or backwards steps in more than this fraction of messages, is a clock jump.
 _BACKWARD_PERIODS = 1.0
 _BACKWARD_FRACTION = 0.05
+# A header stamp this far (at least a second, or this many periods) from both neighbours' offsets to
+# their receive times is a damaged stamp, not a clock step (a step moves every later message).
+_STAMP_SPIKE_S = 1.0
+_STAMP_SPIKE_PERIODS = 10
+# float32 holds every integer up to 2**24 exactly; beyond, stamps and counters lose whole units.
+_FLOAT32_EXACT = 2.0**24
 
 
 class ConversionError(Exception):
@@ -68,6 +77,7 @@ class _TopicRecord:
     def __init__(self, keep_raw, has_header, is_image):
         self.keep_raw, self.has_header, self.is_image = keep_raw, has_header, is_image
         self.receive, self.header, self.raw = [], [], []
+        self.invalid_stamps = []  # message indices whose header.stamp.nanosec is >= 1e9
         self.image_source = None
 
 
@@ -77,12 +87,20 @@ def _pass1(bag, topics, records, progress):
         for topic, receive_ns, data in bag.read(topics):
             rec = records[topic]
             rec.receive.append(receive_ns)
-            if rec.has_header:
-                rec.header.append(header_stamp_ns(data))
+            try:
+                if rec.has_header:
+                    stamp, valid = header_stamp_ns(data)
+                    rec.header.append(stamp)
+                    if not valid:
+                        rec.invalid_stamps.append(len(rec.receive) - 1)
+                source = image_header(data) if rec.is_image else None
+            except (struct.error, IndexError):
+                raise BagError(f'{bag.name}: topic {topic}: message {len(rec.receive) - 1} is only {len(data)} bytes, '
+                               'too short for its type (the bag is damaged there); leave the bag out (--skip-bad)') \
+                    from None
             if rec.keep_raw:
                 rec.raw.append(data)
             if rec.is_image:
-                source = image_header(data)
                 if rec.image_source is None:
                     rec.image_source = source
                 elif source != rec.image_source:
@@ -103,6 +121,7 @@ def _stream_times(bag, stream, rec, fps):
         else:
             times = np.asarray(rec.header, dtype=np.int64)
             stream.note = 'header.stamp'
+            _check_stamps(bag, stream, times, np.asarray(rec.receive, dtype=np.int64), rec.invalid_stamps, fps)
     if times is None:
         times = np.asarray(rec.receive, dtype=np.int64)
         stream.note = stream.note or 'receive time'
@@ -118,6 +137,37 @@ def _stream_times(bag, stream, rec, fps):
     stream.times = times[stream.order]
 
 
+def _check_stamps(bag, stream, stamps, receive, invalid, fps):
+    """Refuse header stamps that are damaged (isolated spikes, nanosec out of range), naming the message."""
+    offsets = stamps - receive
+    threshold = max(_STAMP_SPIKE_S, _STAMP_SPIKE_PERIODS / fps) * 1e9
+    padded = np.concatenate([offsets[1:2], offsets, offsets[-2:-1]]) if len(offsets) > 1 else np.repeat(offsets, 3)
+    spikes = (np.abs(offsets - padded[:-2]) > threshold) & (np.abs(offsets - padded[2:]) > threshold)
+    bad = sorted(set(np.flatnonzero(spikes).tolist()) | set(invalid))
+    if not bad:
+        return
+    k = bad[0]
+    good = np.delete(offsets, bad)
+    spread = f'{np.abs(good - np.median(good)).max() / 1e9:.3f} s' if good.size else 'n/a'
+    why = ('nanosec >= 1e9' if k in invalid else
+           f'{abs(offsets[k] - (np.median(good) if good.size else 0)) / 1e9:.1f} s away from its receive time, '
+           f'the other messages within {spread}')
+    raise BagError(f'{bag.name}: topic {stream.topic}: header.stamp of {len(bad)} message(s) is damaged (first: '
+                   f'message {k}, stamp {stamps[k] / 1e9:.3f} s, {why}); the bag is corrupt there: leave it out '
+                   '(--skip-bad), or set `stamp: receive` for this topic to ignore its header stamps')
+
+
+def _check_float32(bag, stream, names, values, times):
+    """Refuse values float32 cannot hold to the unit (stamps, counters), instead of rounding them silently."""
+    lossy = (np.abs(values) >= _FLOAT32_EXACT) & (values.astype(np.float32) != values)
+    if lossy.any():
+        row, col = np.argwhere(lossy)[0]
+        value = float(values[row, col])
+        raise BagError(f'{bag.name}: topic {stream.topic}: {names[col]} = {value!r} at t={times[row] / 1e9:.3f} s '
+                       f'cannot be stored as float32 (it becomes {float(np.float32(value))!r}; float32 is exact only '
+                       f'up to 2**24): leave this field out of the config (`fields`/`indices` pick the others)')
+
+
 def _deserialize(bag, topic, msgtype, data):
     try:
         return bag.typestore.deserialize_cdr(data, msgtype)
@@ -129,8 +179,8 @@ def _deserialize(bag, topic, msgtype, data):
 def _task_for(bag, cfg, task_label, records, start_ns_list):
     if task_label:
         return [task_label] * len(start_ns_list)
-    if cfg.task:
-        return [cfg.task] * len(start_ns_list)
+    if cfg.task_label:
+        return [cfg.task_label] * len(start_ns_list)
     if not cfg.task_topic:
         raise BagError(f'{bag.name}: no task label: set `task` in the config or pass --task')
     rec = records[cfg.task_topic]
@@ -143,6 +193,11 @@ def _task_for(bag, cfg, task_label, records, start_ns_list):
         text = texts[max(before, 0)]
         if not text:
             raise BagError(f'{bag.name}: topic {cfg.task_topic}: empty task string')
+        if cfg.task_descriptions is not None:
+            if text not in cfg.task_descriptions:
+                raise BagError(f"{bag.name}: topic {cfg.task_topic}: task {text!r} has no entry in {cfg.path}'s "
+                               f"task.descriptions (it has: {', '.join(sorted(cfg.task_descriptions))}); add one")
+            text = cfg.task_descriptions[text]
         tasks.append(text)
     return tasks
 
@@ -151,7 +206,7 @@ def convert_bag(path, cfg, task_label=None, progress=False):
     """Synchronise one bag into episodes; raises BagError naming the bag/topic/field on bad input."""
     with BagFile(path) as bag:
         streams = []
-        for cam in cfg.cameras:
+        for cam in cfg.camera_specs:
             msgtype = bag.require(cam.topic, f'camera {cam.name!r}')
             if msgtype not in IMAGE_TYPES:
                 raise BagError(f"{bag.name}: camera topic {cam.topic} has type {msgtype}, expected one of "
@@ -159,14 +214,15 @@ def convert_bag(path, cfg, task_label=None, progress=False):
             streams.append(_Stream(f'camera:{cam.name}', cam.topic, msgtype, 'nearest',
                                    int((cam.tolerance or cfg.default_tolerance) * 1e9), cam.stamp or cfg.stamp, cam))
         roles = [('observation.state', cfg.state), ('action', cfg.action.sources),
-                 ('observation.environment_state', cfg.environment_state)]
+                 ('observation.environment_state', cfg.environment_sources)]
         for key, sources in roles:
             for spec in sources:
                 msgtype = bag.require(spec.topic, key)
                 streams.append(_Stream(key, spec.topic, msgtype, spec.sync,
                                        int((spec.tolerance or cfg.default_tolerance) * 1e9),
                                        spec.stamp or cfg.stamp, spec))
-        extra = [t for t in (cfg.task_topic if not (task_label or cfg.task) else None, cfg.marker_topic) if t]
+        marker_topic = cfg.episodes.marker_topic if cfg.episodes.split == 'marker' else None
+        extra = [t for t in (cfg.task_topic if not (task_label or cfg.task_label) else None, marker_topic) if t]
         for topic in extra:
             msgtype = bag.require(topic, 'task' if topic == cfg.task_topic else 'episode marker')
             if topic == cfg.task_topic and msgtype != TASK_TYPE:
@@ -196,16 +252,17 @@ def convert_bag(path, cfg, task_label=None, progress=False):
         for idx, _ in matches:
             kept &= idx >= 0
         markers = None
-        if cfg.marker_topic:
-            markers = np.asarray(records[cfg.marker_topic].receive, dtype=np.int64)
-            if bag.has_header(bag.topics[cfg.marker_topic]) and all(records[cfg.marker_topic].header):
-                markers = np.asarray(records[cfg.marker_topic].header, dtype=np.int64)
-        segments = split_segments(grid, kept, cfg.fps, gap_s=cfg.gap_s if cfg.split == 'gap' else None,
-                                  markers=markers if cfg.split == 'marker' else None)
-        min_frames = cfg.min_episode_frames + (1 if cfg.action.from_state else 0)
+        if marker_topic:
+            markers = np.asarray(records[marker_topic].receive, dtype=np.int64)
+            if bag.has_header(bag.topics[marker_topic]) and all(records[marker_topic].header):
+                markers = np.asarray(records[marker_topic].header, dtype=np.int64)
+        segments = split_segments(grid, kept, cfg.fps,
+                                  gap_s=cfg.episodes.gap_s if cfg.episodes.split == 'gap' else None, markers=markers)
+        min_frames = cfg.episodes.min_frames + (1 if cfg.action.from_state else 0)
         short = [len(s) for s in segments if len(s) < min_frames]
         segments = [s for s in segments if len(s) >= min_frames]
-        report = {'bag': bag.name, 'path': str(bag.path.resolve()), 'grid_times': int(len(grid)),
+        report = {'bag': bag.name, 'path': str(bag.path.resolve()), 'warnings': list(bag.warnings),
+                  'grid_times': int(len(grid)),
                   'kept_frames': int(sum(len(s) for s in segments)), 'episodes': len(segments),
                   'short_segments_dropped': short,
                   'episode_starts_s': [float((grid[s[0]] - grid[0]) / 1e9) for s in segments], 'topics': []}
@@ -213,6 +270,11 @@ def convert_bag(path, cfg, task_label=None, progress=False):
             row = {'topic': stream.topic, 'role': stream.role, 'time': stream.note, 'sync': stream.mode}
             row.update(stream_report(stream.times, idx, dt, kept))
             report['topics'].append(row)
+        if not segments and short:
+            extra = ' (+1: action.from_state needs the next frame)' if cfg.action.from_state else ''
+            raise BagError(f'{bag.name}: no episode is as long as episodes.min_frames = {cfg.episodes.min_frames}'
+                           f'{extra}: synchronisation at {cfg.fps} fps kept segment(s) of {short} frame(s); lower '
+                           f'episodes.min_frames in {cfg.path}, or leave the bag out (--skip-bad)')
         if not segments:
             k = int(np.argmin([r['matched'] for r in report['topics']]))
             worst, stream = report['topics'][k], streams[k]
@@ -239,6 +301,7 @@ def convert_bag(path, cfg, task_label=None, progress=False):
                     raise BagError(f'{bag.name}: topic {stream.topic}: {extractor.names[col]} is {values[row, col]} '
                                    f'at t={stream.times[unique[row]] / 1e9:.3f} s ({int(bad.any(axis=1).sum())} '
                                    'message(s) with non-finite values)')
+                _check_float32(bag, stream, extractor.names, values, stream.times[unique])
                 parts.append(values[inverse])
                 part_names += extractor.names
             if parts:
@@ -297,7 +360,7 @@ def _decode_cameras(bag, cfg, streams, matches, positions, progress):
                     frames[name] = np.empty((len(positions), *conv.frame_shape(msg)), dtype=np.uint8)
                 conv(msg, frames[name], row)
             bar.update()
-    return {cam.name: frames[cam.name] for cam in cfg.cameras}
+    return {cam.name: frames[cam.name] for cam in cfg.camera_specs}
 
 
 def format_report(report):
@@ -317,16 +380,34 @@ def format_report(report):
     return '\n'.join(lines)
 
 
+def _warn(message):
+    print(f'convert_bags: warning: {message}', file=sys.stderr)
+
+
+def check_output_writable(output):
+    """Raise ConversionError unless the dataset at `output` can be created (checked before any bag is read)."""
+    ancestor = output.absolute().parent
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise ConversionError(f'{output}: cannot be created: {ancestor} is a file, not a directory; '
+                              'choose another --output')
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise ConversionError(f'{output}: cannot be created: {ancestor} is not writable; choose another --output')
+
+
 def convert_bags(bags, cfg, output, append=False, overwrite=False, skip_bad=False, task_label=None,
-                 progress=False, log=print):
+                 progress=False, log=print, warn=_warn):
     """Convert bags into the dataset at `output`. Returns (converted bag names, {bad bag: message}).
 
     Raises BagError for the first bad bag (unless skip_bad), ConversionError when nothing converts
     or the output is in the way; the dataset is only moved into place when every step succeeded.
+    What was read around in a damaged bag goes to `warn` (and the sync report).
     """
     from .preview import preview_sample, render_preview
 
     output = Path(output)
+    check_output_writable(output)
     if output.exists() and not (append or overwrite):
         raise ConversionError(f'{output}: already exists; pass --append to add episodes or --overwrite to replace it')
     if append and not output.exists():
@@ -340,6 +421,8 @@ def convert_bags(bags, cfg, output, append=False, overwrite=False, skip_bad=Fals
                 continue
             try:
                 result = convert_bag(bag_path, cfg, task_label=task_label, progress=progress)
+                for message in result.report['warnings']:
+                    warn(message)
                 if first_names is None:
                     first_names = result.names
                     cameras = {name: frames.shape[1:] for name, frames in result.episodes[0].frames.items()}
