@@ -10,7 +10,9 @@ real ROS 2's. Per control step at sim time t: joint_states, image, camera_info, 
 observed at t, then the command(s) the expert sent at t; /task once at t=0. As in sim_node, the
 first observation is one control period after the reset. Bags are written to a
 temporary directory and renamed when complete, and existing bags are skipped, so an interrupted
-run resumes. Episodes the expert fails are not kept; seeds continue until N bags exist.
+run resumes. MCAP files get the CRCs rosbags leaves out (chunks, data section, summary), so a
+damaged byte is reported by every reader instead of converting silently. Episodes the expert
+fails are not kept; seeds continue until N bags exist.
 --menagerie draws the robot with the meshes of a local MuJoCo Menagerie checkout (see
 dynamo_sim.envs); the physics, and so the expert's motions, are the same either way.
 """
@@ -19,7 +21,9 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import struct
 import sys
+from binascii import crc32
 from pathlib import Path
 from typing import Iterator
 
@@ -136,6 +140,37 @@ class EpisodeBag:
             self._write(topic, msg, t_ns)
 
 
+def add_mcap_crcs(path: Path) -> None:
+    """Fill in the CRC fields of an uncompressed MCAP file written by rosbags (which writes 0: "not set").
+
+    Chunk records get the CRC of their records, the data-end record that of everything before it,
+    and the footer that of the summary section, as the MCAP specification defines them.
+    """
+    with open(path, 'r+b') as f:
+        data = bytearray(f.read())
+        pos = 8  # after the magic
+        while True:
+            op, length = struct.unpack_from('<BQ', data, pos)
+            body = pos + 9
+            if op == 0x06:  # chunk: start, end, uncompressed size, CRC, compression, records
+                size = struct.unpack_from('<Q', data, body + 16)[0]
+                (compression_len,) = struct.unpack_from('<I', data, body + 28)
+                if compression_len:
+                    raise ValueError(f'{path}: compressed chunks are not expected here')
+                records = body + 28 + 4 + 8
+                struct.pack_into('<I', data, body + 24, crc32(data[records:records + size]))
+            elif op == 0x0F:  # data end: CRC of every byte before it
+                struct.pack_into('<I', data, body, crc32(data[:pos]))
+                break
+            pos = body + length
+        footer = len(data) - 8 - 29  # footer record: opcode, length, summary start, summary offset start, CRC
+        (summary_start,) = struct.unpack_from('<Q', data, footer + 9)
+        if summary_start:
+            struct.pack_into('<I', data, footer + 25, crc32(data[summary_start:footer + 25]))
+        f.seek(0)
+        f.write(data)
+
+
 def expert_rollout(env: SimEnv, seed: int, settle_steps: int = 3) -> Iterator[np.ndarray]:
     """Reset `env` to `seed` and play its scripted expert, then `settle_steps` more steps on the last targets.
 
@@ -179,6 +214,8 @@ def record_episode(env: SimEnv, seed: int, bag_dir: Path, storage: str = 'mcap',
     if not env.success():
         shutil.rmtree(tmp, ignore_errors=True)
         return False
+    for mcap in tmp.glob('*.mcap'):
+        add_mcap_crcs(mcap)
     os.replace(tmp, bag_dir)
     if not any(tmp.parent.iterdir()):
         tmp.parent.rmdir()

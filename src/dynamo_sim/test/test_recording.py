@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from rosbags.highlevel import AnyReader
+from rosbags.rosbag2 import ReaderError
 
 from dynamo_sim import interfaces
 from dynamo_sim.recording import MSG_TYPES, main, msg_share_dir, record_demos, ros_typestore
@@ -87,3 +88,25 @@ def test_a_runtime_failure_is_one_line_and_exit_code_1(tmp_path, capsys):
     assert main(['--task', 'push_bottle', '--episodes', '1', '--output', str(not_a_directory)]) == 1
     err = capsys.readouterr().err
     assert err.startswith('record_demos: error: ') and str(not_a_directory) in err and 'Traceback' not in err, err
+
+
+def test_mcap_chunks_carry_crcs_so_a_damaged_pixel_is_reported(tmp_path):
+    """The recorder fills in the CRCs rosbags leaves 0 ("not set"), so corruption cannot convert silently."""
+    import struct
+    from binascii import crc32
+
+    [bag] = record_demos('push_bottle', episodes=1, output=tmp_path, storage='mcap', seed=2, image_size=24)
+    [mcap] = bag.glob('*.mcap')
+    raw = bytearray(mcap.read_bytes())
+    footer = len(raw) - 37
+    summary_start, _, summary_crc = struct.unpack_from('<QQI', raw, footer + 9)
+    assert summary_crc == crc32(raw[summary_start:footer + 25])
+    _, messages = _read(bag)  # reads and checks every chunk CRC
+    _, image = messages[interfaces.IMAGE][-1]
+    pixels = bytes(image.data)
+    at = raw.find(pixels)
+    assert at > 0 and raw.count(pixels) == 1
+    raw[at + len(pixels) // 2] ^= 0x01  # one bit of one pixel
+    mcap.write_bytes(raw)
+    with pytest.raises(ReaderError, match='checksum'):
+        _read(bag)
