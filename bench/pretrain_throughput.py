@@ -3,7 +3,7 @@
   python bench/pretrain_throughput.py [--quick] [--sizes 96 224] [--precisions fp32 bf16] [--threads N]
 
 "full" = Pretrainer.advance(), exactly what `pretrain` does per step: gather the batch from the
-in-memory uint8 cache, preprocess inside the encoder, DynaMo loss, backward, gradient clipping,
+memory-mapped uint8 frame cache, preprocess inside the encoder, DynaMo loss, backward, gradient clipping,
 AdamW, LR schedule, target update, history row. "bare" = forward + backward of the same objective
 module on one fixed batch already on the device. full/bare close to 1 means the trainer and loader
 add little. Frames/s counts every frame of every window (batch x window x cameras).
@@ -55,10 +55,12 @@ def timed(fn, steps: int, device: torch.device) -> float:
 
 
 def measure(dataset: Path, run_dir: Path, arch: str, size: int, precision: str, batch: int, window: int,
-            warmup: int, steps: int) -> dict:
+            warmup: int, steps: int, cache_dir: str | None = None) -> dict:
+    """Return frames/s of full trainer steps and of bare forward+backward passes, and bare/full time."""
     config = apply_overrides(load_config('default'), {
         'encoder.arch': arch, 'encoder.input_size': [size, size], 'optim.batch_size': batch,
         'data.window': window, 'data.val_fraction': 0.0, 'train.precision': precision,
+        'data.cache_dir': cache_dir or str(run_dir / 'frame_cache'),
         'optim.epochs': 1000})  # long schedule: the bench never reaches an epoch's end logic
     trainer = Pretrainer(config, dataset, run_dir, progress=False)
     device = trainer.device

@@ -55,3 +55,26 @@ def test_resnet18_gives_512_dims_and_seeded_init_is_reproducible():
     assert not torch.equal(sa['stem.0.weight'], sc['stem.0.weight'])
     with torch.no_grad():
         assert a.eval()(torch.from_numpy(np.zeros((1, 32, 32, 3), np.uint8))).shape == (1, 512)
+
+
+def test_random_init_is_torchvisions_default_without_zero_init_residual():
+    """The paper's random init: kaiming fan-out convs, BN weight 1 / bias 0, residual branches not zeroed."""
+    from dynamo_encoder.model.encoder import BasicBlock
+
+    encoder = build_encoder('resnet18', (32, 32), seed=0)
+    for module in encoder.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            assert torch.equal(module.weight, torch.ones_like(module.weight))
+            assert torch.equal(module.bias, torch.zeros_like(module.bias))
+    stem = encoder.stem[0].weight
+    fan_out = stem.shape[0] * stem.shape[2] * stem.shape[3]
+    assert abs(float(stem.std()) / (2.0 / fan_out) ** 0.5 - 1.0) < 0.05
+    # Each block's residual branch changes its output: a zero-initialised last BN would make
+    # every block pass relu(skip path) through unchanged.
+    blocks = [m for m in encoder.modules() if isinstance(m, BasicBlock)]
+    assert len(blocks) == 8
+    with torch.no_grad():
+        for block in blocks:
+            x = torch.randn(2, block.conv1.in_channels, 8, 8)
+            skip = x if block.downsample is None else block.downsample(x)
+            assert (block(x) - torch.relu(skip)).abs().mean() > 0.1

@@ -20,7 +20,7 @@ def flatten(values: dict, prefix: str = '') -> dict:
 
 
 def test_the_shipped_presets_are_found():
-    assert {'default', 'cpu_small'} <= set(PRESETS)
+    assert {'default', 'cpu_small', 'franka_kitchen', 'block_pushing', 'push_t', 'libero_goal'} <= set(PRESETS)
 
 
 @pytest.mark.parametrize('preset', PRESETS)

@@ -1,6 +1,9 @@
 """Training windows: consecutive frames of one episode, all cameras, cached once."""
 
+import fcntl
+import shutil
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +15,7 @@ from _synthetic_data_pretrain import write_square_dataset  # noqa: E402
 from dynamo_data import DatasetWriter, LeRobotDataset  # noqa: E402
 from dynamo_encoder.artifact import EncoderArtifact  # noqa: E402
 from dynamo_encoder.pretraining.config import apply_overrides, load_config  # noqa: E402
-from dynamo_encoder.pretraining.data import load_windows  # noqa: E402
+from dynamo_encoder.pretraining.data import frame_cache_path, load_windows, open_frame_cache  # noqa: E402
 from dynamo_encoder.pretraining.trainer import pretrain  # noqa: E402
 
 torch.set_num_threads(1)
@@ -44,9 +47,14 @@ def write_labelled_dataset(root, arrays=True):
     return LeRobotDataset(root)
 
 
+def windows_of(dataset, episodes, cameras, cache_dir):
+    cache = open_frame_cache(dataset, cameras, (16, 16), cache_dir, progress=False)
+    return load_windows(cache, dataset, episodes, window=4)
+
+
 def test_windows_are_consecutive_frames_of_one_episode_for_every_camera(tmp_path):
     dataset = write_labelled_dataset(tmp_path / 'dataset')
-    windows = load_windows(dataset, [0, 1, 2], ['front', 'wrist'], window=4, input_size=(16, 16), progress=False)
+    windows = windows_of(dataset, [0, 1, 2], ['front', 'wrist'], tmp_path / 'cache')
     assert len(windows) == sum(n - 4 + 1 for n in LENGTHS)
     assert windows.frames.dtype == torch.uint8 and windows.frames.shape == (sum(LENGTHS), 2, 16, 16, 3)
     batch = windows.batch(torch.arange(len(windows)))
@@ -62,14 +70,14 @@ def test_windows_are_consecutive_frames_of_one_episode_for_every_camera(tmp_path
 
 def test_a_dataset_without_state_or_action_gives_the_same_windows(tmp_path):
     dataset = write_labelled_dataset(tmp_path / 'dataset', arrays=False)
-    windows = load_windows(dataset, [0, 1, 2], ['front'], window=4, input_size=(16, 16), progress=False)
+    windows = windows_of(dataset, [0, 1, 2], ['front'], tmp_path / 'cache')
     assert windows.batch(torch.arange(len(windows))).shape == (len(windows), 4, 1, 16, 16, 3)
 
 
 def test_no_episodes_give_an_empty_window_set(tmp_path):
     dataset = write_labelled_dataset(tmp_path / 'dataset')
-    empty = load_windows(dataset, [], ['front', 'wrist'], window=4, input_size=(16, 16), progress=False)
-    assert len(empty) == 0 and empty.frames.shape == (0, 2, 16, 16, 3)
+    empty = windows_of(dataset, [], ['front', 'wrist'], tmp_path / 'cache')
+    assert len(empty) == 0 and empty.batch(torch.zeros(0, dtype=torch.long)).shape == (0, 4, 2, 16, 16, 3)
 
 
 def test_two_camera_run_exports_an_encoder_for_both_cameras(tmp_path):
@@ -81,3 +89,38 @@ def test_two_camera_run_exports_an_encoder_for_both_cameras(tmp_path):
     frames = LeRobotDataset(dataset)
     embedding = artifact.encode({c: frames.frames(0, c)[0] for c in ('front', 'wrist')})
     assert embedding.shape == (256,) and np.isfinite(embedding).all()
+
+
+def test_the_frame_cache_is_written_once_and_found_again(tmp_path):
+    dataset = write_labelled_dataset(tmp_path / 'dataset')
+    first = open_frame_cache(dataset, ['front', 'wrist'], (16, 16), tmp_path / 'cache', progress=False)
+    written = first.path.stat().st_mtime_ns
+    again = open_frame_cache(LeRobotDataset(dataset.root), ['front', 'wrist'], (16, 16), tmp_path / 'cache',
+                             progress=False)
+    assert again.path == first.path and again.path.stat().st_mtime_ns == written
+    assert torch.equal(again.frames, first.frames) and list(first.offsets) == [0, 7, 12, 21]
+    assert open_frame_cache(dataset, ['front', 'wrist'], (8, 8), tmp_path / 'cache', progress=False).path != first.path
+    assert open_frame_cache(dataset, ['front'], (16, 16), tmp_path / 'cache', progress=False).path != first.path
+    # A rewritten dataset is a new dataset: its frames are cached afresh.
+    shutil.rmtree(dataset.root)
+    rewritten = write_labelled_dataset(dataset.root)
+    assert frame_cache_path(rewritten, ['front', 'wrist'], (16, 16), tmp_path / 'cache') != first.path
+    assert sorted(p.suffix for p in (tmp_path / 'cache').iterdir()) == ['.lock'] * 3 + ['.npy'] * 3
+
+
+def test_a_process_waits_for_the_writer_of_the_frame_cache_and_reads_its_file(tmp_path):
+    dataset = write_labelled_dataset(tmp_path / 'dataset')
+    path = frame_cache_path(dataset, ['front'], (16, 16), tmp_path / 'cache')
+    path.parent.mkdir()
+    opened = []
+    with open(path.with_suffix('.lock'), 'w') as lock:   # another writer at work
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        reader = threading.Thread(target=lambda: opened.append(
+            open_frame_cache(dataset, ['front'], (16, 16), tmp_path / 'cache', progress=False)))
+        reader.start()
+        reader.join(timeout=1.0)
+        assert reader.is_alive() and not path.exists()     # waits, writes nothing meanwhile
+    reader.join(timeout=60)
+    assert len(opened) == 1 and opened[0].path == path
+    assert opened[0].frames.shape == (sum(LENGTHS), 1, 16, 16, 3)
+    assert [p.name for p in path.parent.iterdir() if p.name.endswith('.tmp')] == []

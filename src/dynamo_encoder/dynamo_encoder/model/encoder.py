@@ -123,16 +123,14 @@ class ImageEncoder(nn.Module):
         self._init_weights()
 
     def _init_weights(self) -> None:
+        # torchvision's default ResNet initialisation, which the paper's random init and starting
+        # point are: no zero-init of the residual branches' last BatchNorm (zero_init_residual=False).
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight, mode='fan_out', nonlinearity='relu')
             elif isinstance(module, nn.BatchNorm2d):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
-        # Zero-init the last BN of each residual branch (standard ResNet trick): blocks start as identity.
-        for module in self.modules():
-            if isinstance(module, BasicBlock):
-                nn.init.zeros_(module.bn2.weight)
 
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
         """uint8/float 0..255 images (any layout above, any size) -> normalised (B,3,H,W) float."""

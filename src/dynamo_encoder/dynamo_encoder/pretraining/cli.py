@@ -7,6 +7,12 @@ Examples:
   pretrain --dataset data/fridge --output runs/fridge --set optim.epochs=10 --threads 2
   pretrain --dataset data/fridge --output runs/fridge_noinv --set objective.inverse_model=false
   pretrain --dataset data/fridge --output runs/fridge --resume      # continue after Ctrl-C / a crash
+  torchrun --nproc-per-node 4 $(which pretrain) --dataset data/fridge --output runs/fridge   # 4 GPUs
+
+Several processes (torchrun) train data-parallel: optim.batch_size is the global batch of a step,
+split over the processes, and optim.lr belongs to that global batch, so the run is the same training
+run on any number of processes and --resume may change their number (see pretraining/distributed.py).
+Rank 0 alone writes RUN_DIR and prints progress.
 
 Exit status (one line on stderr names the problem): 0 when finished or stopped as asked; 2 on bad
 command-line usage or a bad setting (preset, YAML file, --set, a config that does not fit the
@@ -26,6 +32,7 @@ from dynamo_data import DatasetError
 
 from ..artifact import ArtifactError
 from .config import ABLATIONS, PRESETS_DIR, ConfigError, apply_overrides, load_config
+from .distributed import init_from_environment
 from .trainer import CHECKPOINT, CheckpointError, load_run_config, pretrain
 
 
@@ -71,8 +78,10 @@ def main(argv: list[str] | None = None) -> int:
             config = apply_overrides(config, overrides)
         if config.train.threads > 0:
             torch.set_num_threads(config.train.threads)
-        # Dropout and augmentations draw from the global RNG; a resumed run restores it from the checkpoint.
-        torch.manual_seed(config.train.seed)
+        ranks = init_from_environment(config.train.device)
+        # Dropout and augmentations draw from the global RNG (a stream per rank); a resumed run
+        # restores it from the checkpoint.
+        torch.manual_seed(config.train.seed + 1_000_003 * ranks.rank)
         encoder_path = pretrain(args.dataset, args.output, config, resume=args.resume,
                                 stop_after_steps=args.stop_after_steps, progress=not args.no_progress)
     except ConfigError as exc:
@@ -88,6 +97,11 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    finally:
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+    if not ranks.main:
+        return 0
     if encoder_path is None:
         print(f'pretrain: stopped early; continue with: pretrain --dataset {args.dataset} '
               f'--output {args.output} --resume')

@@ -37,6 +37,7 @@ class DataSettings:
     cameras: list[str] | None = None  # None = every camera of the dataset, in dataset order
     val_fraction: float = 0.1        # episodes held out for the validation loss
     split_seed: int = 0
+    cache_dir: str | None = None     # where decoded frames are cached; None = $XDG_CACHE_HOME/dynamo_ros/frames
 
 
 @dataclass
@@ -58,6 +59,7 @@ class TrainSettings:
     device: str = 'auto'             # auto | cpu | cuda | cuda:N
     precision: str = 'auto'          # auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16
     checkpoint_every: int = 500      # steps between checkpoints (also at every epoch end)
+    sync_batchnorm: bool = True      # several processes: BatchNorm statistics over the global batch (as the paper)
 
 
 @dataclass
@@ -80,6 +82,8 @@ class PretrainConfig:
             raise ConfigError(f'data.val_fraction must be in [0, 1), got {self.data.val_fraction}')
         if self.optim.batch_size < 1 or self.optim.epochs < 1:
             raise ConfigError('optim.batch_size and optim.epochs must be positive')
+        if self.data.cache_dir is not None and not isinstance(self.data.cache_dir, str):
+            raise ConfigError(f'data.cache_dir must be a directory path or null, got {self.data.cache_dir!r}')
         if self.train.precision not in ('auto', 'fp32', 'bf16'):
             raise ConfigError(f'train.precision must be auto, fp32 or bf16, got {self.train.precision!r}')
         try:

@@ -1,4 +1,7 @@
-"""The pretraining loop: windows from the in-memory cache -> objective -> AdamW, with checkpoints.
+"""The pretraining loop: windows from the frame cache -> objective -> AdamW, with checkpoints.
+
+On several processes (torchrun; see distributed.py) every rank trains on its share of each global
+batch and rank 0 alone writes the files below and shows progress.
 
 Files in RUN_DIR:
   config.yaml        the resolved config of the run
@@ -33,7 +36,8 @@ from dynamo_data.episode_split import split_episodes
 from ..artifact import EncoderArtifact
 from ..model import build_encoder, build_objective
 from .config import ConfigError, PretrainConfig, config_from_dict, save_config
-from .data import check_arrays_finite, load_windows, resolve_cameras
+from .data import check_arrays_finite, load_windows, open_frame_cache, resolve_cameras
+from .distributed import convert_sync_batchnorm, current_ranks
 
 CHECKPOINT = 'checkpoint.pt'
 CHECKPOINT_KEYS = ('step', 'config', 'camera_names', 'objective', 'optimizer', 'scheduler', 'torch_rng', 'cuda_rng',
@@ -42,7 +46,7 @@ ENCODER = 'encoder.pt'
 VALIDATION_WINDOWS = 512   # cap per validation pass; a fixed subset so values are comparable across epochs
 PLOT_EVERY_S = 60.0        # redraw loss_curves.png at most this often during training (and at the end)
 # Settings that may differ when resuming: they change speed, not the training run.
-RESUMABLE_DIFFERENCES = {'train.threads', 'train.device', 'train.checkpoint_every'}
+RESUMABLE_DIFFERENCES = {'train.threads', 'train.device', 'train.checkpoint_every', 'data.cache_dir'}
 
 
 def _flatten(values: dict, prefix: str = '') -> dict:
@@ -68,11 +72,15 @@ def lr_factor(step: int, total_steps: int, warmup_steps: int, min_fraction: floa
 
 
 def resolve_device(name: str) -> torch.device:
+    """Return the device named by train.device; on CUDA with several processes, each rank's own GPU."""
     if name == 'auto':
-        return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+        name = 'cuda' if torch.cuda.is_available() else 'cpu'
     device = torch.device(name)
     if device.type == 'cuda' and not torch.cuda.is_available():
         raise ConfigError(f'train.device {name!r}: CUDA is not available on this machine')
+    ranks = current_ranks()
+    if device.type == 'cuda' and ranks.world_size > 1:
+        return torch.device('cuda', ranks.local_rank)
     return device
 
 
@@ -88,7 +96,8 @@ class Pretrainer:
                  *, progress: bool = True):
         self.config = config.validate()
         self.output_dir = Path(output_dir)
-        self.progress = progress
+        self.ranks = current_ranks()
+        self.progress = progress and self.ranks.main
         self.device = resolve_device(config.train.device)
         precision = config.train.precision
         if precision == 'auto':
@@ -103,21 +112,25 @@ class Pretrainer:
         train_episodes, val_episodes = split_episodes(dataset.num_episodes, config.data.val_fraction,
                                                       config.data.split_seed)
         size = tuple(config.encoder.input_size)
-        self.train_set = load_windows(dataset, train_episodes, self.camera_names, config.data.window, size,
-                                      progress, 'training frames')
-        self.val_set = load_windows(dataset, val_episodes, self.camera_names, config.data.window, size,
-                                    progress, 'validation frames')
+        cache = open_frame_cache(dataset, self.camera_names, size, config.data.cache_dir, self.progress)
+        self.train_set = load_windows(cache, dataset, train_episodes, config.data.window)
+        self.val_set = load_windows(cache, dataset, val_episodes, config.data.window)
         if len(self.train_set) == 0:
             raise DatasetError(f'{dataset.root}: no training windows')
-        if self.device.type == 'cuda':
-            # The uint8 cache is small next to GPU memory at these image sizes; gathering there avoids
-            # a host-to-device copy per step.
-            self.train_set.frames = self.train_set.frames.to(self.device)
-            self.val_set.frames = self.val_set.frames.to(self.device)
+        if len(self.train_set) < self.ranks.world_size:
+            raise DatasetError(f'{dataset.root}: {len(self.train_set)} training windows, fewer than the '
+                               f'{self.ranks.world_size} processes')
 
         encoder = build_encoder(config.encoder.arch, size, seed=config.train.seed)
         self.objective = build_objective(config.objective, encoder, config.data.window,
                                          seed=config.train.seed).to(self.device)
+        # The model as each step runs it: DistributedDataParallel over several processes, the objective itself on one.
+        self.model = self.objective
+        if self.ranks.world_size > 1:
+            if config.train.sync_batchnorm:
+                convert_sync_batchnorm(self.objective)
+            self.model = torch.nn.parallel.DistributedDataParallel(
+                self.objective, device_ids=[self.device.index] if self.device.type == 'cuda' else None)
         trainable = [p for p in self.objective.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(trainable, lr=config.optim.lr, betas=tuple(config.optim.betas),
                                            weight_decay=config.optim.weight_decay)
@@ -127,6 +140,7 @@ class Pretrainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda step: lr_factor(step, self.total_steps, warmup, config.optim.min_lr_fraction))
         self.step = 0
+        self._order: tuple[int, torch.Tensor | None] = (-1, None)   # (epoch, its window order)
         self.history: list[dict] = []       # per step: step, epoch, lr, loss components
         self.val_history: list[dict] = []   # per epoch: step, epoch, val_loss
         self._last_plot = time.monotonic()
@@ -138,38 +152,60 @@ class Pretrainer:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.autocast_dtype)
 
-    def train_step(self, frames: torch.Tensor) -> dict[str, float]:
-        """One optimisation step on uint8 (B, T, V, H, W, 3) frames; returns the loss components."""
+    def train_step(self, frames: torch.Tensor, share: float = 1.0) -> dict[str, float]:
+        """Run one optimisation step on uint8 (B, T, V, H, W, 3) frames; return the loss components.
+
+        `share` is this rank's fraction of the global batch: each rank's loss counts by its share in
+        the gradient, which DistributedDataParallel averages, and in the reported components.
+        """
         self.objective.train()
         with self._autocast():
-            loss, components = self.objective(frames.to(self.device, non_blocking=True))
+            loss, components = self.model(frames.to(self.device, non_blocking=True))
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss * (share * self.ranks.world_size)).backward()
         torch.nn.utils.clip_grad_norm_(self.objective.parameters(), self.config.optim.grad_clip)
         self.optimizer.step()
         self.scheduler.step()
         self.step += 1
         self.objective.after_optimizer_step(self.step / self.total_steps)
-        return {k: float(v.detach()) for k, v in components.items()}
+        values = torch.stack([v.detach().float() for v in components.values()])
+        if self.ranks.world_size > 1:
+            values = values * share
+            torch.distributed.all_reduce(values)
+        return dict(zip(components, values.tolist()))
 
     def epoch_order(self, epoch: int) -> torch.Tensor:
         """Return the shuffled window order of an epoch: a function of (seed, epoch), so resuming mid-epoch is exact."""
-        generator = torch.Generator().manual_seed(self.config.train.seed * 1_000_003 + epoch)
-        return torch.randperm(len(self.train_set), generator=generator)
+        if self._order[0] != epoch:   # drawn once per epoch: a permutation of millions of windows is not free
+            generator = torch.Generator().manual_seed(self.config.train.seed * 1_000_003 + epoch)
+            self._order = (epoch, torch.randperm(len(self.train_set), generator=generator))
+        return self._order[1]
+
+    def global_batch(self, step: int) -> torch.Tensor:
+        """Return the window indices of a step's global batch (all ranks together): a function of (seed, step)."""
+        epoch, position = divmod(step, self.steps_per_epoch)
+        batch_size = self.config.optim.batch_size
+        order = self.epoch_order(epoch)
+        indices = order[position * batch_size:(position + 1) * batch_size]
+        if len(indices) < self.ranks.world_size:
+            # An epoch's short last batch gives every rank a window, topped up from the epoch's start.
+            indices = torch.cat([indices, order[:self.ranks.world_size - len(indices)]])
+        return indices
 
     def advance(self) -> dict:
-        """Run the next step: its batch from the cache, one train_step, one history row."""
-        epoch, position = divmod(self.step, self.steps_per_epoch)
-        batch_size = self.config.optim.batch_size
-        indices = self.epoch_order(epoch)[position * batch_size:(position + 1) * batch_size]
-        components = self.train_step(self.train_set.batch(indices))
+        """Run the next step: this rank's share of its batch from the cache, one train_step, one history row."""
+        epoch = self.step // self.steps_per_epoch
+        indices = self.global_batch(self.step)
+        mine = self.ranks.shard(indices)
+        components = self.train_step(self.train_set.batch(mine), share=len(mine) / len(indices))
         row = {'step': self.step, 'epoch': epoch, 'lr': self.scheduler.get_last_lr()[0], **components}
         self.history.append(row)
         return row
 
     @torch.no_grad()
     def validate(self) -> float | None:
-        if len(self.val_set) == 0:
+        """Return the mean loss over a fixed subset of validation windows (rank 0 only; None on the others)."""
+        if len(self.val_set) == 0 or not self.ranks.main:
             return None
         self.objective.eval()
         generator = torch.Generator().manual_seed(12345)
@@ -190,8 +226,9 @@ class Pretrainer:
         The first Ctrl-C finishes the current step, writes a checkpoint and returns False (so
         `--resume` continues bit-exactly); a second Ctrl-C interrupts at once.
         """
-        self.output_dir.mkdir(parents=True, exist_ok=True)
-        save_config(self.config, self.output_dir / 'config.yaml')
+        if self.ranks.main:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            save_config(self.config, self.output_dir / 'config.yaml')
         stop_at = self.total_steps if stop_after_steps is None else min(self.total_steps, self.step + stop_after_steps)
         self.interrupted = False
         with _first_sigint_sets_flag(self):
@@ -201,6 +238,11 @@ class Pretrainer:
                 while self.step < stop_at and not self.interrupted:
                     epoch = self.step // self.steps_per_epoch
                     components = self.advance()
+                    if self.ranks.world_size > 1:
+                        # Every rank stops after the same step, or the others would wait for it forever.
+                        flag = torch.tensor([float(self.interrupted)], device=self.device)
+                        torch.distributed.all_reduce(flag, torch.distributed.ReduceOp.MAX)
+                        self.interrupted = bool(flag.item())
                     bar.update(1)
                     bar.set_postfix({k: f'{v:.2e}' if k == 'lr' else f'{v:.4f}'
                                     for k, v in components.items() if k not in ('step', 'epoch')})
@@ -220,11 +262,13 @@ class Pretrainer:
                 bar.close()
         if self.interrupted:
             self.write_metrics()
-            print(f'pretrain: interrupted; checkpoint at step {self.step} in {self.output_dir / CHECKPOINT}')
+            if self.ranks.main:
+                print(f'pretrain: interrupted; checkpoint at step {self.step} in {self.output_dir / CHECKPOINT}')
         if self.step < self.total_steps:
             return False
         self.write_metrics()
-        self.export_encoder().save(self.output_dir / ENCODER)
+        if self.ranks.main:
+            self.export_encoder().save(self.output_dir / ENCODER)
         return True
 
     # -- outputs --------------------------------------------------------------------------------
@@ -235,6 +279,9 @@ class Pretrainer:
                                training_config=self.config.to_dict())
 
     def save_checkpoint(self) -> None:
+        """Write RUN_DIR/checkpoint.pt (rank 0 only: the replicas are identical)."""
+        if not self.ranks.main:
+            return
         state = {
             'step': self.step,
             'config': self.config.to_dict(),
@@ -268,12 +315,15 @@ class Pretrainer:
         if state['cuda_rng'] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state['cuda_rng'])
         self.step = int(state['step'])
+        if self.ranks.world_size > 1:
+            # The checkpoint holds rank 0's stream; each rank continues on its own (exact resume is one process's).
+            torch.manual_seed(self.config.train.seed + 1_000_003 * self.ranks.rank + self.step)
         self.history = list(state['history'])
         self.val_history = list(state['val_history'])
 
     def write_metrics(self) -> None:
-        """metrics.csv and loss_curves.png (both atomic)."""
-        if not self.history:
+        """Write metrics.csv and loss_curves.png (both atomic; rank 0 only)."""
+        if not self.history or not self.ranks.main:
             return
         keys = list(self.history[-1].keys())
         val_by_step = {v['step']: v['val_loss'] for v in self.val_history}
