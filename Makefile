@@ -9,6 +9,9 @@ PYTEST_ARGS ?=
 
 MSG_SOURCES := $(wildcard src/dynamo_msgs/msg/*.msg) src/dynamo_msgs/CMakeLists.txt src/dynamo_msgs/package.xml
 PKG_SOURCES := $(wildcard src/*/setup.py src/*/setup.cfg src/*/package.xml)
+# The installed share files are links to these; the directories' times change when a file is added
+# or removed, so the links are redone then.
+SHARE_SOURCES := $(shell find $(wildcard src/*/launch src/*/config) 2>/dev/null)
 
 .PHONY: setup test demo clean
 
@@ -22,7 +25,7 @@ $(STAMPS)/msgs: $(STAMPS)/deps $(MSG_SOURCES) scripts/build_msgs.sh
 	scripts/setup.sh msgs
 	@touch $@
 
-$(STAMPS)/packages: $(STAMPS)/msgs $(PKG_SOURCES)
+$(STAMPS)/packages: $(STAMPS)/msgs $(PKG_SOURCES) $(SHARE_SOURCES) scripts/link_share.py
 	scripts/setup.sh packages
 	@touch $@
 

@@ -34,32 +34,11 @@ packages() {
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation "${args[@]}" \
     2> >(grep -v -e BuildBackendWarning -e 'Editable installation' -e '^ *!!' -e '^ *\*\*\*' -e 'Please be careful' \
           -e 'name as your package' -e 'with strategy, WheelFile' -e '^ *$' >&2)
-  # Editable installs skip setup.py's data_files, so register each package in the ament index
-  # and link its share files (package.xml, launch/, config/) as `colcon build --symlink-install`
-  # does: get_package_share_directory() then finds them and edits take effect without a rebuild.
-  for pkg in "${python_packages[@]}"; do
-    mkdir -p "$venv/share/ament_index/resource_index/packages" "$venv/share/$pkg"
-    touch "$venv/share/ament_index/resource_index/packages/$pkg"
-    ln -sfn "$root/src/$pkg/package.xml" "$venv/share/$pkg/package.xml"
-    for dir in launch config; do
-      if [ -d "$root/src/$pkg/$dir" ]; then ln -sfn "$root/src/$pkg/$dir" "$venv/share/$pkg/$dir"; fi
-    done
-  done
-  # ros2 run / launch_ros look for executables in lib/<package>/ (setup.cfg's script_dir).
-  "$venv/bin/python" - "$venv" "${python_packages[@]}" <<'PY'
-import sys
-from importlib.metadata import distribution
-from pathlib import Path
-venv = Path(sys.argv[1])
-for package in sys.argv[2:]:
-    lib = venv / 'lib' / package
-    lib.mkdir(parents=True, exist_ok=True)
-    for entry in distribution(package).entry_points.select(group='console_scripts'):
-        link = lib / entry.name
-        if link.is_symlink() or link.exists():
-            link.unlink()
-        link.symlink_to(venv / 'bin' / entry.name)
-PY
+  # Editable installs skip setup.py's data_files: register each package in the ament index, link
+  # its share files one by one and its console scripts into lib/<package>/, as
+  # `colcon build --symlink-install` does (get_package_share_directory(), `ros2 launch` and
+  # `ros2 run` then find them; edits take effect without a rebuild, added files on the next run).
+  "$venv/bin/python" "$root/scripts/link_share.py" "$venv" "$root" "${python_packages[@]}"
 }
 
 case "$step" in
