@@ -12,7 +12,11 @@
 
 Each step advances the physics one control period (1/rate sim seconds) towards the latest
 command, then publishes the clock and the observations stamped with the new sim time. Bad commands
-are logged and ignored. The simulator is the clock: run it with use_sim_time false. When it steps:
+are logged and ignored. The simulator is the clock: run it with use_sim_time false. The first
+episode starts with the first command or a reset (dynamo_sim.episode_clock): until then the robot
+holds still and each step only advances the clock and republishes the observations, so a policy
+enabled after its nodes have loaded (slower than an episode) finds the episode at its start. When
+it steps:
 
   lockstep false  on the steady clock every 1/(rate x real_time_factor) real seconds, or as fast as
                   possible with real_time_factor 0; a controller that falls behind misses steps.
@@ -51,6 +55,7 @@ from dynamo_msgs.srv import ResetEpisode
 from dynamo_sim import interfaces
 from dynamo_sim.commands import CommandError, JointTargets
 from dynamo_sim.envs import AllegroEnv, SimError, XArmKitchenEnv, make_env
+from dynamo_sim.episode_clock import EpisodeClock
 from dynamo_sim.lockstep import LockstepGate
 from dynamo_util.node_main import run_node
 
@@ -92,7 +97,7 @@ class SimNode(Node):
         if self.camera not in self.env.camera_names:
             raise SimError(f'parameter camera: {self.camera!r} is not one of {list(self.env.camera_names)}')
         self.commands = JointTargets(self.env.joint_names, self.env.joint_positions())
-        self._time_offset = 0.0  # sim time of earlier episodes, so /clock never goes back
+        self.episode_clock = EpisodeClock(self.env.dt)
         self._episode_over = False
         period = 0.0 if rtf == 0 else 1.0 / (rate * rtf)
         self.lockstep_gate = LockstepGate(paced=period > 0) if self.lockstep else None
@@ -137,7 +142,7 @@ class SimNode(Node):
     # --- time -----------------------------------------------------------------------------------
     @property
     def sim_time(self) -> float:
-        return self._time_offset + self.env.time
+        return self.episode_clock.sim_time(self.env.time)
 
     def _stamp(self) -> Time:
         ns = int(round(self.sim_time * 1e9))
@@ -178,9 +183,9 @@ class SimNode(Node):
             response.success = False
             response.message = f"unknown task {task!r} for {self.env.robot_type}; known: {', '.join(self.env.tasks)}"
             return response
-        if not self._episode_over:
+        if self.episode_clock.started and not self._episode_over:   # an episode that never started is no result
             self._publish_result(False, 'reset')
-        self._time_offset += self.env.time
+        self.episode_clock.on_reset(self.env.time)
         self.env.reset(seed=request.seed, task=task)
         self.commands.reset(self.env.joint_positions())
         self._episode_over = False
@@ -220,6 +225,10 @@ class SimNode(Node):
         return (topic for topic in self._controllers if self.count_publishers(topic))
 
     def _on_command(self, topic: str) -> None:
+        if self.episode_clock.on_command():
+            self.get_logger().info(f'episode started by the first command (on {topic})')
+            if self.lockstep:
+                self.lockstep_gate.timeout_steps = 0   # the wait for the start is no step of the episode
         if self.lockstep and self.lockstep_gate.on_command(topic, self._awaited_topics()):
             self._step()
 
@@ -238,14 +247,16 @@ class SimNode(Node):
             self.lockstep_gate.stepped()
             if self._pacing_timer is not None:  # paced from step start to step start, as without lockstep
                 self._pacing_timer.reset()
-        self.env.step(self.commands.targets(self.sim_time + self.env.dt))
+        stepping = self.episode_clock.tick()   # before the first episode starts: advance the clock only
+        if stepping:
+            self.env.step(self.commands.targets(self.sim_time + self.env.dt))
         stamp = self._stamp()
         if self.publish_clock:
             self.clock_pub.publish(ClockMsg(clock=stamp))
         self._publish_observation(stamp)
         if self.lockstep:  # the controller's time to answer starts with the observations
             self._timeout_timer.reset()
-        if not self._episode_over:
+        if stepping and not self._episode_over:
             if self.env.success():
                 self._episode_over = True
                 self._publish_result(True, 'success')

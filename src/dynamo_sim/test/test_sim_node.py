@@ -124,6 +124,32 @@ def test_allegro_sim_node_commands_and_timeout(ros_processes, ros_node):
     assert tasks[-1].data == 'lift_object'
 
 
+def test_the_first_episode_waits_holding_still_for_the_first_command(ros_processes, ros_node):
+    """Observations and sim time flow from the start; the episode's steps count from the first command.
+
+    Nodes that load for longer than an episode (an encoder, a policy) find the first episode at its start.
+    """
+    states = ros_node.collect(JointState, '/joint_states')
+    latched = QoSProfile(depth=10, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    results = ros_node.collect(EpisodeResult, '/sim/episode_result', latched)
+    arm = ros_node.node.create_publisher(JointTrajectory, '/xarm7_traj_controller/joint_trajectory', 10)
+    ros_processes.start(['sim_node', '--ros-args', '-p', 'robot:=xarm', '-p', 'image_size:=16',
+                         '-p', 'real_time_factor:=0.0', '-p', 'max_episode_steps:=5'], name='sim_node')
+    ros_node.spin_until(lambda: len(states) >= 20, 40, 'twenty joint_states, four episodes long')
+    waiting = list(states)
+    stamps = [s.header.stamp.sec + 1e-9 * s.header.stamp.nanosec for s in waiting]
+    np.testing.assert_allclose(np.diff(stamps), 0.1, atol=1e-6)   # the clock runs
+    np.testing.assert_array_equal([s.position for s in waiting], [waiting[0].position] * len(waiting))  # held still
+    goal = np.array(waiting[-1].position[:7]) + 0.3
+    _publish_until(ros_node, lambda: arm.publish(JointTrajectory(
+        joint_names=[f'joint{i}' for i in range(1, 8)], points=[JointTrajectoryPoint(positions=goal.tolist())])),
+        lambda: results, 30, 'the EpisodeResult of the episode the command started')
+    [result] = results
+    assert (result.reason, result.steps) == ('timeout', 5)
+    started = result.header.stamp.sec + 1e-9 * result.header.stamp.nanosec - result.duration
+    assert started >= stamps[-1] - 1e-6, 'the episode started before the command'
+
+
 def test_expert_over_dds_solves_the_task(ros_processes, ros_node):
     """The scripted expert, driving sim_node through its command topics, ends an episode with success."""
     from dynamo_sim.envs import make_env
