@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from rclpy.qos import qos_profile_sensor_data
+from rclpy.qos import DurabilityPolicy, QoSProfile
 from sensor_msgs.msg import JointState
 
 from dynamo_bringup.evaluate import main as evaluate_main
@@ -23,7 +23,7 @@ from dynamo_bringup.graph import BringupArguments, node_graph
 from dynamo_bringup.processes import resolve_executable
 from dynamo_data import LeRobotDataset
 from dynamo_encoder.artifact import EncoderArtifact
-from dynamo_msgs.msg import Embedding, EpisodeResult
+from dynamo_msgs.msg import EpisodeResult
 from dynamo_msgs.srv import ResetEpisode
 from dynamo_util.service_client import ServiceClient
 
@@ -32,6 +32,9 @@ pytestmark = pytest.mark.ros
 REPO = Path(__file__).parents[1]
 SAMPLE_BAGS = sorted((REPO / 'bags' / 'xarm_kitchen').iterdir())
 CONVERTER_CONFIG = REPO / 'src' / 'dynamo_data' / 'config' / 'xarm_kitchen_sim.yaml'
+ARM = '/xarm7_traj_controller/joint_trajectory'
+ARM_AND_GRIPPER = {ARM: [f'joint{i}' for i in range(1, 8)],
+                   '/xarm_gripper_traj_controller/joint_trajectory': ['drive_joint']}
 
 
 def _seconds(stamp) -> float:
@@ -58,27 +61,24 @@ def artifacts(tmp_path_factory):
 
 
 def test_policy_moves_the_simulated_xarm_and_the_episode_reports_a_result(artifacts, ros_processes, ros_node):
+    """As `ros2 launch ... autostart:=true` runs it: the first episode waits for the policy's first command.
+
+    The encoder and the policy load for longer than an episode lasts; the simulated robot holds
+    still until the policy commands it, so the first episode is the policy's, with no reset.
+    """
     joint_states = ros_node.collect(JointState, '/joint_states')
-    results = ros_node.collect(EpisodeResult, '/sim/episode_result')
+    latched = QoSProfile(depth=10, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    results = ros_node.collect(EpisodeResult, '/sim/episode_result', latched)
     specs = node_graph('xarm', BringupArguments(
         sim=True, encoder=str(artifacts['encoder']), policy=str(artifacts['policy']), autostart=True,
-        task='open_door', real_time_factor=1.0))
+        task='open_door', seed=100_000, real_time_factor=1.0))
     for spec in specs:
-        ros_processes.start(spec.command(), name=spec.name)
-    embeddings = ros_node.collect(Embedding, '/dynamo/embedding', qos_profile_sensor_data)
-    ros_node.spin_until(lambda: embeddings, timeout=60, what='embeddings from encoder_node')
+        ros_processes.start(spec.command(), name=spec.name, env=spec.environment)
+    ros_node.spin_until(lambda: results, timeout=180, what='the EpisodeResult of the first episode')
 
-    # The simulator's first episode ran while the nodes were loading: start a fresh one.
-    reset = ServiceClient(ros_node.node, ros_node.executor, ResetEpisode, '/sim/reset_episode')
-    reset.wait_until_available(timeout_s=30)
-    answer = reset.call(ResetEpisode.Request(task='open_door', seed=100_000), timeout_s=20)
-    assert answer.success, answer.message
-    joint_states.clear()
-    ros_node.spin_until(lambda: any(r.seed == 100_000 and r.reason != 'reset' for r in results), timeout=120,
-                        what='an EpisodeResult of the closed-loop episode')
-
-    result = next(r for r in results if r.seed == 100_000 and r.reason != 'reset')
-    assert result.task == 'open_door' and result.reason in ('success', 'timeout') and result.steps > 0
+    [result] = results
+    assert (result.task, result.seed) == ('open_door', 100_000)
+    assert result.reason in ('success', 'timeout') and result.steps > 0
     positions = np.array([m.position for m in joint_states])
     travelled = positions.max(axis=0) - positions.min(axis=0)
     assert travelled.max() > 0.05, f'the arm did not follow the policy: joint ranges {travelled}'
@@ -100,7 +100,8 @@ def test_lockstep_episodes_repeat_exactly_and_every_step_waits_for_the_policy(ar
     # can take longer, and a step taken without the policy's command would break the exact repeat.
     specs = [dataclasses.replace(s, parameters={**s.parameters, 'lockstep_timeout': 2.0}) if s.name == 'sim_node'
              else s for s in specs]
-    processes = {spec.name: ros_processes.start(spec.command(), name=spec.name) for spec in specs}
+    processes = {spec.name: ros_processes.start(spec.command(), name=spec.name, env=spec.environment)
+                 for spec in specs}
     reset = ServiceClient(ros_node.node, ros_node.executor, ResetEpisode, '/sim/reset_episode')
     enable = ServiceClient(ros_node.node, ros_node.executor, SetBool, '/policy_node/enable')
     reset.wait_until_available(timeout_s=60)
@@ -157,6 +158,34 @@ def test_evaluate_reports_success_rate_table_and_plots(artifacts, capsys):
     for png in ('success_rate.png', 'rollouts.png'):
         assert (output / png).stat().st_size > 1000
     assert 'open_door' in printed.out
+
+
+def test_open_loop_replays_demonstrations_through_the_nodes_and_compares_the_commands(artifacts, capsys):
+    """The policy's commands (evaluate --open-loop) on replayed demonstrations, against the recorded ones.
+
+    The kNN policy was trained on these demonstrations: its commands follow the recording much more
+    closely than holding the first recorded command would.
+    """
+    from dynamo_bringup.open_loop import read_demonstration
+    output = artifacts['root'] / 'open_loop'
+    bags = SAMPLE_BAGS[:2]
+    exit_code = evaluate_main(['--open-loop', *map(str, bags), '--robot', 'xarm', '--output', str(output),
+                               '--encoder', str(artifacts['encoder']), '--policy', str(artifacts['policy'])])
+    printed = capsys.readouterr()
+    assert exit_code == 0, printed.out[-3000:] + printed.err[-3000:]
+    with open(output / 'open_loop.csv') as f:
+        episodes = list(csv.DictReader(f))
+    assert [Path(e['bag']).name for e in episodes] == [bag.name for bag in bags]
+    summary = json.loads((output / 'open_loop.json').read_text())
+    assert summary['joints'] == [f'joint{i}' for i in range(1, 8)] + ['drive_joint']
+    for episode, bag in zip(episodes, bags):
+        recorded = read_demonstration(bag, ['/joint_states'], ARM_AND_GRIPPER, 0).recorded
+        frames = len(recorded[ARM][0])
+        assert int(episode['commands']) >= 0.9 * 2 * frames, episode   # arm and gripper answer every frame
+        holding = np.mean(np.abs(np.concatenate([values - values[0] for _, values in recorded.values()], axis=1)))
+        assert float(episode['mae']) < 0.5 * holding, (episode, holding)
+    assert (output / 'open_loop.png').stat().st_size > 1000
+    assert 'open_door_00000' in printed.out
 
 
 def test_evaluate_exits_1_when_the_graph_does_not_come_up(artifacts):

@@ -13,6 +13,12 @@ With --lockstep the simulator steps only once the policy has answered its last o
 (sim_node's lockstep mode), so an episode takes as long as the nodes compute, outcomes do not
 depend on machine load, and --real-time-factor 0 drops the pacing; each episode starts after
 sim_node's lockstep_timeout (the first step waits for it, the policy being enabled after the reset).
+
+  evaluate --open-loop BAG [BAG ...] --robot xarm --encoder ... --policy ... --output EVAL_DIR
+
+replays recorded demonstrations through the real encoder and policy nodes instead, no simulator,
+and compares the policy's commands with the recorded ones (dynamo_bringup.open_loop_replay): the
+check of a policy on a real robot's held-out demonstrations before it moves the robot.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ import numpy as np
 from tqdm import tqdm
 
 from dynamo_bringup.evaluation import EpisodeOutcome, contact_sheet, format_table, summarise, write_results
-from dynamo_bringup.graph import BringupArguments, load_robot_config, node_graph
+from dynamo_bringup.graph import BringupArguments, fastdds_environment, load_robot_config, node_graph
 from dynamo_bringup.processes import DomainLease, NodeProcess, environment
 
 # Held-out initial states: demonstrations are recorded from seeds below this.
@@ -38,7 +44,11 @@ SERVICE_TIMEOUT_S = 20.0
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog='evaluate', description=__doc__.split('\n')[0])
     parser.add_argument('--robot', choices=['xarm', 'allegro'], default='xarm')
-    parser.add_argument('--task', action='append', required=True, help='task to evaluate (repeatable)')
+    parser.add_argument('--task', action='append', help='task to evaluate in closed loop (repeatable)')
+    parser.add_argument('--open-loop', nargs='+', type=Path, metavar='BAG',
+                        help='instead of the simulator: replay these demonstration bags and compare the commands')
+    parser.add_argument('--step-timeout', type=float, default=2.0,
+                        help="open loop: seconds to wait for the policy's commands after each camera image")
     parser.add_argument('--encoder', required=True, type=Path, help='encoder artifact (encoder.pt)')
     parser.add_argument('--policy', required=True, type=Path, help='policy artifact (policy.pt)')
     parser.add_argument('--episodes', type=int, default=20, help='episodes per task')
@@ -52,9 +62,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--rollout-sheets', type=int, default=4, help='episodes shown in rollouts.png (0: none)')
     parser.add_argument('--startup-timeout', type=float, default=60.0, help='seconds for the nodes to come up')
     args = parser.parse_args(argv)
+    if bool(args.task) == bool(args.open_loop):
+        parser.error('give --task (closed loop in the simulator) or --open-loop BAG... (replayed demonstrations)')
     for path in (args.encoder, args.policy):
         if not path.is_file():
             parser.error(f'{path} does not exist')
+    for bag in args.open_loop or []:
+        if not bag.exists():
+            parser.error(f'bag {bag} does not exist')
     if args.episodes < 1:
         parser.error('--episodes must be at least 1')
     return args
@@ -62,17 +77,20 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.open_loop:
+        from dynamo_bringup.open_loop_replay import run_open_loop
+        return run_open_loop(args)
     lease = DomainLease()
     env = {**os.environ, **lease.environment(), 'PYTHONUNBUFFERED': '1'}
     specs = node_graph(args.robot, BringupArguments(
         sim=True, encoder=str(args.encoder.resolve()), policy=str(args.policy.resolve()), autostart=False,
         task=args.task[0], seed=args.first_seed, real_time_factor=args.real_time_factor, lockstep=args.lockstep))
-    processes = [NodeProcess(spec.command(), spec.name, env, args.output / 'logs' / f'{spec.name}.log')
-                 for spec in specs]
+    processes = [NodeProcess(spec.command(), spec.name, {**env, **spec.environment},
+                             args.output / 'logs' / f'{spec.name}.log') for spec in specs]
     try:
-        # rclpy in this process joins the graph's domain only while it runs: evaluate leaves the
-        # environment as it found it, also when called from Python.
-        with environment(lease.environment()):
+        # rclpy in this process joins the graph's domain (with the graph's Fast DDS profile) only
+        # while it runs: evaluate leaves the environment as it found it, also when called from Python.
+        with environment({**lease.environment(), **fastdds_environment()}):
             outcomes, sheets, seconds_per_episode = _run_episodes(args, processes)
     except (RuntimeError, TimeoutError) as error:   # the graph failed; a bug keeps its traceback
         print(f'evaluate: error: {error}\nevaluate: the node logs are in {args.output / "logs"}',

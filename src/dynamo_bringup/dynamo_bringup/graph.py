@@ -8,11 +8,13 @@ Parameters come from config/<robot config>.yaml in the usual ROS parameter-file 
 (`<node name>: {ros__parameters: {...}}`), except policy_node's command_topics and command_joints:
 those come from dynamo_sim.interfaces, the one mapping of command topics to joints that the
 simulator and the demonstrations use too. The bring-up arguments (sim, artifacts, camera topic,
-autostart, ...) are applied on top.
+autostart, ...) are applied on top. Every node runs with config/fastdds_profile.xml as its Fast DDS
+profile (shared memory sized for camera images), unless the environment names another.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -32,6 +34,9 @@ ROBOTS = {
     'xarm': Robot('xarm_kitchen.yaml', 'xarm7'),
     'allegro': Robot('allegro_manipulation.yaml', 'allegro_hand'),
 }
+FASTDDS_PROFILE = 'fastdds_profile.xml'   # in config/
+FASTDDS_PROFILE_VARIABLE = 'FASTDDS_DEFAULT_PROFILES_FILE'
+TRUE_TEXTS, FALSE_TEXTS = ('true', '1'), ('false', '0')   # what launch conditions accept, in any case
 
 
 @dataclass(frozen=True)
@@ -43,6 +48,7 @@ class NodeSpec:
     name: str
     parameters: dict[str, Any] = field(default_factory=dict)
     remappings: tuple[tuple[str, str], ...] = ()
+    environment: dict[str, str] = field(default_factory=dict)   # variables set for its process
 
     def ros_arguments(self) -> list[str]:
         args = ['--ros-args', '-r', f'__node:={self.name}']
@@ -69,25 +75,37 @@ class BringupArguments:
     seed: int = 0
     real_time_factor: float = 1.0
     lockstep: bool = False
+    device: str = ''
+    observation_timeout: float | None = None   # None keeps the config file value
 
     @classmethod
     def from_strings(cls, values: dict[str, str]) -> 'BringupArguments':
-        """Typed arguments from the strings launch configurations hold (`sim:=false`)."""
+        """Typed arguments from the strings launch configurations hold (`sim:=false`).
+
+        Booleans read as launch conditions read them (true/1, false/0, any case); an empty
+        observation_timeout keeps the config file value. Raise ValueError naming the argument.
+        """
         typed = {}
         for name, default in ((f.name, f.default) for f in fields(cls)):
             if name not in values:
                 continue
-            text = values[name]
+            text = values[name].strip()
             if isinstance(default, bool):
-                if text.lower() not in ('true', 'false'):
-                    raise ValueError(f'launch argument {name}:={text!r} must be true or false')
-                typed[name] = text.lower() == 'true'
+                if text.lower() not in TRUE_TEXTS + FALSE_TEXTS:
+                    raise ValueError(f'launch argument {name}:={text!r} must be true or false (or 1 or 0)')
+                typed[name] = text.lower() in TRUE_TEXTS
+            elif default is None:
+                typed[name] = _number(name, text, float) if text else None
             else:
-                try:
-                    typed[name] = type(default)(text)
-                except ValueError:
-                    raise ValueError(f'launch argument {name}:={text!r} must be a {type(default).__name__}') from None
+                typed[name] = _number(name, text, type(default)) if type(default) in (int, float) else text
         return cls(**typed)
+
+    def launch_texts(self) -> dict[str, str]:
+        """Return the arguments as launch argument text (from_strings reads them back)."""
+        texts = {}
+        for name, value in ((f.name, getattr(self, f.name)) for f in fields(self)):
+            texts[name] = '' if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+        return texts
 
 
 ARGUMENT_DESCRIPTIONS = {
@@ -102,6 +120,9 @@ ARGUMENT_DESCRIPTIONS = {
     'lockstep': 'Step the simulator only once the policy has answered the last observations (or after '
                 "sim_node's lockstep_timeout): runs as fast as the nodes compute, whatever the load; "
                 'real_time_factor is then a minimum pacing, 0 = none (sim only).',
+    'device': 'torch device of the encoder (auto, cpu, cuda, cuda:N); empty keeps the config file value.',
+    'observation_timeout': "Seconds after the newest embedding before the policy's watchdog stops the robot; "
+                           'empty keeps the config file value.',
 }
 
 
@@ -109,6 +130,16 @@ def config_dir() -> Path:
     """dynamo_bringup's config/ through the ament index (share/dynamo_bringup/config)."""
     from ament_index_python.packages import get_package_share_directory
     return Path(get_package_share_directory('dynamo_bringup')) / 'config'
+
+
+def fastdds_environment() -> dict[str, str]:
+    """Return the environment variable that gives a node process config/fastdds_profile.xml.
+
+    Empty when the environment names a profile already: a user's own profile wins.
+    """
+    if os.environ.get(FASTDDS_PROFILE_VARIABLE):
+        return {}
+    return {FASTDDS_PROFILE_VARIABLE: str(config_dir() / FASTDDS_PROFILE)}
 
 
 def load_robot_config(robot: str) -> dict[str, dict[str, Any]]:
@@ -128,6 +159,7 @@ def node_graph(robot: str, args: BringupArguments) -> list[NodeSpec]:
     """Return the nodes of `robot`'s bring-up; the simulator is one of them only when args.sim."""
     config = load_robot_config(robot)
     use_sim_time = args.sim
+    environment = fastdds_environment()
     nodes = []
     if args.sim:
         sim = dict(config['sim_node'])
@@ -137,21 +169,25 @@ def node_graph(robot: str, args: BringupArguments) -> list[NodeSpec]:
         sim['seed'] = args.seed
         if args.task:
             sim['task'] = args.task
-        nodes.append(NodeSpec('dynamo_sim', 'sim_node', 'sim_node', sim))
+        nodes.append(NodeSpec('dynamo_sim', 'sim_node', 'sim_node', sim, environment=environment))
 
     encoder = dict(config['encoder_node'])
     encoder.update(use_sim_time=use_sim_time, camera_topics=[args.camera_topic])
     if args.encoder:
         encoder['checkpoint'] = args.encoder
+    if args.device:
+        encoder['device'] = args.device
     nodes.append(NodeSpec('dynamo_encoder', 'encoder_node', 'encoder_node', encoder,
-                          remappings=(('embedding', '/dynamo/embedding'),)))
+                          remappings=(('embedding', '/dynamo/embedding'),), environment=environment))
 
     policy = dict(config['policy_node'])
     policy.update(_command_parameters(ROBOTS[robot].robot_type), use_sim_time=use_sim_time, autostart=args.autostart)
     if args.policy:
         policy['policy'] = args.policy
+    if args.observation_timeout is not None:
+        policy['observation_timeout'] = args.observation_timeout
     nodes.append(NodeSpec('dynamo_policy', 'policy_node', 'policy_node', policy,
-                          remappings=(('embedding', '/dynamo/embedding'),)))
+                          remappings=(('embedding', '/dynamo/embedding'),), environment=environment))
     return nodes
 
 
@@ -159,6 +195,14 @@ def _command_parameters(robot_type: str) -> dict[str, list[str]]:
     """Return policy_node's command_topics and command_joints (per topic, its joints comma-separated)."""
     commands = interfaces.COMMAND_JOINTS[robot_type]
     return {'command_topics': list(commands), 'command_joints': [','.join(joints) for joints in commands.values()]}
+
+
+def _number(name: str, text: str, number_type: type) -> int | float:
+    try:
+        return number_type(text)
+    except ValueError:
+        raise ValueError(f'launch argument {name}:={text!r} must be a{"n" if number_type is int else ""} '
+                         f'{number_type.__name__}') from None
 
 
 def _parameter_text(value: Any) -> str:

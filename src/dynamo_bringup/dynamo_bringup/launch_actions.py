@@ -14,11 +14,9 @@ from dynamo_bringup.graph import ARGUMENT_DESCRIPTIONS, BringupArguments, node_g
 
 
 def declare_bringup_arguments() -> list[DeclareLaunchArgument]:
-    defaults = BringupArguments()
-    return [
-        DeclareLaunchArgument(name, default_value=_default_text(getattr(defaults, name)), description=description)
-        for name, description in ARGUMENT_DESCRIPTIONS.items()
-    ]
+    defaults = BringupArguments().launch_texts()
+    return [DeclareLaunchArgument(name, default_value=defaults[name], description=description)
+            for name, description in ARGUMENT_DESCRIPTIONS.items()]
 
 
 def graph_nodes(robot: str) -> OpaqueFunction:
@@ -27,8 +25,8 @@ def graph_nodes(robot: str) -> OpaqueFunction:
     def nodes(context):
         values = {name: LaunchConfiguration(name).perform(context) for name in ARGUMENT_DESCRIPTIONS}
         return [
-            Node(package=spec.package, executable=spec.executable, name=spec.name,
-                 parameters=[spec.parameters], remappings=list(spec.remappings), output='screen')
+            Node(package=spec.package, executable=spec.executable, name=spec.name, parameters=[spec.parameters],
+                 remappings=list(spec.remappings), additional_env=spec.environment, output='screen')
             for spec in node_graph(robot, BringupArguments.from_strings(values))
         ]
 
@@ -46,6 +44,3 @@ def realsense_camera() -> IncludeLaunchDescription:
     """realsense2_camera with an empty namespace: the /camera/color/image_raw names the simulator uses."""
     return real_robot_include('realsense2_camera', 'rs_launch.py', {'camera_namespace': '', 'camera_name': 'camera'})
 
-
-def _default_text(value) -> str:
-    return str(value).lower() if isinstance(value, bool) else str(value)

@@ -1,12 +1,21 @@
 """The bring-up graph: what the launch files, the evaluator and the demo start."""
 
 import importlib.util
+import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
 import pytest
 import yaml
 
-from dynamo_bringup.graph import ARGUMENT_DESCRIPTIONS, BringupArguments, NodeSpec, node_graph
+from dynamo_bringup.graph import (
+    ARGUMENT_DESCRIPTIONS,
+    FASTDDS_PROFILE_VARIABLE,
+    BringupArguments,
+    NodeSpec,
+    config_dir,
+    load_robot_config,
+    node_graph,
+)
 from dynamo_bringup.steps import converter_config
 from dynamo_data.conversion.config import load_config
 from dynamo_sim import interfaces
@@ -102,7 +111,59 @@ def test_launch_argument_strings_become_typed_arguments():
     assert args == BringupArguments(sim=False, seed=3, real_time_factor=2.5, task='x', lockstep=True)
     with pytest.raises(ValueError, match='autostart'):
         BringupArguments.from_strings({'autostart': 'maybe'})
+    with pytest.raises(ValueError, match=r"seed:='3.5' must be an int"):
+        BringupArguments.from_strings({'seed': '3.5'})
     assert set(ARGUMENT_DESCRIPTIONS) == set(BringupArguments.__dataclass_fields__)
+
+
+@pytest.mark.parametrize('text, value', [('true', True), ('True', True), ('1', True), ('TRUE', True),
+                                         ('false', False), ('False', False), ('0', False)])
+def test_booleans_read_as_launch_conditions_read_them(text, value):
+    assert BringupArguments.from_strings({'sim': text, 'lockstep': text}) == BringupArguments(sim=value, lockstep=value)
+
+
+@pytest.mark.parametrize('text', ['yes', '2', '', 'on'])
+def test_other_boolean_texts_are_refused_with_the_argument_named(text):
+    with pytest.raises(ValueError, match=f'launch argument sim:={text!r} must be true or false'):
+        BringupArguments.from_strings({'sim': text})
+
+
+def test_declared_defaults_read_back_as_the_default_arguments():
+    assert BringupArguments.from_strings(BringupArguments().launch_texts()) == BringupArguments()
+    custom = BringupArguments(sim=False, device='cuda:1', observation_timeout=0.25, seed=4)
+    assert BringupArguments.from_strings(custom.launch_texts()) == custom
+
+
+@pytest.mark.parametrize('robot', ['xarm', 'allegro'])
+def test_device_and_observation_timeout_reach_the_encoder_and_the_policy(robot):
+    _, encoder, policy = node_graph(robot, BringupArguments.from_strings(
+        {'device': 'cpu', 'observation_timeout': '0.25'}))
+    assert encoder.parameters['device'] == 'cpu' and policy.parameters['observation_timeout'] == 0.25
+    # empty (the declared defaults) keeps the config file's values
+    config = load_robot_config(robot)
+    _, encoder, policy = node_graph(robot, BringupArguments.from_strings({'device': '', 'observation_timeout': ''}))
+    assert encoder.parameters['device'] == config['encoder_node']['device']
+    assert policy.parameters['observation_timeout'] == config['policy_node']['observation_timeout']
+    with pytest.raises(ValueError, match=r"observation_timeout:='soon' must be a float"):
+        BringupArguments.from_strings({'observation_timeout': 'soon'})
+
+
+@pytest.mark.parametrize('sim', [True, False])
+def test_every_node_runs_with_the_installed_fastdds_profile(sim, monkeypatch):
+    monkeypatch.delenv(FASTDDS_PROFILE_VARIABLE, raising=False)
+    profiles = {spec.environment[FASTDDS_PROFILE_VARIABLE] for spec in node_graph('xarm', BringupArguments(sim=sim))}
+    assert profiles == {str(config_dir() / 'fastdds_profile.xml')}
+    # a profile the user names wins
+    monkeypatch.setenv(FASTDDS_PROFILE_VARIABLE, '/etc/my_profile.xml')
+    assert all(spec.environment == {} for spec in node_graph('xarm', BringupArguments(sim=sim)))
+
+
+def test_the_fastdds_profile_is_installed_in_the_share_directory():
+    profile = config_dir() / 'fastdds_profile.xml'
+    if not (Path(__file__).parents[1] / 'config' / 'fastdds_profile.xml').exists():
+        pytest.skip('config/fastdds_profile.xml is not in the sources yet')
+    assert profile.is_file(), f'{profile} is not installed: rerun `make setup`'
+    assert ElementTree.parse(profile).getroot().tag.endswith('dds')
 
 
 @pytest.mark.skipif(importlib.util.find_spec('launch_ros') is None, reason='launch_ros is not installed here')
