@@ -16,6 +16,7 @@ PACKAGES = ['dynamo_data', 'dynamo_encoder', 'dynamo_policy', 'dynamo_sim', 'dyn
 # or value for the nodes (rclpy ignores unknown non-ROS arguments).
 BAD_ARGUMENTS = {
     'convert_bags': ['--no-such-option'],
+    'merge_datasets': ['--no-such-option'],
     'pretrain': ['--no-such-option'],
     'probe': ['--no-such-option'],
     'train_policy': ['--no-such-option'],

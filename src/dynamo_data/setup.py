@@ -24,6 +24,7 @@ setup(
     entry_points={
         'console_scripts': [
             'convert_bags = dynamo_data.conversion.cli:main',
+            'merge_datasets = dynamo_data.merge:main',
         ],
     },
 )

@@ -3,14 +3,18 @@
 Layout (what LeRobot 0.4's own writer produces, so its loader opens ours unchanged):
 
     meta/info.json                                  features, fps, robot_type, path templates
-    meta/stats.json                                 per feature min/max/mean/std/count
+    meta/stats.json                                 per feature min/max/mean/std/count/q01..q99
     meta/tasks.parquet                              task strings as the pandas index, column task_index
-    meta/episodes/chunk-000/file-000.parquet        one row per episode
-    data/chunk-000/file-000.parquet                 one row per frame, all episodes together
+    meta/episodes/chunk-000/file-000.parquet        one row per episode, with its statistics in
+                                                    `stats/<feature>/<stat>` columns (stats.py)
+    data/chunk-000/file-000.parquet                 one row per frame, all episodes together; schema
+                                                    metadata `huggingface` (the `datasets` features)
     videos/<key>/chunk-000/file-000.mp4             (video cameras) all episodes of one camera joined
 
 Cameras are stored either as "image" features (PNG bytes inside the data parquet, lossless) or as
-"video" features (H.264 mp4). Timestamps are frame_index / fps as float32.
+"video" features (H.264 mp4). Timestamps are frame_index / fps as float32. Array features are
+fixed-size lists of float32, except one-element ones, which are plain float32 columns (LeRobot reads
+a feature of shape (1,) as a scalar).
 
 This module holds the layout's constants and path templates and reads/writes its metadata files;
 writer.py writes a dataset, reader.py reads one.
@@ -73,13 +77,44 @@ def read_parquet(path, columns=None):
         raise DatasetError(f'{path}: cannot read parquet: {exc}') from exc
 
 
-def read_episodes(root):
-    """Read the episodes metadata of the dataset at `root`, one row per episode in episode order."""
+def _episodes_files(root):
     files = sorted((root / 'meta' / 'episodes').glob('chunk-*/file-*.parquet'))
     if not files:
         raise DatasetError(f"{root / 'meta' / 'episodes'}: no episodes parquet files")
-    episodes = pd.concat([read_parquet(f).to_pandas() for f in files], ignore_index=True)
+    return files
+
+
+def read_episodes(root):
+    """Read the episodes metadata of the dataset at `root` without the statistics columns, in episode order."""
+    tables = [read_parquet(path) for path in _episodes_files(root)]
+    episodes = pd.concat([t.select([n for n in t.column_names if not n.startswith('stats/')]).to_pandas()
+                          for t in tables], ignore_index=True)
     return episodes.sort_values('episode_index', kind='stable').reset_index(drop=True)
+
+
+def read_episode_rows(root):
+    """Read the episodes metadata of the dataset at `root`, statistics included: one dict per episode, in order."""
+    rows = [row for path in _episodes_files(root) for row in read_parquet(path).to_pylist()]
+    return sorted(rows, key=lambda row: row['episode_index'])
+
+
+def hf_features(features):
+    """Return the `huggingface` schema metadata of a data parquet file: the `datasets` features of its columns.
+
+    As LeRobot's writer stores it (through `datasets`), so `datasets.load_dataset` decodes image columns.
+    """
+    columns = {}
+    for key, feature in features.items():
+        if feature['dtype'] == 'video':
+            continue
+        if feature['dtype'] == 'image':
+            columns[key] = {'_type': 'Image'}
+        elif list(feature['shape']) == [1]:
+            columns[key] = {'dtype': feature['dtype'], '_type': 'Value'}
+        else:
+            columns[key] = {'feature': {'dtype': feature['dtype'], '_type': 'Value'},
+                            'length': int(feature['shape'][0]), '_type': 'List'}
+    return {'huggingface': json.dumps({'info': {'features': columns}})}
 
 
 def read_tasks(root):
@@ -94,3 +129,33 @@ def read_tasks(root):
     if 'task_index' not in tasks.columns:
         raise DatasetError(f'{path}: no task_index column')
     return {str(task): int(i) for task, i in zip(tasks.index, tasks['task_index'])}
+
+
+def ordered_episode_row(row):
+    """Return an episodes metadata row with its columns in the order LeRobot's writer puts them.
+
+    episode_index, tasks, length, data/*, dataset_from/to_index, videos/*, stats/*, meta/episodes/*,
+    then any other column as it came.
+    """
+    def rank(key):
+        if key in _EPISODE_HEAD:
+            return (0, _EPISODE_HEAD.index(key))
+        for i, prefix in enumerate(('videos/', 'stats/', 'meta/episodes/')):
+            if key.startswith(prefix):
+                return (i + 1, 0)
+        return (4, 0)
+    return {key: row[key] for key in sorted(row, key=rank)}  # sorted is stable: ties keep their order
+
+
+_EPISODE_HEAD = ['episode_index', 'tasks', 'length', 'data/chunk_index', 'data/file_index', 'dataset_from_index',
+                 'dataset_to_index']
+
+
+def write_episodes(path, rows):
+    """Write episodes metadata rows (dicts, episode order) as one parquet file; tasks typed list<string>."""
+    rows = [ordered_episode_row(row) for row in rows]
+    table = pa.Table.from_pylist(rows)
+    table = table.set_column(table.schema.get_field_index('tasks'), 'tasks',
+                             pa.array([[str(t) for t in row['tasks']] for row in rows], type=pa.list_(pa.string())))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, path)

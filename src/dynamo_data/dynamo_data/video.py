@@ -35,16 +35,16 @@ class VideoFile:
         self.frames = 0
         self.bytes = 0
 
-    def add(self, frames):
+    def add(self, image):
+        """Append one uint8 (H, W, 3) frame."""
         import av
 
-        for image in frames:
-            frame = av.VideoFrame.from_ndarray(image, format='rgb24')
-            frame.pts = self.frames
-            self.frames += 1
-            for packet in self.stream.encode(frame):
-                self.bytes += packet.size
-                self.container.mux(packet)
+        frame = av.VideoFrame.from_ndarray(image, format='rgb24')
+        frame.pts = self.frames
+        self.frames += 1
+        for packet in self.stream.encode(frame):
+            self.bytes += packet.size
+            self.container.mux(packet)
 
     def close(self):
         for packet in self.stream.encode():
@@ -52,31 +52,38 @@ class VideoFile:
         self.container.close()
 
 
-def decode_video(path, shape, fps):
-    """Decode every frame of one mp4 into uint8 (T, *shape), frame i at time i / fps."""
+def decode_video(path, shape, fps, start, count):
+    """Decode frames start..start+count-1 of one mp4 into uint8 (count, *shape); frame i is at time i / fps.
+
+    Seeks to the key frame before `start`, so the cost is that of the frames asked for (plus at most a
+    group of pictures), not of the whole file.
+    """
     import av
 
     if not path.is_file():
         raise DatasetError(f'{path}: video file missing')
-    frames = {}
+    out = np.empty((count, *shape), dtype=np.uint8)
+    filled = np.zeros(count, dtype=bool)
     try:
         with av.open(str(path)) as container:
             stream = container.streams.video[0]
             stream.thread_type = 'AUTO'
             time_base = stream.time_base
+            container.seek(int(start / fps / time_base), stream=stream, backward=True, any_frame=False)
             for frame in container.decode(stream):
-                idx = int(round(float(frame.pts * time_base) * fps))
-                frames[idx] = frame.to_ndarray(format='rgb24')
+                idx = int(round(float(frame.pts * time_base) * fps)) - start
+                if idx >= count:
+                    break
+                if idx < 0:
+                    continue
+                image = frame.to_ndarray(format='rgb24')
+                if image.shape != shape:
+                    raise DatasetError(f'{path}: frame {start + idx} is {image.shape}, expected {shape}')
+                out[idx] = image
+                filled[idx] = True
     except av.FFmpegError as exc:
         raise DatasetError(f'{path}: cannot decode video: {exc}') from exc
-    if not frames:
-        raise DatasetError(f'{path}: video has no frames')
-    count = max(frames) + 1
-    if len(frames) != count:
-        raise DatasetError(f'{path}: video frames are not contiguous ({len(frames)} frames, last index {count - 1})')
-    out = np.empty((count, *shape), dtype=np.uint8)
-    for idx, image in frames.items():
-        if image.shape != shape:
-            raise DatasetError(f'{path}: frame {idx} is {image.shape}, expected {shape}')
-        out[idx] = image
+    if not filled.all():
+        missing = int(np.flatnonzero(~filled)[0]) + start
+        raise DatasetError(f'{path}: has no frame {missing} (frames {start}..{start + count - 1} needed)')
     return out

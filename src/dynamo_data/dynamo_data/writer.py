@@ -4,12 +4,18 @@ The writer streams episodes into a temporary directory beside the target and mov
 in `finalize()`, so an interrupted run never leaves a half dataset. Appending writes the new
 episodes into new data/video files (file index + 1), which the v3 layout supports natively, so
 existing video is never re-encoded.
+
+Camera frames stream through: an episode's frames may come from any iterable (a bag being decoded),
+and only a bounded window of frames and encoded PNGs is in memory at a time, whatever the length.
 """
 import json
+import math
 import os
 import shutil
 import uuid
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
@@ -29,13 +35,24 @@ from .layout import (
     VIDEO_PATH,
     DatasetError,
     chunk_file,
-    read_episodes,
+    hf_features,
+    read_episode_rows,
     read_json,
     read_tasks,
+    write_episodes,
     write_json,
 )
 from .png import PNG_THREADS, encode_png
-from .stats import STATS_FRAMES_PER_EPISODE, RunningStats
+from .reader import LeRobotDataset
+from .stats import (
+    STATS_COLUMN_PREFIX,
+    ImageStats,
+    aggregate_stats,
+    array_stats,
+    stats_columns,
+    stats_from_columns,
+    stats_to_json,
+)
 from .video import VIDEO_CODEC_NAME, VideoFile, pixel_format
 
 # Files the writer regenerates on every finalize; everything else in an existing dataset is kept.
@@ -43,12 +60,24 @@ _GENERATED_META = ('meta/info.json', 'meta/stats.json', 'meta/tasks.parquet')
 # Image rows per parquet write (one row group): the PNG bytes of a batch stay far below arrow's
 # 2 GiB binary-array limit and in memory only until written.
 _PNG_ROWS_PER_WRITE = 64
+# Frames handed to the PNG threads ahead of the parquet writes, per thread: enough to keep every
+# thread busy while a batch is written, few enough that memory does not grow with the episode.
+_FRAMES_IN_FLIGHT_PER_THREAD = 8
 
 
-def _image_column(pngs):
-    """LeRobot's "image" feature column: a struct of the PNG bytes and a null path."""
-    return pa.StructArray.from_arrays([pa.array(pngs, type=pa.binary()), pa.nulls(len(pngs), type=pa.string())],
+def _image_column(pngs, first_frame):
+    """LeRobot's "image" feature column: a struct of the PNG bytes and the frame's file name (as LeRobot's)."""
+    paths = [f'frame-{i:06d}.png' for i in range(first_frame, first_frame + len(pngs))]
+    return pa.StructArray.from_arrays([pa.array(pngs, type=pa.binary()), pa.array(paths, type=pa.string())],
                                       names=['bytes', 'path'])
+
+
+def _array_column(values):
+    """Return a float32 (T, D) array as its data column: fixed-size lists, a plain column when D is 1 (as LeRobot)."""
+    values = np.ascontiguousarray(values, dtype=np.float32)
+    if values.shape[1] == 1:
+        return pa.array(values[:, 0])
+    return pa.FixedSizeListArray.from_arrays(pa.array(values.reshape(-1)), values.shape[1])
 
 
 def _leaf_paths(schema):
@@ -62,7 +91,18 @@ def _leaf_paths(schema):
     return [p for field in schema for p in walk(field.name, field.type)]
 
 
-def _remove_stale_partials(root):
+def open_data_parquet(path, schema):
+    """Open a data parquet file for writing with `schema` (its metadata included)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # PNG bytes are already compressed: snappy on them only costs time
+    # (and a dictionary of distinct frames is pointless)
+    leaves = _leaf_paths(schema)
+    codecs = {leaf: 'NONE' if leaf.startswith(CAMERA_PREFIX) else 'SNAPPY' for leaf in leaves}
+    dictionary = [leaf for leaf in leaves if not leaf.startswith(CAMERA_PREFIX)]
+    return pq.ParquetWriter(path, schema, compression=codecs, use_dictionary=dictionary)
+
+
+def remove_stale_partials(root):
     """Remove the temp dirs of writers killed without a chance to clean up (their process no longer exists)."""
     for path in root.parent.glob(f'.{root.name}.partial-*'):
         try:
@@ -82,10 +122,15 @@ class DatasetWriter:
     video=True stores cameras as mp4 ("video" features), otherwise PNG in the parquet ("image").
     append=True adds episodes to the dataset at `root` (features and fps must match);
     overwrite=True replaces it; with neither, an existing `root` is an error.
+    png_threads: threads that encode PNG frames (default: one per core this process may use).
+    episode_offset, index_offset, tasks: number episodes and frames from these offsets and look task
+    indices up in `tasks` ({task: index}, extended as new tasks come): the writer then writes one part
+    of a larger dataset, which `merge_datasets` joins to the others without rewriting its files.
     """
 
     def __init__(self, root, fps, robot_type, cameras, arrays, video=False, *, append=False,
-                 overwrite=False, png_compress_level=1):
+                 overwrite=False, png_compress_level=1, png_threads=PNG_THREADS, episode_offset=0, index_offset=0,
+                 tasks=None):
         self.root = Path(root)
         if append and overwrite:
             raise DatasetError('append and overwrite are exclusive')
@@ -109,13 +154,13 @@ class DatasetWriter:
         self.png_compress_level = int(png_compress_level)
         if not 0 <= self.png_compress_level <= 9:
             raise DatasetError(f'png_compress_level must be 0..9, got {png_compress_level}')
+        self.png_threads = max(1, int(png_threads))
         self._features = self._build_features()
 
-        self._tasks = {}
+        self._tasks = dict(tasks or {})
         self._episode_rows = []
-        self._stats = {}
-        self._next_episode = 0
-        self._next_index = 0
+        self._next_episode = int(episode_offset)
+        self._next_index = int(index_offset)
         self._data_counter = 0
         self._video_counter = {cam: 0 for cam in self.cameras}
         if self.root.exists():
@@ -128,7 +173,7 @@ class DatasetWriter:
                 raise DatasetError(f'{self.root}: exists and is not a LeRobot dataset; refusing to overwrite it')
         elif self.append:
             raise DatasetError(f'{self.root}: cannot append, no dataset there')
-        _remove_stale_partials(self.root)
+        remove_stale_partials(self.root)
         self._tmp = self.root.parent / f'.{self.root.name}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}'
         self._tmp.mkdir(parents=True)
         self._parquet = None
@@ -136,6 +181,8 @@ class DatasetWriter:
         self._videos = {}
         self._pool = None
         self._finalized = False
+        self._broken = False
+        self._added = 0  # episodes added by this writer
 
     # -- set-up -------------------------------------------------------------------------------
     def _build_features(self):
@@ -172,14 +219,9 @@ class DatasetWriter:
         if info.get('robot_type') != self.robot_type:
             raise DatasetError(f"{path}: cannot append robot_type {self.robot_type!r} to {info.get('robot_type')!r}")
         self._tasks = read_tasks(self.root)
-        episodes = read_episodes(self.root)
-        self._episode_rows = episodes.to_dict('records')
-        for row in self._episode_rows:
-            row['tasks'] = [str(t) for t in row['tasks']]
+        self._episode_rows = with_episode_stats(self.root, read_episode_rows(self.root), self._features)
         self._next_episode = int(info['total_episodes'])
         self._next_index = int(info['total_frames'])
-        stats = read_json(self.root / 'meta' / 'stats.json')
-        self._stats = {k: RunningStats.from_json(v) for k, v in stats.items()}
 
         def next_counter(prefix):
             used = [int(r[f'{prefix}/chunk_index']) * CHUNKS_SIZE + int(r[f'{prefix}/file_index'])
@@ -197,7 +239,18 @@ class DatasetWriter:
 
     @property
     def num_episodes(self):
+        """Return the index the next episode gets (the episode count, for a whole dataset)."""
         return self._next_episode
+
+    @property
+    def num_frames(self):
+        """Return the index the next frame gets (the frame count, for a whole dataset)."""
+        return self._next_index
+
+    @property
+    def tasks(self):
+        """Return {task: task index} of the tasks met so far."""
+        return dict(self._tasks)
 
     def write_extra(self, relpath, data):
         """Store an extra file (e.g. a report or preview) in the dataset, beside the LeRobot files."""
@@ -219,11 +272,14 @@ class DatasetWriter:
             raise DatasetError(f'episode arrays {sorted(arrays)} != dataset arrays {sorted(self.arrays)}')
         lengths = {}
         for cam, images in frames.items():
-            images = np.asarray(images)
-            if images.dtype != np.uint8 or images.shape[1:] != self.cameras[cam]:
+            if isinstance(images, np.ndarray) and (images.dtype != np.uint8 or images.shape[1:] != self.cameras[cam]):
                 raise DatasetError(f"camera {cam!r}: expected uint8 (T, {', '.join(map(str, self.cameras[cam]))}), "
                                    f"got {images.dtype} {images.shape}")
-            lengths[CAMERA_PREFIX + cam] = len(images)
+            try:
+                lengths[CAMERA_PREFIX + cam] = len(images)
+            except TypeError:
+                raise DatasetError(f'camera {cam!r}: frames must be an array or a sized iterable of frames, '
+                                   f'got {type(images).__name__}') from None
         for key, values in arrays.items():
             values = np.asarray(values)
             if values.ndim != 2 or values.shape[1] != len(self.arrays[key]):
@@ -238,112 +294,151 @@ class DatasetWriter:
             raise DatasetError('episode has no frames')
         return length
 
+    def _checked_frame(self, cam, index, image):
+        image = np.asarray(image)
+        if image.dtype != np.uint8 or image.shape != self.cameras[cam]:
+            raise DatasetError(f'camera {cam!r}: frame {index} is {image.dtype} {image.shape}, expected uint8 '
+                               f'{self.cameras[cam]}')
+        return image
+
     def _encode_png(self, image):
         return encode_png(image, self.png_compress_level)
 
     def _png_pool(self):
         if self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=PNG_THREADS)
+            self._pool = ThreadPoolExecutor(max_workers=self.png_threads)
         return self._pool
 
     def _open_parquet(self, schema):
         chunk, file = chunk_file(self._data_counter)
         path = self._tmp / DATA_PATH.format(chunk_index=chunk, file_index=file)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # PNG bytes are already compressed: snappy on them only costs time
-        # (and a dictionary of distinct frames is pointless)
-        leaves = _leaf_paths(schema)
-        codecs = {leaf: 'NONE' if leaf.startswith(CAMERA_PREFIX) else 'SNAPPY' for leaf in leaves}
-        dictionary = [leaf for leaf in leaves if not leaf.startswith(CAMERA_PREFIX)]
-        self._parquet = pq.ParquetWriter(path, schema, compression=codecs, use_dictionary=dictionary)
+        self._parquet = open_data_parquet(path, schema.with_metadata(hf_features(self._features)))
         self._parquet_bytes = 0
 
     def add_episode(self, frames, arrays, task):
-        """Append one episode; returns its episode index."""
+        """Append one episode; returns its episode index.
+
+        frames: {camera: its T frames}, each a uint8 (T, H, W, 3) array or any iterable with a length
+        that yields T uint8 (H, W, 3) frames (consumed once, camera by camera in step, as written).
+        arrays: {feature key: float (T, D)}. A frame source that fails half way leaves the writer
+        unusable: abort it.
+        """
         if self._finalized:
             raise DatasetError('writer already finalized')
+        if self._broken:
+            raise DatasetError('an earlier episode failed half way through writing; abort this writer')
         task = str(task)
         if not task:
             raise DatasetError('episode task must be a non-empty string')
         length = self._validate(frames, arrays)
+        try:
+            return self._write_episode(frames, arrays, task, length)
+        except BaseException:
+            self._broken = True
+            raise
+
+    def _write_episode(self, frames, arrays, task, length):
         episode = self._next_episode
         task_index = self._tasks.setdefault(task, len(self._tasks))
         frame_index = np.arange(length, dtype=np.int64)
         index = self._next_index + frame_index
-
-        pngs = {}  # camera -> one future per frame; the pool encodes ahead while batches are written
-        if not self.video:
-            for cam in self.cameras:
-                pngs[cam] = [self._png_pool().submit(self._encode_png, image) for image in frames[cam]]
-        columns = {}
-        for key, names in self.arrays.items():
-            values = np.ascontiguousarray(arrays[key], dtype=np.float32)
-            columns[key] = pa.FixedSizeListArray.from_arrays(pa.array(values.reshape(-1)), len(names))
         timestamp = (frame_index / self.fps).astype(np.float32)
-        columns['timestamp'] = pa.array(timestamp)
-        columns['frame_index'] = pa.array(frame_index)
-        columns['episode_index'] = pa.array(np.full(length, episode, dtype=np.int64))
-        columns['index'] = pa.array(index)
-        columns['task_index'] = pa.array(np.full(length, task_index, dtype=np.int64))
+        arrays = {key: np.asarray(arrays[key], dtype=np.float32) for key in self.arrays}
+        columns = {key: _array_column(values) for key, values in arrays.items()}
+        index_values = {'timestamp': timestamp, 'frame_index': frame_index,
+                        'episode_index': np.full(length, episode, dtype=np.int64), 'index': index,
+                        'task_index': np.full(length, task_index, dtype=np.int64)}
+        columns.update((key, pa.array(values)) for key, values in index_values.items())
         if self._parquet is not None and self._parquet_bytes > DATA_FILES_SIZE_IN_MB * 1e6:
             self._parquet.close()
             self._data_counter += 1
             self._parquet = None
-        rows_per_write = _PNG_ROWS_PER_WRITE if pngs else length
-        for lo in range(0, length, rows_per_write):
-            hi = min(lo + rows_per_write, length)
-            batch = {CAMERA_PREFIX + cam: _image_column([f.result() for f in futures[lo:hi]])
-                     for cam, futures in pngs.items()}
-            batch.update((key, values.slice(lo, hi - lo)) for key, values in columns.items())
-            table = pa.table(batch)
-            if self._parquet is None:
-                self._open_parquet(table.schema)
-            self._parquet.write_table(table)
-            self._parquet_bytes += table.nbytes
-        data_chunk, data_file = chunk_file(self._data_counter)
 
-        row = {'episode_index': episode, 'tasks': [task], 'length': length,
-               'data/chunk_index': data_chunk, 'data/file_index': data_file,
-               'dataset_from_index': int(index[0]), 'dataset_to_index': int(index[-1]) + 1}
-        if self.video:
-            for cam in self.cameras:
-                row.update(self._add_video(cam, frames[cam]))
+        row = {'episode_index': episode, 'tasks': [task], 'length': length}
+        video_starts = self._start_videos() if self.video else {}
+        image_stats = self._stream_frames(frames, columns, length)
+        data_chunk, data_file = chunk_file(self._data_counter)
+        row.update({'data/chunk_index': data_chunk, 'data/file_index': data_file,
+                    'dataset_from_index': int(index[0]), 'dataset_to_index': int(index[-1]) + 1})
+        for cam, start in video_starts.items():
+            key, video = CAMERA_PREFIX + cam, self._videos[cam]
+            chunk, file = chunk_file(self._video_counter[cam])
+            row.update({f'videos/{key}/chunk_index': chunk, f'videos/{key}/file_index': file,
+                        f'videos/{key}/from_timestamp': start / self.fps,
+                        f'videos/{key}/to_timestamp': video.frames / self.fps})
+        stats = {CAMERA_PREFIX + cam: s.result() for cam, s in image_stats.items()}
+        stats.update((key, array_stats(values)) for key, values in arrays.items())
+        stats.update((key, array_stats(values)) for key, values in index_values.items())
+        row.update(stats_columns(stats))
         row['meta/episodes/chunk_index'] = 0
         row['meta/episodes/file_index'] = 0
         self._episode_rows.append(row)
-
-        sample = np.unique(np.linspace(0, length - 1, min(length, STATS_FRAMES_PER_EPISODE)).astype(int))
-        for cam in self.cameras:
-            self._stats.setdefault(CAMERA_PREFIX + cam, RunningStats()).update_images(np.asarray(frames[cam])[sample])
-        for key in self.arrays:
-            self._stats.setdefault(key, RunningStats()).update(np.asarray(arrays[key], np.float32), axis=(0,))
-        index_values = {'timestamp': timestamp, 'frame_index': frame_index, 'index': index,
-                        'episode_index': np.full(length, episode), 'task_index': np.full(length, task_index)}
-        for key, values in index_values.items():
-            self._stats.setdefault(key, RunningStats()).update(np.asarray(values)[:, None], axis=(0,))
-
         self._next_episode += 1
         self._next_index += length
+        self._added += 1
         return episode
 
-    def _add_video(self, cam, frames):
-        key = CAMERA_PREFIX + cam
-        video = self._videos.get(cam)
-        if video is not None and video.bytes > VIDEO_FILES_SIZE_IN_MB * 1e6:
-            video.close()
-            self._video_counter[cam] += 1
-            video = None
-        if video is None:
-            chunk, file = chunk_file(self._video_counter[cam])
-            path = self._tmp / VIDEO_PATH.format(video_key=key, chunk_index=chunk, file_index=file)
-            h, w, _ = self.cameras[cam]
-            video = self._videos[cam] = VideoFile(path, self.fps, h, w)
-        start = video.frames
-        video.add(np.asarray(frames))
-        chunk, file = chunk_file(self._video_counter[cam])
-        return {f'videos/{key}/chunk_index': chunk, f'videos/{key}/file_index': file,
-                f'videos/{key}/from_timestamp': start / self.fps,
-                f'videos/{key}/to_timestamp': video.frames / self.fps}
+    def _stream_frames(self, frames, columns, length):
+        """Encode the episode's frames as they come and write its rows; return the cameras' ImageStats."""
+        cams = list(self.cameras)
+        image_stats = {cam: ImageStats(length) for cam in cams}
+        png = bool(cams) and not self.video
+        rows_per_write = _PNG_ROWS_PER_WRITE if png else length
+        batches_in_flight = max(2, math.ceil(_FRAMES_IN_FLIGHT_PER_THREAD * self.png_threads / rows_per_write))
+        pending = deque()  # (first row, {camera: [PNG futures]}) batches being encoded, oldest first
+        batch = {cam: [] for cam in cams}
+        first, count = 0, 0
+        for row in islice(zip(*(iter(frames[cam]) for cam in cams)), length) if cams else ():
+            for cam, image in zip(cams, row):
+                image = self._checked_frame(cam, count, image)
+                image_stats[cam].add(count, image)
+                if self.video:
+                    self._videos[cam].add(image)
+                else:
+                    batch[cam].append(self._png_pool().submit(self._encode_png, image))
+            count += 1
+            if png and count - first == rows_per_write:
+                pending.append((first, batch))
+                batch, first = {cam: [] for cam in cams}, count
+                while len(pending) > batches_in_flight:
+                    self._write_rows(*pending.popleft(), columns)
+        if cams and count != length:
+            raise DatasetError(f'episode has {length} frames, but its cameras gave {count}')
+        if png and count > first:
+            pending.append((first, batch))
+        while pending:
+            self._write_rows(*pending.popleft(), columns)
+        if not png:
+            self._write_rows(0, {}, columns)
+        return image_stats
+
+    def _write_rows(self, first, pngs, columns):
+        count = len(next(iter(pngs.values()))) if pngs else len(columns['index'])
+        batch = {CAMERA_PREFIX + cam: _image_column([f.result() for f in futures], first)
+                 for cam, futures in pngs.items()}
+        batch.update((key, values.slice(first, count)) for key, values in columns.items())
+        table = pa.table(batch)
+        if self._parquet is None:
+            self._open_parquet(table.schema)
+        self._parquet.write_table(table)
+        self._parquet_bytes += table.nbytes
+
+    def _start_videos(self):
+        """Open (or continue) each camera's mp4 for a new episode; return {camera: its first frame in the file}."""
+        starts = {}
+        for cam in self.cameras:
+            video = self._videos.get(cam)
+            if video is not None and video.bytes > VIDEO_FILES_SIZE_IN_MB * 1e6:
+                video.close()
+                self._video_counter[cam] += 1
+                video = None
+            if video is None:
+                chunk, file = chunk_file(self._video_counter[cam])
+                path = self._tmp / VIDEO_PATH.format(video_key=CAMERA_PREFIX + cam, chunk_index=chunk, file_index=file)
+                h, w, _ = self.cameras[cam]
+                video = self._videos[cam] = VideoFile(path, self.fps, h, w)
+            starts[cam] = video.frames
+        return starts
 
     # -- finishing ----------------------------------------------------------------------------
     def _info(self):
@@ -379,7 +474,10 @@ class DatasetWriter:
         """Write the metadata and move the dataset into place; returns the dataset root."""
         if self._finalized:
             raise DatasetError('writer already finalized')
-        if self._next_episode == 0:
+        if self._broken:
+            self.abort()
+            raise DatasetError(f'{self.root}: an episode failed half way through writing; nothing was written')
+        if not self._added:
             self.abort()
             raise DatasetError(f'{self.root}: no episodes to write')
         self._close_files()
@@ -388,42 +486,14 @@ class DatasetWriter:
         meta = tmp / 'meta'
         meta.mkdir(parents=True, exist_ok=True)
         if self.append:
-            self._carry_over_existing(tmp)
+            carry_over_files(self.root, tmp)
         write_json(meta / 'info.json', self._info())
-        write_json(meta / 'stats.json', {k: s.to_json() for k, s in self._stats.items()})
-        tasks = sorted(self._tasks, key=self._tasks.get)
-        pd.DataFrame({'task_index': [self._tasks[t] for t in tasks]},
-                     index=pd.Index(tasks, name='task')).to_parquet(meta / 'tasks.parquet')
-        episodes_path = tmp / EPISODES_PATH.format(chunk_index=0, file_index=0)
-        episodes_path.parent.mkdir(parents=True, exist_ok=True)
-        episodes = pa.Table.from_pylist(self._episode_rows)
-        episodes = episodes.set_column(episodes.schema.get_field_index('tasks'), 'tasks',
-                                       pa.array([r['tasks'] for r in self._episode_rows], type=pa.list_(pa.string())))
-        pq.write_table(episodes, episodes_path)
-
-        if self.root.exists():
-            backup = self.root.parent / f'.{self.root.name}.replaced-{uuid.uuid4().hex[:8]}'
-            os.replace(self.root, backup)
-            os.replace(tmp, self.root)
-            shutil.rmtree(backup, ignore_errors=True)
-        else:
-            os.replace(tmp, self.root)
+        stats = aggregate_stats([stats_from_columns(row) for row in self._episode_rows])
+        write_json(meta / 'stats.json', stats_to_json(stats))
+        write_tasks(meta / 'tasks.parquet', self._tasks)
+        write_episodes(tmp / EPISODES_PATH.format(chunk_index=0, file_index=0), self._episode_rows)
+        move_into_place(tmp, self.root)
         return self.root
-
-    def _carry_over_existing(self, tmp):
-        """Hard-link (or copy) the existing dataset's files that this writer does not regenerate."""
-        for src in self.root.rglob('*'):
-            rel = src.relative_to(self.root).as_posix()
-            if not src.is_file() or rel in _GENERATED_META or rel.startswith('meta/episodes/'):
-                continue
-            dst = tmp / rel
-            if dst.exists():  # a file written in this session (e.g. an updated report) wins
-                continue
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                os.link(src, dst)
-            except OSError:
-                shutil.copy2(src, dst)
 
     def abort(self):
         """Discard everything written by this writer; the existing dataset (if any) is untouched."""
@@ -441,3 +511,53 @@ class DatasetWriter:
         if exc_type is not None and not self._finalized:
             self.abort()
         return False
+
+
+def write_tasks(path, tasks):
+    """Write meta/tasks.parquet from {task: task index}: the task strings as the pandas index (as LeRobot)."""
+    names = sorted(tasks, key=tasks.get)
+    pd.DataFrame({'task_index': [tasks[t] for t in names]}, index=pd.Index(names, name='task')).to_parquet(path)
+
+
+def carry_over_files(root, tmp, data_files=True):
+    """Hard-link (or copy) into `tmp` the files of the dataset at `root` that a writer does not regenerate.
+
+    Files already in `tmp` (e.g. an updated report) win; data/ and videos/ only with `data_files`.
+    """
+    for src in root.rglob('*'):
+        rel = src.relative_to(root).as_posix()
+        if not src.is_file() or rel in _GENERATED_META or rel.startswith('meta/episodes/') or (
+                not data_files and rel.startswith(('data/', 'videos/'))):
+            continue
+        dst = tmp / rel
+        if dst.exists():
+            continue
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copy2(src, dst)
+
+
+def move_into_place(tmp, root):
+    """Replace `root` (if any) by the finished dataset at `tmp` (same file system: renames only)."""
+    if root.exists():
+        backup = root.parent / f'.{root.name}.replaced-{uuid.uuid4().hex[:8]}'
+        os.replace(root, backup)
+        os.replace(tmp, root)
+        shutil.rmtree(backup, ignore_errors=True)
+    else:
+        os.replace(tmp, root)
+
+
+def with_episode_stats(root, rows, features):
+    """Return meta/episodes rows of the dataset at `root`, each with the statistics columns of every feature.
+
+    Rows that lack them (datasets written before they existed) get them computed from the episode's data.
+    """
+    needed = [f'{STATS_COLUMN_PREFIX}{key}/max' for key in features]
+    if all(all(row.get(column) is not None for column in needed) for row in rows):
+        return rows
+    dataset = LeRobotDataset(root)
+    return [row if all(row.get(c) is not None for c in needed) else
+            {**row, **stats_columns(dataset.compute_episode_stats(int(row['episode_index'])))} for row in rows]
