@@ -1,5 +1,9 @@
 """Convert rosbag2 recordings (directories, split bags, bare .mcap/.db3) into a LeRobot v3 dataset.
 
+--jobs N converts N bags at once (one process each; the dataset is in bag order either way).
+--num-shards K --shard-index I converts only the I-th of K contiguous slices of the bags (for a
+cluster job array); `merge_datasets` joins the shard datasets, in shard order, into one.
+
 Exit status: 0 when every bag converted (or, with --skip-bad, at least one did); 1 when a bag or
 the dataset cannot be read or written; 2 on bad command-line usage or a bad config file.
 """
@@ -9,7 +13,27 @@ import sys
 from ..layout import DatasetError
 from .bag_reader import BagError
 from .config import ConfigError, load_config
-from .convert import PREVIEW_CURVES_PATH, PREVIEW_FRAMES_PATH, REPORT_PATH, ConversionError, convert_bags
+from .convert import PREVIEW_CURVES_PATH, PREVIEW_FRAMES_PATH, REPORT_PATH, ConversionError, convert_bags, shard_bags
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'expected a positive integer, got {text!r}') from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f'expected a positive integer, got {value}')
+    return value
+
+
+def _index(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'expected an integer >= 0, got {text!r}') from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f'expected an integer >= 0, got {value}')
+    return value
 
 
 def build_parser():
@@ -24,20 +48,29 @@ def build_parser():
     parser.add_argument('--skip-bad', action='store_true', help='convert the good bags, list the bad ones')
     parser.add_argument('--task', default=None, help='task label for every episode (overrides the config)')
     parser.add_argument('--no-progress', action='store_true', help='no progress bars')
+    parser.add_argument('--jobs', type=_positive_int, default=1, help='bags converted at once (processes)')
+    parser.add_argument('--num-shards', type=_positive_int, default=1, help='split the bags into this many slices')
+    parser.add_argument('--shard-index', type=_index, default=0, help='the slice to convert (0-based)')
     return parser
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.shard_index >= args.num_shards:
+        parser.error(f'--shard-index {args.shard_index} must be below --num-shards {args.num_shards}')
+    bags = shard_bags(args.bags, args.num_shards, args.shard_index)
+    if not bags:
+        parser.error(f'shard {args.shard_index} of {args.num_shards} has no bags ({len(args.bags)} bag(s) given)')
     try:
         cfg = load_config(args.config)
     except ConfigError as exc:
         print(f'convert_bags: error: {exc}', file=sys.stderr)
         return 2
     try:
-        converted, failures = convert_bags(args.bags, cfg, args.output, append=args.append,
+        converted, failures = convert_bags(bags, cfg, args.output, append=args.append,
                                            overwrite=args.overwrite, skip_bad=args.skip_bad, task_label=args.task,
-                                           progress=not args.no_progress)
+                                           progress=not args.no_progress, jobs=args.jobs)
     except (BagError, DatasetError, ConversionError, OSError) as exc:  # OSError: e.g. the output is not writable
         print(f'convert_bags: error: {exc}', file=sys.stderr)
         return 1

@@ -173,8 +173,8 @@ class ImageConverter:
         gray = np.clip(scaled * (255.0 / (far - near)), 0, 255).astype(np.uint8)
         return np.repeat(gray[:, :, None], 3, axis=2)
 
-    def __call__(self, msg, out, index):
-        """Decode `msg` into out[index]."""
+    def __call__(self, msg):
+        """Return `msg` decoded into a uint8 (H, W, 3) frame."""
         from PIL import Image
 
         try:
@@ -195,7 +195,7 @@ class ImageConverter:
         if self.spec.resize and rgb.shape[:2] != tuple(self.spec.resize):
             h, w = self.spec.resize
             rgb = np.asarray(Image.fromarray(rgb).resize((w, h), Image.Resampling.BILINEAR))
-        out[index] = rgb
+        return np.ascontiguousarray(rgb)
 
     def frame_shape(self, msg):
         """(H, W, 3) this camera produces, from its first message."""

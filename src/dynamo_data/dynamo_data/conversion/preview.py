@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ['PreviewEpisode', 'preview_sample', 'render_preview']
+__all__ = ['PreviewEpisode', 'preview_episodes', 'render_preview']
 
 _MAX_EPISODES = 12  # rows of the contact sheet (evenly chosen when there are more episodes)
 _FRAMES_PER_EPISODE = 6
@@ -14,18 +14,32 @@ _THUMB = 112  # contact sheet thumbnail size (pixels)
 
 @dataclass
 class PreviewEpisode:
-    """What the previews need of one episode (a few frames, not the whole episode)."""
+    """What the previews need of one episode: its arrays, and a few frames if the contact sheet shows it."""
 
     label: str
     task: str
-    frames: dict  # camera -> [(frame index, uint8 (H, W, 3))]
+    frames: dict  # camera -> [(frame index, uint8 (H, W, 3))]; None for episodes the sheet leaves out
     arrays: dict  # feature key -> float32 (T, D)
 
 
-def preview_sample(label, task, frames, arrays):
-    picks = {cam: [(int(t), np.array(v[t])) for t in np.linspace(0, len(v) - 1, _FRAMES_PER_EPISODE).astype(int)]
-             for cam, v in frames.items()}
-    return PreviewEpisode(label, task, picks, dict(arrays))
+def preview_episodes(datasets):
+    """Return PreviewEpisodes of every episode of the datasets (LeRobotDatasets, in order), numbered in that order.
+
+    Only the episodes the contact sheet shows (at most a dozen, evenly chosen) have frames read, and
+    of those only the frames shown, so this costs the same for a large dataset as for a small one
+    (but for the arrays, which the curves plot in full).
+    """
+    episodes = [(ds, ep) for ds in datasets for ep in range(ds.num_episodes)]
+    shown = set(np.linspace(0, len(episodes) - 1, min(len(episodes), _MAX_EPISODES)).astype(int).tolist())
+    previews = []
+    for number, (ds, ep) in enumerate(episodes):
+        frames = None
+        if number in shown:
+            picks = np.linspace(0, ds.episode_lengths[ep] - 1, _FRAMES_PER_EPISODE).astype(int)
+            frames = {cam: list(zip(picks.tolist(), ds.frames_at(ep, cam, picks))) for cam in ds.camera_names}
+        previews.append(PreviewEpisode(f'ep {number}', ds.task(ep), frames,
+                                       {key: ds.array(ep, key) for key in ds.array_keys}))
+    return previews
 
 
 def _png(fig):
@@ -69,15 +83,13 @@ def _contact_sheet(shown, total):
 
 
 def render_preview(episodes, names):
-    """episodes: [PreviewEpisode]; names: feature key -> element names. -> (frames png, curves png)."""
+    """Return (frames png, curves png) of [PreviewEpisode] (from preview_episodes); names: key -> element names."""
     import matplotlib
 
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
-    picks = np.linspace(0, len(episodes) - 1, min(len(episodes), _MAX_EPISODES)).astype(int)
-    shown = [episodes[i] for i in np.unique(picks)]
-    frames_png = _contact_sheet(shown, len(episodes))
+    frames_png = _contact_sheet([ep for ep in episodes if ep.frames is not None], len(episodes))
 
     keys = list(names)
     fig, axes = plt.subplots(len(keys), 1, figsize=(10, 2.4 * len(keys)), squeeze=False)
