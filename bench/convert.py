@@ -1,16 +1,24 @@
-"""Benchmark convert_bags against a raw read + deserialise of the same bag with rosbags.
+"""Benchmark convert_bags against its floors: a raw read + deserialise of the same bag, and PNG encoding alone.
 
-    python bench/convert.py [--frames 2000] [--size 224] [--storage mcap] [--repeat 2]
+    python bench/convert.py [--frames 2000] [--size 224] [--storage mcap] [--repeat 2] [--memory-frames 2000 8000]
 
 Writes one bag of N 224x224 rgb8 camera-like frames at 10 Hz with /joint_states and the two xArm trajectory
-topics, then times (in this one run, warm page cache, best of --repeat):
+topics, then measures (in this one run, warm page cache, best of --repeat):
   raw:     rosbags AnyReader iterating every message and deserialising it
+  png:     PNG encoding of the bag's frames alone, on all cores (the writer's threads)
   convert: convert_bags (read, sync, decode, encode the dataset, stats, report, previews), with PNG
            images (default level 1, and level 0) and with mp4 video
-and prints the ratio convert / raw (goal <= 3). It also times PNG encoding alone on the writer's
-thread count: that ratio is the floor of the conversion on this machine whatever else is done.
+and prints convert / max(raw, png) (goal <= 1.3: the conversion costs little beyond its slowest floor).
+Then:
+  jobs:    frames/s converting the same frames as 2 x cores bags, with --jobs 1 and --jobs <cores>
+  memory:  peak RSS of convert_bags (a fresh process's VmHWM) on bags of each --memory-frames length
+           (goal: the same for any length, under 1 GB)
 """
 import argparse
+import contextlib
+import io
+import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -54,11 +62,26 @@ def raw_read(bag):
     return count
 
 
-def convert(bag, cfg, out):
+def convert(bags, cfg, out, jobs=1):
     from dynamo_data.conversion.cli import main
 
-    rc = main([str(bag), '--config', str(cfg), '--output', str(out), '--overwrite', '--no-progress'])
+    rc = main([str(b) for b in bags] + ['--config', str(cfg), '--output', str(out), '--overwrite', '--no-progress',
+                                        '--jobs', str(jobs)])
     assert rc == 0
+
+
+def peak_rss_mb(bag, cfg, out):
+    """Peak RSS (MB) of convert_bags on one bag, in a fresh process.
+
+    Read from the process's VmHWM: its resource maxrss would start at this (large) bench process's
+    RSS, which Linux carries over a fork and exec.
+    """
+    code = ('import sys; from dynamo_data.conversion.cli import main; '
+            f'rc = main([{str(bag)!r}, "--config", {str(cfg)!r}, "--output", {str(out)!r}, "--overwrite", '
+            '"--no-progress"]); '
+            'print(next(l.split()[1] for l in open("/proc/self/status") if l.startswith("VmHWM:"))); sys.exit(rc)')
+    result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True)
+    return int(result.stdout.split()[-1]) / 1024
 
 
 def png_encode_only(size, level, sample=200):
@@ -89,9 +112,10 @@ def main():
     parser.add_argument('--size', type=int, default=224, help='frame height and width (pixels)')
     parser.add_argument('--storage', default='mcap', choices=['mcap', 'sqlite3'], help='bag storage plugin')
     parser.add_argument('--repeat', type=int, default=2, help='runs of each measurement; the best counts')
+    parser.add_argument('--memory-frames', type=int, nargs='*', default=[2000, 8000],
+                        help='bag lengths whose peak RSS is measured (none: skip)')
     args = parser.parse_args()
-    import contextlib
-    import io
+    from dynamo_data import PNG_THREADS
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -99,27 +123,47 @@ def main():
         bag = write_bench_bag(tmp / 'bag', args.frames, args.size, args.storage)
         size_mb = sum(p.stat().st_size for p in bag.iterdir()) / 1e6
         print(f'bag: {args.frames} frames {args.size}x{args.size} rgb8 + 3 joint topics, {args.storage}, '
-              f'{size_mb:.0f} MB (written in {time.perf_counter() - t:.1f} s)')
+              f'{size_mb:.0f} MB (written in {time.perf_counter() - t:.1f} s); {PNG_THREADS} core(s)')
         n = raw_read(bag)  # warm the page cache
         raw, raw_cpu = best(lambda: raw_read(bag), args.repeat)
         print(f'raw read + deserialise (rosbags AnyReader): {raw:.2f} s, cpu {raw_cpu:.2f} s ({n / raw:.0f} msg/s)')
-        from dynamo_data import PNG_THREADS
-
+        floors = {}
         for level in (1, 0):
             per_frame = png_encode_only(args.size, level)
-            bag_s = per_frame * args.frames
+            floors[level] = max(raw, per_frame * args.frames)
             print(f'PNG level {level} encode alone on {PNG_THREADS} thread(s): {per_frame * 1e3:.2f} ms/frame, '
-                  f'{bag_s:.2f} s for the bag, ratio to raw {bag_s / raw:.1f} (floor)')
-        variants = (('PNG in parquet, png_compress_level 1 (default)', {'video': False}),
-                    ('PNG in parquet, png_compress_level 0 (stored)', {'video': False, 'png_compress_level': 0}),
-                    ('h264 mp4 (video: true)', {'video': True}))
-        for i, (label, overrides) in enumerate(variants):
+                  f'{per_frame * args.frames:.2f} s for the bag; floor max(raw, png) {floors[level]:.2f} s')
+        variants = (('PNG in parquet, png_compress_level 1 (default)', {'video': False}, floors[1]),
+                    ('PNG in parquet, png_compress_level 0 (stored)', {'video': False, 'png_compress_level': 0},
+                     floors[0]),
+                    ('h264 mp4 (video: true)', {'video': True}, None))
+        for i, (label, overrides, floor) in enumerate(variants):
             cfg = bf.write_config(tmp / f'cfg{i}.yaml', {**overrides, 'task': 'bench'})
             with contextlib.redirect_stdout(io.StringIO()):
-                wall, cpu = best(lambda: convert(bag, cfg, tmp / f'ds{i}'), args.repeat)
+                wall, cpu = best(lambda: convert([bag], cfg, tmp / f'ds{i}'), args.repeat)
             size = sum(p.stat().st_size for p in (tmp / f'ds{i}').rglob('*') if p.is_file()) / 1e6
-            print(f'convert_bags, {label}: {wall:.2f} s (cpu {cpu:.2f} s), ratio to raw {wall / raw:.1f} '
-                  f'(goal <= 3), dataset {size:.0f} MB')
+            ratio = f', ratio to the floor {wall / floor:.2f} (goal <= 1.3)' if floor else ''
+            print(f'convert_bags, {label}: {wall:.2f} s (cpu {cpu:.2f} s), {args.frames / wall:.0f} frames/s, '
+                  f'ratio to raw {wall / raw:.1f}{ratio}, dataset {size:.0f} MB')
+
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1
+        count = 2 * cores
+        bags = [write_bench_bag(tmp / f'jobs{k}', args.frames // count, args.size, args.storage) for k in range(count)]
+        cfg = bf.write_config(tmp / 'cfg_jobs.yaml', {'task': 'bench'})
+        for jobs in sorted({1, cores}):
+            with contextlib.redirect_stdout(io.StringIO()):
+                wall, _ = best(lambda: convert(bags, cfg, tmp / 'ds_jobs', jobs), args.repeat)
+            print(f'convert_bags --jobs {jobs}: {count} bags of {args.frames // count} frames, {wall:.2f} s, '
+                  f'{count * (args.frames // count) / wall:.0f} frames/s')
+
+        for frames in args.memory_frames:
+            long_bag = write_bench_bag(tmp / f'mem{frames}', frames, args.size, args.storage)
+            rss = peak_rss_mb(long_bag, tmp / 'cfg0.yaml', tmp / 'ds_mem')
+            print(f'peak RSS of convert_bags on a {frames}-frame bag: {rss:.0f} MB (goal: independent of length, '
+                  '< 1 GB)')
+            for path in sorted(long_bag.rglob('*'), reverse=True):
+                path.unlink() if path.is_file() else path.rmdir()
+            long_bag.rmdir()
 
 
 if __name__ == '__main__':
