@@ -24,12 +24,15 @@ class ObservationWindow:
         self._rows.clear()
 
     def update_joint_state(self, names, positions) -> list[str]:
-        """Store the state of `state_names`; return the names the message lacked (then ignored)."""
-        index = {name: i for i, name in enumerate(names)}
-        missing = [name for name in self.state_names if name not in index or index[name] >= len(positions)]
+        """Store the state of `state_names`; return the names the message lacked (then ignored).
+
+        A non-finite position counts as lacking: the policy would turn it into non-finite actions.
+        """
+        known = {name: float(position) for name, position in zip(names, positions) if np.isfinite(position)}
+        missing = [name for name in self.state_names if name not in known]
         if missing:
             return missing
-        self._state = np.asarray([positions[index[name]] for name in self.state_names], np.float32)
+        self._state = np.asarray([known[name] for name in self.state_names], np.float32)
         return []
 
     def add_embedding(self, stamp: float, data) -> None:

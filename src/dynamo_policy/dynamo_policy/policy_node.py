@@ -1,22 +1,22 @@
 """policy_node: embeddings (+ joint states) in, action chunks and robot commands out.
 
-Thin ROS layer over the ROS-free core (policies, ChunkEnsembler, SafetyFilter, ObservationWindow,
-Watchdog, command layout). Topics (relative names, remap with -r):
+Thin ROS layer over the ROS-free core: PolicyController (every control and safety rule: see
+dynamo_policy.controller), InferenceWorker (predict_action on its own thread) and the command
+layout. Topics (relative names, remap with -r):
   sub  embedding (dynamo_msgs/Embedding), joint_states (sensor_msgs/JointState)
-  pub  action_chunk (dynamo_msgs/ActionChunk), every chunk predicted (also while disabled, as a
-       dry run), the command topic(s) of `command_type`, /diagnostics (diagnostic_msgs/DiagnosticArray)
+  pub  action_chunk (dynamo_msgs/ActionChunk), every chunk the controller takes (also while
+       disabled, as a dry run), the command topic(s) of `command_type`, /diagnostics
+       (diagnostic_msgs/DiagnosticArray)
   srv  ~/enable (std_srvs/SetBool), commands are sent only while enabled (autostart:=true enables
-       at start)
-A new embedding is turned into a chunk and a command at once (and the control timer restarts its
-period), so fresh observations never wait for a timer tick; between observations the timer keeps
-commanding the ensembled chunk rows at `control_rate`, once the newest observation is more than a
-control period old: until then the next one is due and commands on arrival. (On sim time a tick and
-the next observation share one stamp and the tick comes first; commanding there would send two
-commands per step, and a lockstep simulator steps on each.)
+       at start); the first command waits for a measured position of every commanded joint
+Position commands (joint_trajectory, float64_multi_array) need joint_lower_limits,
+joint_upper_limits and max_velocity: without them the node refuses to start. On shutdown (SIGINT,
+SIGTERM) inference stops first, then the robot is stopped with a hold command.
 """
 
 from __future__ import annotations
 
+import queue
 import time
 
 import numpy as np
@@ -25,6 +25,7 @@ from builtin_interfaces.msg import Duration
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import TwistStamped
 from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.duration import Duration as RclpyDuration
 from rclpy.exceptions import ParameterException, ParameterUninitializedException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -37,18 +38,22 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from dynamo_encoder.stream_stats import StreamStatistics
 from dynamo_msgs.msg import ActionChunk, Embedding
-from dynamo_policy.command_layout import TWIST_ACTION_NAMES, CommandTarget, ParameterError, make_command_layout
-from dynamo_policy.ensembling import ChunkEnsembler
-from dynamo_policy.observation_window import ObservationWindow
+from dynamo_policy.command_layout import CommandTarget, ParameterError, make_command_layout
+from dynamo_policy.controller import ControlConfig, PolicyController, Reaction
+from dynamo_policy.inference_worker import InferenceResult, InferenceWorker
 from dynamo_policy.policies import PolicyArtifactError, load_policy
-from dynamo_policy.safety import SafetyFilter, SafetyLimitError, UnsafeActionError
-from dynamo_policy.watchdog import Watchdog, hold_position, zero_twist
+from dynamo_policy.safety import SafetyLimitError, make_safety_filter
+from dynamo_policy.shutdown_signals import interrupt_spin_on_signals
 from dynamo_util.node_main import run_node
 
 LOG_THROTTLE_S = 5.0
-STAMP_TOLERANCE_S = 1e-6   # times from nanosecond stamps that are equal may differ by float rounding
+INFERENCE_STOP_TIMEOUT_S = 5.0   # on shutdown, how long a prediction in progress may finish
+STOP_ACK_TIMEOUT_S = 1.0         # on shutdown, how long subscribers may take to acknowledge the stop command
 COMMAND_MESSAGE = {'joint_trajectory': JointTrajectory, 'float64_multi_array': Float64MultiArray,
                    'twist_stamped': TwistStamped}
+LIMIT_PARAMETERS = {'lower': 'joint_lower_limits', 'upper': 'joint_upper_limits', 'max_velocity': 'max_velocity',
+                    'max_acceleration': 'max_acceleration'}
+DIAGNOSTIC_LEVELS = {'OK': DiagnosticStatus.OK, 'WARN': DiagnosticStatus.WARN, 'ERROR': DiagnosticStatus.ERROR}
 
 
 def _seconds(stamp) -> float:
@@ -80,13 +85,20 @@ class PolicyNode(Node):
             'e.g. ["joint1,joint2,joint3,joint4,joint5,joint6,joint7", "drive_joint"]. Empty: the one '
             'topic carries all actions in the policy order.')
         lower = self._parameter('joint_lower_limits', Parameter.Type.DOUBLE_ARRAY,
-                                'Lower limit per action (or one for all); empty: none.')
+                                'Lower limit per action (or one for all); required for position commands.')
         upper = self._parameter('joint_upper_limits', Parameter.Type.DOUBLE_ARRAY,
-                                'Upper limit per action (or one for all); empty: none.')
-        max_step = self._parameter('max_step_change', Parameter.Type.DOUBLE_ARRAY,
-                                   'Largest change per control step per action (or one for all); empty: none.')
+                                'Upper limit per action (or one for all); required for position commands.')
+        max_velocity = self._parameter(
+            'max_velocity', Parameter.Type.DOUBLE_ARRAY,
+            'Largest speed per action (or one for all) in units/s, whatever the command rate: of the joints for '
+            'position commands (required), of the twist itself for twist_stamped (empty: none).')
+        max_acceleration = self._parameter(
+            'max_acceleration', Parameter.Type.DOUBLE_ARRAY,
+            'Largest speed-up per action (or one for all) in units/s^2 (of the twist: its change per second); '
+            'slowing down is never limited; empty: none.')
         timeout = self._parameter('observation_timeout', 0.5,
-                                  'Seconds after the newest embedding stamp before the watchdog stops the robot.')
+                                  'Seconds after the newest embedding stamp before the watchdog stops the robot; '
+                                  "embeddings stamped further ahead of this node's clock are ignored.")
         autostart = self._parameter('autostart', False, 'Send commands from the start (else call ~/enable).')
         ensemble_m = self._parameter('ensemble_m', 0.01,
                                      'ACT temporal-ensembling weight m: w_i = exp(-m i), oldest chunk i = 0.')
@@ -104,7 +116,7 @@ class PolicyNode(Node):
         metadata = self.policy.metadata
         if control_rate < 0:
             raise ParameterError('control_rate', f'must be >= 0, got {control_rate}')
-        self.control_period = 1.0 / control_rate if control_rate > 0 else metadata.step_period
+        control_period = 1.0 / control_rate if control_rate > 0 else metadata.step_period
         if not timeout > 0:
             raise ParameterError('observation_timeout', f'must be > 0, got {timeout}')
         if ensemble_m < 0:
@@ -114,22 +126,20 @@ class PolicyNode(Node):
         self.command_type = command_type
         self.targets: list[CommandTarget] = make_command_layout(
             command_type, list(command_topics), list(command_joints), metadata.action_names)
+        velocity_commands = command_type == 'twist_stamped'
         try:
-            self.safety = SafetyFilter(metadata.action_dim, lower, upper, max_step)
+            safety = make_safety_filter(metadata.action_dim, lower, upper, max_velocity, max_acceleration,
+                                        max_interval=control_period, velocity_commands=velocity_commands)
         except SafetyLimitError as error:
-            parameter = {'lower': 'joint_lower_limits', 'upper': 'joint_upper_limits',
-                         'max_step': 'max_step_change'}[error.field]
-            raise ParameterError(parameter, str(error)) from None
-
-        self.window = ObservationWindow(self.policy.context_length, metadata.embedding_dim, metadata.state_names)
-        self.ensembler = ChunkEnsembler(metadata.step_period, ensemble_m)
-        self.watchdog = Watchdog(timeout)
-        self.enabled = bool(autostart)
-        self.enabled_at: float | None = None   # this node's time at the last ~/enable
-        self.stopped = True            # no command is being executed (start, watchdog, disable)
-        self.last_command: np.ndarray | None = None
-        self.measured: dict[str, float] = {}
-        self.refused = 0
+            raise ParameterError(LIMIT_PARAMETERS[error.field], str(error)) from None
+        self.controller = PolicyController(ControlConfig(
+            action_names=tuple(metadata.action_names), state_names=tuple(metadata.state_names),
+            context_length=self.policy.context_length, embedding_dim=metadata.embedding_dim,
+            encoder_checksum=metadata.encoder_checksum, step_period=metadata.step_period,
+            control_period=control_period, observation_timeout=timeout, ensemble_m=ensemble_m,
+            velocity_commands=velocity_commands, autostart=autostart), safety)
+        self._use_sim_time = self.get_parameter('use_sim_time').value
+        self._logged: dict[str, float] = {}   # note key -> time.monotonic() it was last logged
         self.stats = StreamStatistics(['embedding'], window_s=5.0)
         self.inference_stats = StreamStatistics([], window_s=5.0)
 
@@ -140,13 +150,19 @@ class PolicyNode(Node):
         self.create_subscription(Embedding, 'embedding', self._on_embedding, qos_profile_sensor_data)
         self.create_subscription(JointState, 'joint_states', self._on_joint_state, qos_profile_sensor_data)
         self.create_service(SetBool, '~/enable', self._on_enable)
-        self.control_timer = self.create_timer(self.control_period, self._on_control_timer)
+        self.control_timer = self.create_timer(control_period, self._on_control_timer)
         self.create_timer(diagnostics_period, self._publish_diagnostics)
+        # Predictions come back from the worker thread through a queue; the guard condition runs
+        # _on_predictions on this node's executor, where every other callback runs.
+        self._results: queue.SimpleQueue[InferenceResult] = queue.SimpleQueue()
+        self._results_ready = self.create_guard_condition(self._on_predictions)
+        self.worker = InferenceWorker(self.policy, self._deliver)
+        self.worker.start()
         self.get_logger().info(
             f'policy {metadata.action_dim}-dim {self.policy.name} from {policy_path} (encoder '
             f'{metadata.encoder_name} {metadata.encoder_checksum}, context {self.policy.context_length}, '
             f'horizon {self.policy.horizon}); {command_type} to {[t.topic for t in self.targets]} at '
-            f'{1.0 / self.control_period:.1f} Hz; {"enabled" if self.enabled else "disabled, call ~/enable"}')
+            f'{1.0 / control_period:.1f} Hz; {"enabled" if autostart else "disabled, call ~/enable"}')
 
     def _parameter(self, name: str, default, description: str):
         try:
@@ -157,146 +173,107 @@ class PolicyNode(Node):
         except (ParameterException, TypeError, ValueError) as error:
             raise ParameterError(name, str(error)) from None
 
-    # --- inputs ----------------------------------------------------------------------------
-    def _on_joint_state(self, msg: JointState) -> None:
-        self.measured.update(zip(msg.name, msg.position))
-        missing = self.window.update_joint_state(msg.name, msg.position)
-        if missing and self.window.state_names:
-            self.get_logger().warning(f'joint_states lacks {missing} needed by the policy',
-                                   throttle_duration_sec=LOG_THROTTLE_S)
-
-    def _on_embedding(self, msg: Embedding) -> None:
-        metadata = self.policy.metadata
-        if msg.encoder_checksum != metadata.encoder_checksum:
-            self.refused += 1
-            self.get_logger().error(
-                f'refusing embedding from encoder {msg.encoder_name!r} checksum {msg.encoder_checksum!r}: '
-                f'the policy was trained on encoder {metadata.encoder_name!r} checksum '
-                f'{metadata.encoder_checksum!r} ({self.refused} refused)', throttle_duration_sec=LOG_THROTTLE_S)
-            return
-        self.stats.frame_received('embedding')
-        stamp = _seconds(msg.header.stamp)
-        if self.enabled_at is not None and stamp <= self.enabled_at:
-            # Taken before enabling and still in the pipeline, e.g. the last of a simulated episode
-            # that was reset while the policy was disabled: acting on it would mix the two episodes.
-            return
-        try:
-            self.window.add_embedding(stamp, msg.data)
-        except ValueError as error:
-            self.get_logger().warning(f'skipping embedding: {error}', throttle_duration_sec=LOG_THROTTLE_S)
-            return
-        if not self.window.ready():
-            self.get_logger().warning(f'waiting for joint_states of {metadata.state_names}',
-                                   throttle_duration_sec=LOG_THROTTLE_S)
-            return
-        started = time.perf_counter()
-        chunk = self.policy.predict_action(self.window.window())
-        predict_s = time.perf_counter() - started
-        self.inference_stats.output_published(latency_s=predict_s, processing_s=predict_s)
-        self.ensembler.add(stamp, chunk)
-        if self.enabled:
-            age = self._now() - stamp
-            if abs(age) > self.watchdog.timeout:
-                # Said on arrival: otherwise a pipeline that is always too slow never commands and
-                # never logs a watchdog transition either.
-                self.get_logger().warning(
-                    f'embedding is {age:.3f} s old on arrival (observation_timeout {self.watchdog.timeout} s): '
-                    'not commanding; the camera/encoder pipeline is too slow or the clocks disagree',
-                    throttle_duration_sec=LOG_THROTTLE_S)
-            self._control_step()
-            self.control_timer.reset()
-        # After the command: the robot should not wait for a message that is only read by loggers
-        # and tools.
-        self._publish_chunk(msg, chunk)
-
-    def _on_enable(self, request: SetBool.Request, response: SetBool.Response) -> SetBool.Response:
-        if request.data and not self.enabled:
-            self.policy.reset()
-            self.ensembler.reset()
-            self.window.reset()   # act only on observations taken after enabling
-            self.enabled_at = self._now()
-            self.last_command = None
-            self.enabled = True
-            self.get_logger().info('enabled: commands follow the policy')
-        elif not request.data and self.enabled:
-            self.enabled = False
-            self._stop('disabled through ~/enable')
-        response.success = True
-        response.message = 'enabled' if self.enabled else 'disabled'
-        return response
-
-    # --- control ---------------------------------------------------------------------------
     def _now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
 
-    def _on_control_timer(self) -> None:
-        now, latest = self._now(), self.window.latest_stamp
-        if (latest is not None and 0.0 <= now - latest <= self.control_period + STAMP_TOLERANCE_S
-                and not self.watchdog.expired(now, latest)):
-            return   # the next observation is due and commands on arrival
-        self._control_step()
+    # --- inputs ----------------------------------------------------------------------------
+    def _on_joint_state(self, msg: JointState) -> None:
+        self._act(self.controller.joint_state(msg.name, msg.position))
 
-    def _control_step(self) -> None:
-        if not self.enabled:
+    def _on_embedding(self, msg: Embedding) -> None:
+        self.stats.frame_received('embedding')
+        if self._use_sim_time and self.get_clock().now().nanoseconds == 0:
+            self._log('warning', 'clock_not_started', 'ignoring embeddings: /clock has not started (use_sim_time is '
+                      "true), this node's time is still 0")
             return
+        reaction = self.controller.observation(_seconds(msg.header.stamp), msg.data, self._now(),
+                                               msg.encoder_checksum, msg.encoder_name)
+        if reaction.predict is not None and self.worker.submit(reaction.predict, msg.header.stamp):
+            self.stats.frames_dropped(1)   # the one the worker had not started on yet
+        self._act(reaction)
+
+    def _deliver(self, result: InferenceResult) -> None:
+        """Take a result from the worker thread (thread-safe)."""
+        self._results.put(result)
+        self._results_ready.trigger()
+
+    def _on_predictions(self) -> None:
+        while True:
+            try:
+                result = self._results.get_nowait()
+            except queue.Empty:
+                return
+            if result.error is not None:
+                self._log('error', 'predict_failed', f'predict_action failed: {result.error}')
+                continue
+            self.inference_stats.output_published(latency_s=result.seconds, processing_s=result.seconds)
+            reaction = self.controller.prediction(result.request, result.chunk, self._now())
+            if self._act(reaction):
+                self.control_timer.reset()   # a fresh command: the next tick is a full period away
+            if reaction.used:
+                # After the command: the robot should not wait for a message that is only read by
+                # loggers and tools.
+                self._publish_chunk(result.tag, result.chunk)
+
+    def _on_enable(self, request: SetBool.Request, response: SetBool.Response) -> SetBool.Response:
         now = self._now()
-        if self.watchdog.expired(now, self.window.latest_stamp):
-            if not self.stopped:
-                age = now - self.window.latest_stamp
-                self._stop(f"watchdog: newest observation is {age:.3f} s old by this node's clock "
-                           f'(observation_timeout {self.watchdog.timeout} s)')
-            return
-        ensembled = self.ensembler.action_at(now)
-        if ensembled is None:
-            if not self.stopped:
-                self._stop('every predicted action is in the past')
-            return
-        previous = self.last_command
-        if previous is None:
-            # Rate-limit the first command from where the robot is: its measured joint positions,
-            # or rest (zero twist) for velocity control.
-            previous = self._stop_command(None)
-        try:
-            action = self.safety.apply(ensembled.action, previous)
-        except UnsafeActionError as error:
-            self._stop(f'policy produced an unsafe action: {error}')
-            return
-        self._send_command(action, max(ensembled.due_time - now, self.control_period))
-        if self.stopped:
-            self.get_logger().info('commanding the robot')
-        self.stopped = False
-        self.last_command = action
-        # A command forwards an ensembled row; the prediction's compute time is in inference_stats.
-        self.stats.output_published(self._now() - self.window.latest_stamp, processing_s=0.0)
+        self._act(self.controller.enable(now) if request.data else self.controller.disable(now))
+        response.success = True
+        response.message = self.controller.status(now).message
+        return response
 
-    def _measured_action(self) -> np.ndarray | None:
-        names = self.policy.metadata.action_names
-        if not all(name in self.measured for name in names):
-            return None
-        return np.asarray([self.measured[name] for name in names])
+    def _on_control_timer(self) -> None:
+        self._act(self.controller.tick(self._now()))
 
-    def _stop_command(self, last_command: np.ndarray | None) -> np.ndarray | None:
-        """Zero twist, or the position to hold (measured, else `last_command`; None if unknown)."""
-        if self.command_type == 'twist_stamped':
-            return zero_twist()[[TWIST_ACTION_NAMES.index(n) for n in self.policy.metadata.action_names]]
-        return hold_position(last_command, self._measured_action())
-
-    def _stop(self, reason: str) -> None:
-        self.stopped = True
-        self.ensembler.reset()
-        stop = self._stop_command(self.last_command)
-        if stop is None:
-            self.get_logger().warning(f'stopping ({reason}); no command or joint state known, nothing to hold')
+    def shutdown(self) -> None:
+        """Stop inference, then stop the robot (while the publishers still work)."""
+        if not self.worker.stop(INFERENCE_STOP_TIMEOUT_S):
+            self.get_logger().warning(f'predict_action still running after {INFERENCE_STOP_TIMEOUT_S} s; '
+                                      'shutting down without its result')
+        reaction = self.controller.shutdown(self._now())
+        if reaction.command is None:
             return
-        self._send_command(stop, self.control_period)
-        self.last_command = stop
-        self.get_logger().warning(f'stopped the robot: {reason}')
+        if not self.context.ok():
+            self.get_logger().error('cannot send the stop command: the ROS context is already shut down')
+            return
+        self._act(reaction)
+        for publisher in self.command_pubs:   # the hold must reach the controllers before the node goes
+            if not publisher.wait_for_all_acked(RclpyDuration(seconds=STOP_ACK_TIMEOUT_S)):
+                self.get_logger().warning(f'the stop command on {publisher.topic_name} was not acknowledged '
+                                          f'within {STOP_ACK_TIMEOUT_S} s')
 
     # --- outputs ---------------------------------------------------------------------------
-    def _publish_chunk(self, observation: Embedding, chunk: np.ndarray) -> None:
+    def _act(self, reaction: Reaction) -> bool:
+        """Log the reaction's notes and send its command; return whether a policy command (not a stop) went out."""
+        for note in reaction.notes:
+            self._log(note.level, note.key, note.text, note.throttled)
+        if reaction.command is None:
+            return False
+        self._send_command(reaction.command, reaction.duration)
+        if reaction.stop:
+            return False
+        # A command forwards an ensembled row; the prediction's compute time is in inference_stats.
+        self.stats.output_published(self._now() - self.controller.newest_prediction, processing_s=0.0)
+        return True
+
+    def _log(self, level: str, key: str, text: str, throttled: bool = True) -> None:
+        if throttled:
+            now = time.monotonic()
+            if now - self._logged.get(key, -LOG_THROTTLE_S) < LOG_THROTTLE_S:
+                return
+            self._logged[key] = now
+        # One call site per severity: rclpy fixes a call site's severity at its first call.
+        if level == 'error':
+            self.get_logger().error(text)
+        elif level == 'warning':
+            self.get_logger().warning(text)
+        else:
+            self.get_logger().info(text)
+
+    def _publish_chunk(self, stamp, chunk: np.ndarray) -> None:
         metadata = self.policy.metadata
         msg = ActionChunk()
-        msg.header.stamp = observation.header.stamp
+        msg.header.stamp = stamp
         msg.header.frame_id = self._twist_frame_id if self.command_type == 'twist_stamped' else ''
         msg.policy_name = self.policy.name
         msg.encoder_checksum = metadata.encoder_checksum
@@ -329,16 +306,9 @@ class PolicyNode(Node):
     def _publish_diagnostics(self) -> None:
         values = self.stats.snapshot()
         inference = self.inference_stats.snapshot()
-        status = DiagnosticStatus(name=f'{self.get_name()}: policy', hardware_id=self.policy.name)
-        if self.refused:
-            status.level = DiagnosticStatus.ERROR
-            status.message = f'{self.refused} embeddings from a wrong encoder refused'
-        elif not self.enabled:
-            status.level, status.message = DiagnosticStatus.OK, 'disabled'
-        elif self.stopped:
-            status.level, status.message = DiagnosticStatus.WARN, 'stopped (no fresh observations)'
-        else:
-            status.level, status.message = DiagnosticStatus.OK, 'commanding'
+        state = self.controller.status(self._now())
+        status = DiagnosticStatus(name=f'{self.get_name()}: policy', hardware_id=self.policy.name,
+                                  level=DIAGNOSTIC_LEVELS[state.level], message=state.message)
         status.values = [KeyValue(key=key, value=f'{value}') for key, value in (
             ('embedding_rate_hz', f'{values["input_rate_hz"]:.2f}'),
             ('command_rate_hz', f'{values["output_rate_hz"]:.2f}'),
@@ -346,21 +316,25 @@ class PolicyNode(Node):
             ('observation_to_command_latency_p99_ms', f'{values["latency_p99_ms"]:.2f}'),
             ('predict_latency_p50_ms', f'{inference["latency_p50_ms"]:.3f}'),
             ('predict_latency_p99_ms', f'{inference["latency_p99_ms"]:.3f}'),
-            ('embeddings_refused', self.refused),
-            ('enabled', self.enabled),
-            ('stopped', self.stopped))]
+            ('observations_skipped_by_inference', values['frames_dropped_stale']),
+            *state.values.items())]
         msg = DiagnosticArray(status=[status])
         msg.header.stamp = self.get_clock().now().to_msg()
         self.diagnostics_pub.publish(msg)
 
 
-def _set_torch_threads(node: PolicyNode) -> None:
+def _start(node: PolicyNode) -> None:
     torch.set_num_threads(node.num_threads)
+    interrupt_spin_on_signals(node)
+
+
+def _shutdown(node: PolicyNode) -> None:
+    node.shutdown()
 
 
 def main(args=None) -> int:
     return run_node(PolicyNode, 'policy_node', args, parameter_errors=(ParameterError, PolicyArtifactError),
-                    start=_set_torch_threads)
+                    start=_start, on_shutdown=_shutdown)
 
 
 if __name__ == '__main__':

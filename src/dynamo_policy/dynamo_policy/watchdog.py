@@ -33,8 +33,3 @@ def hold_position(last_commanded: np.ndarray | None, measured: np.ndarray | None
     if last_commanded is not None:
         return np.asarray(last_commanded, np.float64)
     return None
-
-
-def zero_twist() -> np.ndarray:
-    """Return the stop command for velocity (twist) control: linear.xyz and angular.xyz all zero."""
-    return np.zeros(6)

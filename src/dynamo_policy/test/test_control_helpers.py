@@ -11,8 +11,8 @@ import pytest
 from dynamo_policy.command_layout import ParameterError, make_command_layout
 from dynamo_policy.ensembling import ChunkEnsembler
 from dynamo_policy.observation_window import ObservationWindow
-from dynamo_policy.safety import SafetyFilter, SafetyLimitError, UnsafeActionError
-from dynamo_policy.watchdog import Watchdog, hold_position, zero_twist
+from dynamo_policy.safety import CommandState, SafetyFilter, SafetyLimitError, UnsafeActionError, make_safety_filter
+from dynamo_policy.watchdog import Watchdog, hold_position
 
 XARM = [f'joint{i}' for i in range(1, 8)] + ['drive_joint']
 
@@ -73,34 +73,108 @@ def test_out_of_order_and_repeated_observations():
 
 
 # --- safety -----------------------------------------------------------------------------------
-def test_safety_clamps_to_limits_then_limits_the_step():
-    safety = SafetyFilter(3, lower=[-1.0, -1.0, 0.0], upper=[1.0, 1.0, 0.5], max_step=[0.1])
-    np.testing.assert_allclose(safety.apply([2.0, -2.0, 0.2], None), [1.0, -1.0, 0.2])
-    np.testing.assert_allclose(safety.apply([2.0, -2.0, 0.2], [0.5, 0.0, 0.2]), [0.6, -0.1, 0.2])
+def run_at(rate_hz: float, safety: SafetyFilter, target, seconds: float, start) -> np.ndarray:
+    """Command `target` at `rate_hz` for `seconds`, from `start` commanded at time 0; the last command."""
+    previous = CommandState(np.asarray(start, np.float64), 0.0, np.zeros(len(start)))
+    for k in range(1, int(round(seconds * rate_hz)) + 1):
+        previous = safety.apply(target, previous, k / rate_hz)
+    return previous.value
+
+
+def test_safety_clamps_to_limits_then_limits_the_velocity():
+    safety = SafetyFilter(3, lower=[-1.0, -1.0, 0.0], upper=[1.0, 1.0, 0.5], max_velocity=[1.0], max_interval=0.1)
+    command = safety.apply([2.0, -2.0, 0.2], CommandState.at_rest([0.5, 0.0, 0.2]), now=0.0)
+    np.testing.assert_allclose(command.value, [0.6, -0.1, 0.2])   # 1 unit/s over one control period
+    np.testing.assert_allclose(command.rate, [1.0, -1.0, 0.0])
+
+
+def test_same_limits_give_the_same_speed_at_10_and_30_hz():
+    safety = SafetyFilter(1, max_velocity=[1.5], max_interval=0.1, lower=[-10.0], upper=[10.0])
+    at_10_hz = run_at(10.0, safety, [5.0], seconds=1.0, start=[0.0])
+    at_30_hz = run_at(30.0, safety, [5.0], seconds=1.0, start=[0.0])
+    np.testing.assert_allclose(at_10_hz, [1.5])
+    np.testing.assert_allclose(at_30_hz, [1.5])
+
+
+def test_a_pause_in_commanding_is_no_licence_for_a_jump():
+    safety = SafetyFilter(1, max_velocity=[1.0], max_interval=0.1)
+    previous = safety.apply([5.0], CommandState.at_rest([0.0]), now=0.0)
+    np.testing.assert_allclose(safety.apply([5.0], previous, now=10.0).value, [0.2])
+
+
+def test_no_time_passed_no_motion():
+    safety = SafetyFilter(1, max_velocity=[1.0], max_interval=0.1)
+    previous = safety.apply([5.0], CommandState.at_rest([0.0]), now=1.0)
+    np.testing.assert_allclose(safety.apply([5.0], previous, now=1.0).value, previous.value)
+    np.testing.assert_allclose(safety.apply([5.0], previous, now=0.5).value, previous.value), 'clock went back'
+
+
+def test_acceleration_limits_speeding_up_never_slowing_down():
+    safety = SafetyFilter(1, max_velocity=[10.0], max_acceleration=[2.0], max_interval=0.1)
+    previous = CommandState.at_rest([0.0])
+    speeds = []
+    for k in range(1, 6):
+        previous = safety.apply([100.0], previous, now=0.1 * k)
+        speeds.append(previous.rate[0])
+    np.testing.assert_allclose(speeds, [0.2, 0.4, 0.6, 0.8, 1.0])
+    held = safety.apply(previous.value, previous, now=0.6)   # stop where it is: allowed at once
+    np.testing.assert_allclose(held.value, previous.value)
+    reverse = safety.apply([-100.0], held, now=0.7)
+    np.testing.assert_allclose(reverse.rate, [-0.2])
 
 
 def test_rate_limit_never_leaves_the_joint_limits():
-    safety = SafetyFilter(1, lower=[0.0], upper=[1.0], max_step=[0.1])
-    # A previous command outside the limits (e.g. the measured start pose) is pulled inside.
-    np.testing.assert_allclose(safety.apply([0.5], [1.5]), [1.0])
+    safety = SafetyFilter(1, lower=[0.0], upper=[1.0], max_velocity=[1.0], max_interval=0.1)
+    # A start pose outside the limits (e.g. measured there) is pulled inside.
+    np.testing.assert_allclose(safety.apply([0.5], CommandState.at_rest([1.5]), now=0.0).value, [1.0])
 
 
 def test_no_limits_pass_actions_through_and_non_finite_is_refused():
-    safety = SafetyFilter(2)
-    np.testing.assert_allclose(safety.apply([100.0, -100.0], [0.0, 0.0]), [100.0, -100.0])
-    with pytest.raises(UnsafeActionError):
-        safety.apply([np.nan, 0.0], None)
+    safety = SafetyFilter(2, max_interval=0.1)
+    np.testing.assert_allclose(safety.apply([100.0, -100.0], CommandState.at_rest([0.0, 0.0]), 0.0).value,
+                               [100.0, -100.0])
+    with pytest.raises(UnsafeActionError, match='action'):
+        safety.apply([np.nan, 0.0], CommandState.at_rest([0.0, 0.0]), 0.0)
+    with pytest.raises(UnsafeActionError, match='previous'):
+        safety.apply([0.0, 0.0], CommandState.at_rest([np.nan, 0.0]), 0.0)
+
+
+def test_velocity_commands_bound_the_twist_and_its_change_per_second():
+    safety = SafetyFilter(2, max_velocity=[0.5], max_acceleration=[1.0], max_interval=0.1, velocity_commands=True)
+    first = safety.apply([2.0, -0.05], CommandState.at_rest([0.0, 0.0]), now=0.0)
+    np.testing.assert_allclose(first.value, [0.1, -0.05])       # 1 unit/s^2 over 0.1 s; the small one reached
+    previous = first
+    for k in range(1, 20):
+        previous = safety.apply([2.0, -0.05], previous, now=0.1 * k)
+    np.testing.assert_allclose(previous.value, [0.5, -0.05])    # never above max_velocity
+    np.testing.assert_allclose(safety.apply([0.0, 0.0], previous, now=2.0).value, [0.0, 0.0]), 'braking is free'
 
 
 @pytest.mark.parametrize('kwargs, field', [
     ({'lower': [0.0, 0.0, 0.0]}, 'lower'),
     ({'lower': [1.0], 'upper': [0.0]}, 'upper'),
-    ({'max_step': [0.0]}, 'max_step'),
+    ({'max_velocity': [0.0]}, 'max_velocity'),
+    ({'max_acceleration': [-1.0]}, 'max_acceleration'),
 ])
 def test_bad_limits_name_their_field(kwargs, field):
     with pytest.raises(SafetyLimitError) as error:
-        SafetyFilter(2, **kwargs)
+        SafetyFilter(2, max_interval=0.1, **kwargs)
     assert error.value.field == field
+
+
+@pytest.mark.parametrize('limits, missing', [
+    ({}, 'lower'),
+    ({'lower': [-1.0], 'max_velocity': [1.0]}, 'upper'),
+    ({'lower': [-1.0], 'upper': [1.0]}, 'max_velocity'),
+    ({'lower': [-1.0], 'upper': [1.0, np.inf], 'max_velocity': [1.0]}, 'upper'),
+])
+def test_position_commands_require_position_and_velocity_limits(limits, missing):
+    arguments = {'lower': [], 'upper': [], 'max_velocity': [], 'max_acceleration': [], **limits}
+    with pytest.raises(SafetyLimitError) as error:
+        make_safety_filter(2, **arguments, max_interval=0.1, velocity_commands=False)
+    assert error.value.field == missing
+    make_safety_filter(2, **arguments, max_interval=0.1, velocity_commands=True)   # a twist needs none
+    make_safety_filter(2, [-1.0], [1.0], [1.0], [], max_interval=0.1, velocity_commands=False)
 
 
 # --- watchdog ---------------------------------------------------------------------------------
@@ -119,7 +193,6 @@ def test_stop_holds_the_measured_position_else_the_last_command():
     np.testing.assert_allclose(hold_position(np.array([1.0]), np.array([0.9])), [0.9])
     np.testing.assert_allclose(hold_position(np.array([1.0]), None), [1.0])
     assert hold_position(None, None) is None
-    np.testing.assert_array_equal(zero_twist(), np.zeros(6))
 
 
 # --- observation window -----------------------------------------------------------------------
@@ -129,6 +202,7 @@ def test_window_pairs_embeddings_with_joint_state_by_name():
     assert not window.ready(), 'no joint state yet'
     assert window.update_joint_state(['a', 'b', 'c'], [0.1, 0.2, 0.3]) == []
     assert window.update_joint_state(['a'], [0.5]) == ['b'], 'incomplete message is ignored'
+    assert window.update_joint_state(['a', 'b'], [0.5, np.nan]) == ['b'], 'a non-finite position is no position'
     window.reset()
     window.add_embedding(1.1, [2, 2, 2])
     window.add_embedding(1.2, [3, 3, 3])

@@ -1,0 +1,38 @@
+"""SIGINT and SIGTERM end a node's spin while its ROS context still works, so it can send a last command.
+
+rclpy's own signal handlers shut the context down the moment a signal arrives, before run_node's
+on_shutdown runs: the node could publish nothing more, not even the hold that stops the robot.
+Here both signals raise KeyboardInterrupt in the spinning main thread instead (run_node's Ctrl-C
+path, exit code 0), and a pipe that the C-level signal handler writes to wakes the executor, which
+would otherwise sleep in its wait set until the next timer or message (on sim time, perhaps never).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+
+from rclpy.node import Node
+from rclpy.signals import uninstall_signal_handlers
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def interrupt_spin_on_signals(node: Node) -> None:
+    """Replace rclpy's signal handlers; call from the main thread before spinning `node`."""
+    uninstall_signal_handlers()
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(write_fd, False)
+    signal.set_wakeup_fd(write_fd)
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
+    wake = node.create_guard_condition(lambda: None)   # running it returns the executor to Python
+
+    def forward_wakeups() -> None:
+        while os.read(read_fd, 1):
+            wake.trigger()
+
+    threading.Thread(target=forward_wakeups, name='signal-wakeup', daemon=True).start()
