@@ -5,9 +5,12 @@
                                    [--policy mlp|knn | --policy-path policy.pt]
 
 Starts a real policy_node subprocess over DDS (loopback only, its own ROS_DOMAIN_ID) and publishes
-embeddings at --rate for --seconds. The node answers every new observation with a command and
-then an ActionChunk (stamped with the observation's stamp), in one callback; its control timer is
-set slower than the stream, so it adds commands only after the stream ends. Both topics are
+embeddings at --rate for --seconds, and joint states of every action at 50 Hz (the node's first
+command waits for a measured position of every commanded joint). The node answers every new
+observation with a command and then an ActionChunk (stamped with the observation's stamp): its
+subscription hands the observation to the inference thread, whose result comes back to the
+executor through a guard condition; its control timer is set slower than the stream, so it adds
+commands only after the stream ends. Both topics are
 reliable and ordered, so the k-th command belongs to the k-th chunk, whose stamp names the
 embedding: each latency is matched exactly. Then, for --floor-seconds, it streams the same way
 (same messages, QoS and rate) to bench/transport_relay.py instead: a plain rclpy node in its own
@@ -73,8 +76,10 @@ def time_predict(policy, window, calls: int) -> np.ndarray:
 
 
 def policy_node_command(path: Path) -> list[str]:
+    # Limits the random policy's actions never reach: latency does not depend on them.
     return ['policy_node', '--ros-args', '-p', f'policy:={path}', '-p', 'autostart:=true', '-p', 'control_rate:=2.0',
-            '-p', 'observation_timeout:=5.0', '-p', "command_topics:=['bench_command']"]
+            '-p', 'observation_timeout:=5.0', '-p', "command_topics:=['bench_command']",
+            '-p', 'joint_lower_limits:=[-100.0]', '-p', 'joint_upper_limits:=[100.0]', '-p', 'max_velocity:=[1000.0]']
 
 
 def relay_command(policy, window, work: Path) -> list[str]:
@@ -118,6 +123,7 @@ def stream(args, command: list[str], name: str, seconds: float, policy, window, 
     from diagnostic_msgs.msg import DiagnosticArray
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.time import Time
+    from sensor_msgs.msg import JointState
     from trajectory_msgs.msg import JointTrajectory
 
     from dynamo_bringup.processes import NodeProcess
@@ -142,11 +148,14 @@ def stream(args, command: list[str], name: str, seconds: float, policy, window, 
     bench.create_subscription(DiagnosticArray, '/diagnostics',
                               lambda msg: streaming[0] and diagnostics.append(msg), 10)
     publisher = bench.create_publisher(Embedding, 'embedding', 10)
+    # Every commanded joint (the first command starts from their measured positions) and the state.
+    joint_names = list(dict.fromkeys([*meta.action_names, *meta.state_names]))
+    positions = {name: 0.0 for name in meta.action_names}
     if meta.uses_state:
-        from sensor_msgs.msg import JointState
-        states = bench.create_publisher(JointState, 'joint_states', 10)
-        bench.create_timer(0.02, lambda: states.publish(JointState(
-            name=meta.state_names, position=window['state'][-1].astype(float).tolist())))
+        positions.update(zip(meta.state_names, window['state'][-1].astype(float).tolist()))
+    states = bench.create_publisher(JointState, 'joint_states', 10)
+    bench.create_timer(0.02, lambda: states.publish(JointState(
+        name=joint_names, position=[positions[name] for name in joint_names])))
 
     def publish():
         msg = Embedding()
