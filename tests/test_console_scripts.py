@@ -19,6 +19,7 @@ BAD_ARGUMENTS = {
     'merge_datasets': ['--no-such-option'],
     'pretrain': ['--no-such-option'],
     'probe': ['--no-such-option'],
+    'export_encoder': ['--no-such-option'],
     'train_policy': ['--no-such-option'],
     'record_demos': ['--no-such-option'],
     'evaluate': ['--no-such-option'],

@@ -46,6 +46,8 @@ THIRD_PARTY = {
     'matplotlib': 'python3-matplotlib',
     'mujoco': 'python3-mujoco-pip',
     'numpy': 'python3-numpy',
+    'onnx': 'python3-onnx-pip',
+    'onnxruntime': 'python3-onnxruntime-pip',
     'pandas': 'python3-pandas',
     'pyarrow': 'python3-pyarrow-pip',
     'pydantic': 'python3-pydantic-pip',
@@ -57,6 +59,10 @@ THIRD_PARTY = {
 }
 # ROS packages our code imports that the venv set-up (the ROS 2 core from PyPI wheels) does not install.
 ROS_PACKAGES_NOT_INSTALLED_HERE = {'launch', 'launch_ros'}
+# Runtime dependencies that no import statement of ours shows: package -> {key: what needs it}.
+INDIRECT = {
+    'dynamo_encoder': {'python3-onnxscript-pip': 'export.py: torch.onnx.export(dynamo=True) imports onnxscript'},
+}
 DEPENDENCY_TAGS = ('depend', 'build_depend', 'build_export_depend', 'exec_depend', 'test_depend', 'buildtool_depend')
 CONSOLE_SCRIPT = re.compile(r'^\s*([\w.-]+)\s*=\s*[\w.]+\s*:\s*[\w.]+\s*$')
 
@@ -198,6 +204,9 @@ def derive(package: str, src: Path = SRC, ros_packages: set[str] | None = None) 
     test_files = python_files(package_dir, tests=True)
     local_test_modules = {p.stem for p in test_files} | {p.parent.name for p in test_files}
     runtime = keys(scan(python_files(package_dir, tests=False), package_dir, names, executables), {package})
+    if src == SRC:
+        for key, why in INDIRECT.get(package, {}).items():
+            runtime.setdefault(key, set()).add(why)
     tests = keys(scan(test_files, package_dir, names, executables), {package} | local_test_modules)
     if test_files:
         tests.setdefault(THIRD_PARTY['pytest'], set()).add('test/ (the test runner)')

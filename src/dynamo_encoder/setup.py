@@ -23,6 +23,7 @@ setup(
     entry_points={
         'console_scripts': [
             'encoder_node = dynamo_encoder.encoder_node:main',
+            'export_encoder = dynamo_encoder.export:main',
             'pretrain = dynamo_encoder.pretraining.cli:main',
             'probe = dynamo_encoder.probe:main',
         ],

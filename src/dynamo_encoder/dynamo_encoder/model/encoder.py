@@ -132,15 +132,29 @@ class ImageEncoder(nn.Module):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
 
+    def conv_memory_format(self) -> torch.memory_format:
+        """Return the layout of the convolution weights (module.to(memory_format=...) sets it)."""
+        weight = self.stem[0].weight
+        return torch.channels_last if weight.is_contiguous(memory_format=torch.channels_last) \
+            else torch.contiguous_format
+
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8/float 0..255 images (any layout above, any size) -> normalised (B,3,H,W) float."""
+        """uint8/float 0..255 images (any layout above, any size) -> normalised (B,3,H,W) float.
+
+        In the layout of the convolution weights: the convolutions then run in that layout
+        whatever the images' layout (a (B,H,W,3) batch is channels-last as it comes).
+        """
         x = to_channels_first(images).float()
         x = resize_uint8_batch(x, self.input_size)
-        return (x - self.mean) / self.std
+        return ((x - self.mean) / self.std).contiguous(memory_format=self.conv_memory_format())
+
+    def embed_normalised(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalised (B,3,H,W) float images (the output of `preprocess`) -> (B, embedding_dim)."""
+        x = self.stages(self.stem(x))
+        return torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = self.stages(self.stem(self.preprocess(images)))
-        return torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
+        return self.embed_normalised(self.preprocess(images))
 
 
 @contextmanager
