@@ -12,6 +12,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
 import yaml
 
 from dynamo_data.atomic import atomic_open
@@ -19,6 +20,7 @@ from dynamo_data.atomic import atomic_open
 from ..model import ARCHITECTURES, check_setting_types, objective_config
 
 PRESETS_DIR = Path(__file__).resolve().parent / 'presets'
+MEMORY_FORMATS = {'channels_last': torch.channels_last, 'contiguous': torch.contiguous_format}
 
 
 class ConfigError(ValueError):
@@ -57,7 +59,14 @@ class TrainSettings:
     seed: int = 0
     threads: int = 0                 # torch CPU threads; 0 = torch's default
     device: str = 'auto'             # auto | cpu | cuda | cuda:N
-    precision: str = 'auto'          # auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16
+    precision: str = 'auto'          # auto (bf16 autocast where the hardware has fast bf16, else fp32) | fp32 | bf16
+    # Layout of the encoder's convolutions: channels_last, contiguous (NCHW, as the official trainer) or
+    # auto: channels_last on CUDA (the layout of cuDNN's tensor-core convolutions), contiguous on the CPU,
+    # where channels_last training measured no faster (bench/pretrain_throughput.py). Same numbers within 1e-4.
+    memory_format: str = 'auto'
+    # torch.compile the training step: on the CPU minutes of compiling for no measured gain
+    # (bench/pretrain_throughput.py), so off unless asked.
+    compile: bool = False
     checkpoint_every: int = 500      # steps between checkpoints (also at every epoch end)
     sync_batchnorm: bool = True      # several processes: BatchNorm statistics over the global batch (as the paper)
 
@@ -86,6 +95,9 @@ class PretrainConfig:
             raise ConfigError(f'data.cache_dir must be a directory path or null, got {self.data.cache_dir!r}')
         if self.train.precision not in ('auto', 'fp32', 'bf16'):
             raise ConfigError(f'train.precision must be auto, fp32 or bf16, got {self.train.precision!r}')
+        if self.train.memory_format not in ('auto', *MEMORY_FORMATS):
+            raise ConfigError(f'train.memory_format must be auto, channels_last or contiguous, '
+                              f'got {self.train.memory_format!r}')
         try:
             objective = objective_config(self.objective)
         except (ValueError, TypeError) as exc:
