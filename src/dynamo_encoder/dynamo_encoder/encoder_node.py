@@ -11,10 +11,18 @@ blocks the callbacks (torch releases the GIL while it computes). Measured with
 bench/encoder_latency.py (96x96 images at 30 Hz, resnet_small, 2 loaded cores), this beat running
 inference inside a MutuallyExclusive subscription callback on a MultiThreadedExecutor: p50 3.9-4.5
 vs 5.3-7.8 ms, p99 12-13 vs 33-35 ms.
+
+Untrusted input: each frame's stamp is checked against the node's clock before anything else
+(FrameSynchronizer.admit: too far ahead is refused, a clock that went back restarts
+synchronisation), a compressed image is decoded only as the codec its format field names and only
+if its header declares at most `max_image_pixels`; every refusal is one throttled log line and a
+counter on /diagnostics, whose message names the present cause.
 """
 from __future__ import annotations
 
 import array
+import gc
+import signal
 import threading
 import time
 import traceback
@@ -29,8 +37,8 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.time import Time
 from sensor_msgs.msg import CompressedImage, Image
 
-from dynamo_data.image_codec import ImageDecodeError, decode_compressed_image, decode_image
-from dynamo_encoder.frame_sync import FrameSynchronizer, SyncedFrames
+from dynamo_data.image_codec import ImageDecodeError, ImageTooLargeError, decode_compressed_image, decode_image
+from dynamo_encoder.frame_sync import FrameSynchronizer, FutureStampError, StampError, SyncedFrames
 from dynamo_encoder.latest_slot import LatestSlot
 from dynamo_encoder.stream_stats import StreamStatistics
 from dynamo_msgs.msg import Embedding
@@ -39,8 +47,10 @@ from dynamo_util.node_main import run_node
 DEVICES = ('cpu', 'cuda', 'auto')
 TRANSPORTS = ('raw', 'compressed')
 RELIABILITIES = {'best_effort': ReliabilityPolicy.BEST_EFFORT, 'reliable': ReliabilityPolicy.RELIABLE}
+DIAGNOSTIC_LEVELS = {'OK': DiagnosticStatus.OK, 'WARN': DiagnosticStatus.WARN, 'ERROR': DiagnosticStatus.ERROR}
 STATISTICS_WINDOW_S = 5.0
 LOG_THROTTLE_S = 5.0
+STOP_LOG_PERIOD_S = 2.0   # while stopping, how often to say that a forward pass is still finishing
 
 PARAMETERS = {
     # name: (default, description)
@@ -54,9 +64,17 @@ PARAMETERS = {
                           '(sensor_msgs/CompressedImage, jpeg/png, subscribed on the topic as given).'),
     'slop': (0.02, 'Seconds by which the header stamps of one synchronised frame set may differ.'),
     'sync_queue_size': (3, 'Newest frames kept per camera as candidates for synchronisation.'),
+    'max_stamp_ahead': (0.5, "Seconds a frame's header stamp may be ahead of this node's clock. Frames stamped "
+                        'further ahead are refused: one would hold back every later frame until the clock caught up '
+                        'with it. Allow for clock offsets between machines and, with use_sim_time, for a frame '
+                        'handled before the /clock message of its step.'),
+    'max_image_pixels': (3840 * 2160, 'Largest image (width x height) decoded; a larger one is refused from its '
+                         'header before decoding (a few kB of PNG can declare 15000x15000). Default 3840x2160, four '
+                         'times a 1920x1080 camera: the encoder resizes every frame to its small input size anyway.'),
     'qos_reliability': ('best_effort', "Camera subscriptions' reliability: 'best_effort' (matches every publisher) "
-                        "or 'reliable'. Fast DDS loses most best-effort images larger than its 0.5 MB "
-                        "shared-memory segment (e.g. 640x480 rgb8): use 'reliable' for those."),
+                        "or 'reliable'. With its default 0.5 MB shared-memory segment Fast DDS loses most best-effort "
+                        "images larger than that (e.g. 640x480 rgb8): use 'reliable' for those, or run every process "
+                        'with the Fast DDS profile dynamo_bringup/config/fastdds_profile.xml, which sizes it.'),
     'qos_depth': (1, "Camera subscriptions' history depth (keep last)."),
     'diagnostics_period': (1.0, 'Seconds between /diagnostics messages.'),
     'autostart': (True, 'Configure and activate at start-up (a plain `ros2 run` then works).'),
@@ -79,6 +97,8 @@ class Settings:
     compressed: tuple[bool, ...]
     slop_ns: int
     sync_queue_size: int
+    max_stamp_ahead_ns: int
+    max_image_pixels: int
     qos: QoSProfile
     diagnostics_period: float
 
@@ -98,6 +118,7 @@ class EncoderNode(LifecycleNode):
         self._statistics: StreamStatistics | None = None
         self._slot: LatestSlot | None = None
         self._inference_thread: threading.Thread | None = None
+        self._last_clock_jump_ns = 0   # how far the clock went back the last time it did
         self.configure_error: Exception | None = None   # why the last configure failed
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -127,8 +148,10 @@ class EncoderNode(LifecycleNode):
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         settings, camera_names = self._settings, list(self._encoder.camera_names)
-        self._synchronizer = FrameSynchronizer(camera_names, settings.slop_ns, settings.sync_queue_size)
-        self._statistics = StreamStatistics(camera_names, window_s=STATISTICS_WINDOW_S)
+        self._synchronizer = FrameSynchronizer(camera_names, settings.slop_ns, settings.sync_queue_size,
+                                               settings.max_stamp_ahead_ns)
+        self._statistics = StreamStatistics(camera_names, window_s=STATISTICS_WINDOW_S,
+                                            refusals=('future_stamped', 'oversized'))
         self._slot = LatestSlot()
         self._inference_thread = threading.Thread(target=self._inference_loop, name='inference', daemon=True)
         self._inference_thread.start()
@@ -183,6 +206,10 @@ class EncoderNode(LifecycleNode):
             raise ParameterError(f"parameter 'slop' is {value['slop']}; expected >= 0 seconds")
         if value['sync_queue_size'] < 1:
             raise ParameterError(f"parameter 'sync_queue_size' is {value['sync_queue_size']}; expected >= 1")
+        if value['max_stamp_ahead'] < 0:
+            raise ParameterError(f"parameter 'max_stamp_ahead' is {value['max_stamp_ahead']}; expected >= 0 seconds")
+        if value['max_image_pixels'] < 1:
+            raise ParameterError(f"parameter 'max_image_pixels' is {value['max_image_pixels']}; expected >= 1")
         if value['qos_reliability'] not in RELIABILITIES:
             raise ParameterError(f"parameter 'qos_reliability' is {value['qos_reliability']!r}; "
                                  f'expected one of {list(RELIABILITIES)}')
@@ -194,6 +221,7 @@ class EncoderNode(LifecycleNode):
             checkpoint=value['checkpoint'], device=value['device'],
             camera_topics=tuple(topics), compressed=tuple(t == 'compressed' for t in transports),
             slop_ns=int(round(value['slop'] * 1e9)), sync_queue_size=value['sync_queue_size'],
+            max_stamp_ahead_ns=int(round(value['max_stamp_ahead'] * 1e9)), max_image_pixels=value['max_image_pixels'],
             qos=QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=value['qos_depth'],
                            reliability=RELIABILITIES[value['qos_reliability']]),
             diagnostics_period=value['diagnostics_period'])
@@ -236,29 +264,75 @@ class EncoderNode(LifecycleNode):
     # --- frames in (executor thread) -----------------------------------------------------------
 
     def _on_image(self, camera: str, msg) -> None:
+        synchronizer = self._synchronizer
+        dropped_before = synchronizer.dropped_stale
         self._statistics.frame_received(camera)
         try:
-            if isinstance(msg, CompressedImage):
-                image, source = decode_compressed_image(msg.format, msg.data), f'format {msg.format!r}'
-            else:
-                image = decode_image(msg.encoding, msg.height, msg.width, msg.step, msg.is_bigendian, msg.data)
-                source = f'encoding {msg.encoding!r}'
-            if image.dtype != np.uint8 or image.shape[-1] != 3:
-                raise ImageDecodeError(f'{source} gives {image.dtype} images with {image.shape[-1]} channel(s); '
-                                       'the encoder needs colour (rgb8, bgr8, rgba8, bgra8, jpeg or png)')
-        except ImageDecodeError as exc:
-            self._statistics.frame_malformed()
-            self.get_logger().warning(f'skipping a malformed image from camera {camera!r}: {exc}',
-                                      throttle_duration_sec=LOG_THROTTLE_S)
-            return
-        stamp_ns = Time.from_msg(msg.header.stamp).nanoseconds
-        dropped_before = self._synchronizer.dropped_stale
-        synced = self._synchronizer.add(camera, stamp_ns, (image, msg.header))
-        self._statistics.frames_dropped(self._synchronizer.dropped_stale - dropped_before)
+            synced = self._admit_and_add(camera, msg)
+        finally:   # also what a restart after a clock jump dropped, whatever became of this frame
+            self._statistics.frames_dropped(synchronizer.dropped_stale - dropped_before)
         if synced is not None:
             replaced = self._slot.put(synced)
             if replaced is not None:
                 self._statistics.frames_dropped(len(replaced.frames))
+
+    def _admit_and_add(self, camera: str, msg) -> SyncedFrames | None:
+        """Check the frame's stamp, decode it and offer it to the synchroniser; the set it completes, or None."""
+        statistics, synchronizer, log = self._statistics, self._synchronizer, self.get_logger()
+        stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        now_ns = self.get_clock().now().nanoseconds
+        # Each refusal logs from its own line: rclpy throttles per call site.
+        try:
+            # A ROS-time clock reads 0 until the first /clock message: nothing to compare with yet.
+            jump_ns = synchronizer.admit(stamp_ns, now_ns if now_ns > 0 else None)
+        except FutureStampError as exc:
+            statistics.frame_refused('future_stamped')
+            log.warning(f'refusing a frame from camera {camera!r}: {exc}', throttle_duration_sec=LOG_THROTTLE_S)
+            return None
+        except StampError as exc:
+            statistics.frame_malformed()
+            log.warning(f'skipping a malformed image from camera {camera!r}: {exc}',
+                        throttle_duration_sec=LOG_THROTTLE_S)
+            return None
+        if jump_ns:
+            self._last_clock_jump_ns = jump_ns
+            statistics.problem_seen('clock_jumped_back')
+            log.warning(f"this node's clock went back: it is {jump_ns / 1e9:.3f} s behind frames already used "
+                        '(simulator restarted? clock stepped?); synchronisation restarted',
+                        throttle_duration_sec=LOG_THROTTLE_S)
+        try:
+            image = self._decode(msg)
+        except ImageTooLargeError as exc:
+            statistics.frame_refused('oversized')
+            log.warning(f'refusing an image from camera {camera!r}: {exc} (parameter max_image_pixels)',
+                        throttle_duration_sec=LOG_THROTTLE_S)
+            return None
+        except ImageDecodeError as exc:
+            statistics.frame_malformed()
+            log.warning(f'skipping a malformed image from camera {camera!r}: {exc}',
+                        throttle_duration_sec=LOG_THROTTLE_S)
+            return None
+        except Exception:  # a decoder bug must not end the node: the next frame may decode
+            statistics.frame_malformed()
+            log.error(f'decoding an image from camera {camera!r} failed, skipped:\n{traceback.format_exc()}',
+                      throttle_duration_sec=LOG_THROTTLE_S)
+            return None
+        return synchronizer.add(camera, stamp_ns, (image, msg.header))
+
+    def _decode(self, msg):
+        """Return the uint8 (H, W, 3) RGB pixels of an Image or CompressedImage; raise ImageDecodeError."""
+        max_pixels = self._settings.max_image_pixels
+        if isinstance(msg, CompressedImage):
+            image = decode_compressed_image(msg.format, msg.data, max_pixels=max_pixels)
+            source = f'format {msg.format!r}'
+        else:
+            image = decode_image(msg.encoding, msg.height, msg.width, msg.step, msg.is_bigendian, msg.data,
+                                 max_pixels=max_pixels)
+            source = f'encoding {msg.encoding!r}'
+        if image.dtype != np.uint8 or image.shape[-1] != 3:
+            raise ImageDecodeError(f'{source} gives {image.dtype} images with {image.shape[-1]} channel(s); '
+                                   'the encoder needs colour (rgb8, bgr8, rgba8, bgra8, jpeg or png)')
+        return image
 
     # --- inference (its own thread) ----------------------------------------------------------
 
@@ -292,7 +366,16 @@ class EncoderNode(LifecycleNode):
             publisher = self._embedding_publisher
             if slot.closed or publisher is None:
                 return
-            publisher.publish(msg)
+            try:
+                publisher.publish(msg)
+            except Exception:
+                # Ctrl-C shuts the context down at once, possibly mid forward pass: nothing can be
+                # published any more, and _stop_pipeline is about to close the slot.
+                if not self.context.ok():
+                    return
+                self.get_logger().error(f'publishing an embedding failed:\n{traceback.format_exc()}',
+                                        throttle_duration_sec=LOG_THROTTLE_S)
+                continue
             statistics.output_published((self.get_clock().now().nanoseconds - synced.stamp_ns) / 1e9,
                                         time.perf_counter() - started)
 
@@ -306,25 +389,40 @@ class EncoderNode(LifecycleNode):
         if self._slot is not None:
             self._slot.close()
         if self._inference_thread is not None:
-            self._inference_thread.join(timeout=10.0)
+            # The worker finishes the set it is encoding, then finds the slot closed. It must be gone
+            # before _release() destroys its publisher, so this waits as long as that forward pass takes.
+            self._inference_thread.join(timeout=STOP_LOG_PERIOD_S)
+            while self._inference_thread.is_alive():
+                self.get_logger().info('stopping: waiting for the forward pass in progress to finish')
+                self._inference_thread.join(timeout=STOP_LOG_PERIOD_S)
             self._inference_thread = None
 
     # --- diagnostics ---------------------------------------------------------------------------
 
     def _publish_diagnostics(self) -> None:
-        values = self._statistics.snapshot()
-        silent = [name for name in self._encoder.camera_names if values[f'input_rate_hz.{name}'] == 0.0]
-        status = DiagnosticStatus(name=f'{self.get_name()}: embedding', hardware_id=self._encoder.checksum)
-        if silent:
-            topics = dict(zip(self._encoder.camera_names, self._settings.camera_topics))
-            status.level = DiagnosticStatus.WARN
-            status.message = 'no frames from ' + ', '.join(f'camera {name!r} ({topics[name]})' for name in silent)
-        elif values['output_rate_hz'] == 0.0:
-            status.level = DiagnosticStatus.WARN
-            status.message = 'frames arrive but no embeddings are published (no synchronised sets within slop?)'
+        statistics, settings, camera_names = self._statistics, self._settings, self._encoder.camera_names
+        values = statistics.snapshot()
+        values['clock_jumps_back'] = self._synchronizer.clock_jumps_back
+        topics = dict(zip(camera_names, settings.camera_topics))
+        silent = [f'camera {name!r} ({topics[name]})' for name in camera_names
+                  if values[f'input_rate_hz.{name}'] == 0.0]
+        if len(camera_names) > 1:
+            unmatched = (f'no frame set with stamps within slop ({settings.slop_ns / 1e9:g} s), or stamps older '
+                         'than the last set used')
         else:
-            status.level = DiagnosticStatus.OK
-            status.message = 'encoding'
+            unmatched = 'every frame is stamped older than the last one used (did the camera clock go back?)'
+        level, message = statistics.diagnose(values, silent, {
+            'future_stamped': 'frames refused for a stamp more than max_stamp_ahead '
+                              f"({settings.max_stamp_ahead_ns / 1e9:g} s) ahead of this node's clock: {{count}} "
+                              '(the camera clock, or use_sim_time?)',
+            'oversized': f'images refused for more than max_image_pixels ({settings.max_image_pixels}): {{count}}',
+            'malformed': 'malformed images skipped: {count}',
+            'encode_failures': 'frame sets that failed to encode: {count}',
+            'clock_jumped_back': f"this node's clock went back {self._last_clock_jump_ns / 1e9:.3f} s, "
+                                 'synchronisation restarted',
+        }, unmatched)
+        status = DiagnosticStatus(name=f'{self.get_name()}: embedding', hardware_id=self._encoder.checksum,
+                                  level=DIAGNOSTIC_LEVELS[level], message=message)
         values['encoder_checksum'] = self._encoder.checksum
         status.values = [KeyValue(key=key, value=f'{value:.3f}' if isinstance(value, float) else str(value))
                          for key, value in values.items()]
@@ -351,8 +449,15 @@ def _start(node: EncoderNode) -> None:
 
 def main(args=None) -> int:
     # ParameterException: a parameter of the wrong type (e.g. -p threads:=many)
-    return run_node(EncoderNode, 'encoder_node', args, parameter_errors=(ParameterError, ParameterException),
-                    runtime_errors=(AutostartError,), start=_start, on_shutdown=EncoderNode.stop)
+    exit_code = run_node(EncoderNode, 'encoder_node', args, parameter_errors=(ParameterError, ParameterException),
+                         runtime_errors=(AutostartError,), start=_start, on_shutdown=EncoderNode.stop)
+    # The node is gone; what is left is the interpreter's exit. Its final garbage collection over
+    # torch's objects took 1-2 s here (launch escalates to SIGTERM after 5 s); frozen objects are
+    # skipped (0.25 s). A second Ctrl-C meanwhile ends the process at once instead of printing a
+    # KeyboardInterrupt traceback from an atexit callback.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    gc.freeze()
+    return exit_code
 
 
 if __name__ == '__main__':

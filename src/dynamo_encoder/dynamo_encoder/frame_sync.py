@@ -5,6 +5,12 @@ encoder node needs less than it offers: it only ever wants the NEWEST complete s
 (one per camera, all stamps within `slop` of each other), never a queue of old sets. So each
 camera keeps just a few newest candidates, every new frame triggers a search for the newest
 complete set, and whatever can no longer become part of a newer set is dropped and counted.
+
+Because sets never go back in time, one frame stamped in the future would hold back every later
+frame until the clock caught up with it (an hour, for a stamp an hour ahead). So a caller with a
+clock passes each stamp through `admit()` first: stamps more than `max_ahead_ns` ahead of the
+clock are refused, and when the clock is found behind what was already admitted (a simulator
+restarted, an NTP step) synchronisation restarts instead of waiting for the clock to catch up.
 """
 from __future__ import annotations
 
@@ -12,7 +18,20 @@ import bisect
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-__all__ = ['FrameSynchronizer', 'SyncedFrames']
+__all__ = ['FrameSynchronizer', 'FutureStampError', 'StampError', 'SyncedFrames']
+
+
+class StampError(ValueError):
+    """A frame stamp the synchroniser cannot use; the message says why."""
+
+
+class FutureStampError(StampError):
+    """A frame stamped further ahead of the clock than the synchroniser accepts."""
+
+    def __init__(self, ahead_ns: int, max_ahead_ns: int):
+        super().__init__(f'stamped {ahead_ns / 1e9:.3f} s ahead of the clock (at most {max_ahead_ns / 1e9:.3f} s '
+                         'accepted): check the clock of its source, or use_sim_time')
+        self.ahead_ns = ahead_ns
 
 
 @dataclass(frozen=True)
@@ -32,9 +51,12 @@ class FrameSynchronizer:
     camera's frame in the last returned set (late, out-of-order or duplicate) is dropped as
     stale, and so is every candidate older than the frames just returned, or pushed out of its
     camera's `queue_size` newest candidates. `dropped_stale` counts them all.
+
+    `admit(stamp_ns, now_ns)` checks a stamp against a clock before the frame is decoded and added:
+    see the module docstring. `clock_jumps_back` counts the restarts it made.
     """
 
-    def __init__(self, camera_names: Sequence[str], slop_ns: int, queue_size: int = 3):
+    def __init__(self, camera_names: Sequence[str], slop_ns: int, queue_size: int = 3, max_ahead_ns: int = 0):
         if not camera_names:
             raise ValueError('FrameSynchronizer needs at least one camera')
         if len(set(camera_names)) != len(camera_names):
@@ -43,11 +65,15 @@ class FrameSynchronizer:
             raise ValueError(f'slop must be >= 0, got {slop_ns} ns')
         if queue_size < 1:
             raise ValueError(f'queue_size must be >= 1, got {queue_size}')
+        if max_ahead_ns < 0:
+            raise ValueError(f'max_ahead must be >= 0, got {max_ahead_ns} ns')
         self.camera_names = tuple(camera_names)
         self.slop_ns = int(slop_ns)
         self.queue_size = int(queue_size)
+        self.max_ahead_ns = int(max_ahead_ns)
         self._index = {name: i for i, name in enumerate(self.camera_names)}
         self.dropped_stale = 0
+        self.clock_jumps_back = 0
         self.reset()
 
     def reset(self) -> None:
@@ -61,6 +87,35 @@ class FrameSynchronizer:
     def pending(self, camera: str) -> int:
         """How many candidates `camera` holds right now."""
         return len(self._stamps[self._camera_index(camera)])
+
+    def admit(self, stamp_ns: int, now_ns: int | None) -> int:
+        """Check a frame stamp against the clock reading `now_ns` before the frame is added.
+
+        Raise StampError for a negative stamp, FutureStampError for one more than `max_ahead_ns`
+        ahead of `now_ns`. Every stamp held (candidates and the last set) was at most `max_ahead_ns`
+        ahead of the clock when admitted, so one now further ahead means the clock went back: then
+        everything held is dropped (counted as stale) and synchronisation starts afresh. Return how
+        far the newest held stamp was ahead of the clock in that case (ns), else 0. With `now_ns`
+        None (no clock yet, e.g. sim time before the first /clock) only the sign is checked.
+        """
+        stamp_ns = int(stamp_ns)
+        if stamp_ns < 0:
+            raise StampError(f'negative stamp {stamp_ns / 1e9:.3f} s')
+        if now_ns is None:
+            return 0
+        now_ns = int(now_ns)
+        held = [stamps[-1] for stamps in self._stamps if stamps]
+        if self._last_set_stamp is not None:
+            held.append(self._last_set_stamp)
+        jump_ns = 0
+        if held and max(held) > now_ns + self.max_ahead_ns:
+            jump_ns = max(held) - now_ns
+            self.dropped_stale += sum(len(stamps) for stamps in self._stamps)
+            self.clock_jumps_back += 1
+            self.reset()
+        if stamp_ns > now_ns + self.max_ahead_ns:
+            raise FutureStampError(stamp_ns - now_ns, self.max_ahead_ns)
+        return jump_ns
 
     def add(self, camera: str, stamp_ns: int, frame: Any) -> SyncedFrames | None:
         """Offer one camera frame; the newest complete set if this frame completes one."""

@@ -2,7 +2,10 @@
 
 import io
 import re
+import signal
+import struct
 import time
+import zlib
 
 import numpy as np
 import pytest
@@ -61,6 +64,20 @@ def png_image_msg(rgb, stamp_ns):
 
 def random_image(rng, height=40, width=52):
     return rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+
+
+def encoded(rgb, fmt):
+    buffer = io.BytesIO()
+    PILImage.fromarray(rgb).save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def png_declaring(width, height):
+    """Return a decompression bomb: a tiny PNG whose header declares width x height (CRC fixed)."""
+    data = bytearray(encoded(np.zeros((8, 8, 3), np.uint8), 'PNG'))
+    data[16:24] = struct.pack('>II', width, height)   # IHDR width and height, after signature, length, type
+    data[29:33] = struct.pack('>I', zlib.crc32(bytes(data[12:29])))
+    return bytes(data)
 
 
 def start_encoder(ros_processes, checkpoint, *extra):
@@ -326,3 +343,129 @@ def test_without_autostart_the_node_follows_lifecycle_transitions(ros_processes,
     assert transition(Transition.TRANSITION_DEACTIVATE)
     ros_node.spin_until(lambda: subscribed() == [0, 0], 20, 'unsubscribing from both cameras')
     assert get_state.call(GetState.Request(), timeout_s=30).current_state.label == 'inactive'
+
+
+def test_a_frame_stamped_an_hour_ahead_is_refused_and_the_next_good_frame_is_encoded(ros_processes, ros_node,
+                                                                                       artifacts):
+    """It used to be encoded, and every good frame after it dropped as stale for an hour, without a word."""
+    embeddings = ros_node.collect(Embedding, 'embedding')
+    diagnostics = ros_node.collect(DiagnosticArray, '/diagnostics')
+    publisher = ros_node.node.create_publisher(Image, FRONT_TOPIC, RELIABLE)
+    node = start_encoder(ros_processes, artifacts['one'], '-p', 'qos_reliability:=reliable', '-p', 'qos_depth:=10',
+                         '-p', 'diagnostics_period:=0.5')
+    ros_node.wait_for_subscriber(FRONT_TOPIC, timeout=STARTUP_TIMEOUT_S)
+    image = random_image(np.random.default_rng(6))
+    clock = ros_node.node.get_clock()
+    good_stamps = []
+
+    def publish_good(i):
+        good_stamps.append(clock.now().nanoseconds)
+        publisher.publish(raw_image_msg(image, good_stamps[-1]))
+
+    publish_until(ros_node, publish_good, lambda: embeddings, 30, 'a first embedding', period=0.1)
+    future_ns = clock.now().nanoseconds + 3600 * 1_000_000_000
+    publisher.publish(raw_image_msg(image, future_ns))
+    after = clock.now().nanoseconds
+    publish_until(ros_node, publish_good, lambda: nanoseconds_of(embeddings[-1].header.stamp) > after, 30,
+                  'an embedding of a good frame sent after the future-stamped one', period=0.1)
+    assert all(nanoseconds_of(e.header.stamp) in good_stamps for e in embeddings), 'the future frame was encoded'
+    ros_node.spin_until(lambda: diagnostics and diagnostics_values(diagnostics[-1])['frames_future_stamped'] == '1',
+                        10, 'diagnostics counting the future-stamped frame')
+    assert any('frames refused for a stamp more than max_stamp_ahead' in status.message
+               for d in diagnostics for status in d.status), [s.message for d in diagnostics for s in d.status]
+    assert re.search(r'refusing a frame from camera .front.: stamped 3\d{3}\.\d{3} s ahead of the clock', node.output())
+
+
+def test_a_simulated_clock_that_jumps_back_restarts_synchronisation(ros_processes, ros_node, artifacts):
+    """A simulator restarted at t=0: frames of the new run are encoded at once, not after the old run's time."""
+    from rosgraph_msgs.msg import Clock
+
+    embeddings = ros_node.collect(Embedding, 'embedding')
+    clock_publisher = ros_node.node.create_publisher(Clock, '/clock', 10)
+    publisher = ros_node.node.create_publisher(Image, FRONT_TOPIC, RELIABLE)
+    node = start_encoder(ros_processes, artifacts['one'], '-p', 'qos_reliability:=reliable', '-p', 'qos_depth:=10',
+                         '-p', 'use_sim_time:=true')
+    ros_node.wait_for_subscriber(FRONT_TOPIC, timeout=STARTUP_TIMEOUT_S)
+    ros_node.wait_for_subscriber('/clock', timeout=STARTUP_TIMEOUT_S)
+    image = random_image(np.random.default_rng(7))
+    sim_start_ns = [1000 * 1_000_000_000]
+
+    def step(i):   # one simulator step: the clock, then the camera frame of that time
+        stamp_ns = sim_start_ns[0] + i * 100_000_000
+        clock_publisher.publish(Clock(clock=stamp_of(stamp_ns)))
+        publisher.publish(raw_image_msg(image, stamp_ns))
+
+    publish_until(ros_node, step, lambda: embeddings, 30, 'an embedding in the first run', period=0.1)
+    sim_start_ns[0] = 5 * 1_000_000_000
+    publish_until(ros_node, step, lambda: nanoseconds_of(embeddings[-1].header.stamp) < 1000 * 1_000_000_000, 30,
+                  'an embedding of the restarted simulation', period=0.1)
+    assert "this node's clock went back" in node.output()
+
+
+def test_decompression_bombs_and_mislabelled_images_are_refused_and_the_node_keeps_answering(ros_processes, ros_node,
+                                                                                             artifacts):
+    embeddings = ros_node.collect(Embedding, 'embedding')
+    diagnostics = ros_node.collect(DiagnosticArray, '/diagnostics')
+    topic = '/camera/color/image_raw/compressed'
+    publisher = ros_node.node.create_publisher(CompressedImage, topic, RELIABLE)
+    node = start_encoder(ros_processes, artifacts['one'], '-p', f'camera_topics:=[{topic}]',
+                         '-p', 'camera_transports:=[compressed]', '-p', 'qos_reliability:=reliable',
+                         '-p', 'qos_depth:=10', '-p', 'diagnostics_period:=0.5')
+    ros_node.wait_for_subscriber(topic, timeout=STARTUP_TIMEOUT_S)
+    ros_node.spin_until(lambda: ros_node.node.count_publishers('embedding') > 0, STARTUP_TIMEOUT_S, 'embedding')
+    base_ns = 1_700_000_000_000_000_000
+    image = random_image(np.random.default_rng(8))
+    # Oversized (once these ended the node, or took 1.4 GB each): 2. Not what the format says: 2.
+    hostile = [('png', png_declaring(15000, 15000)), ('png', png_declaring(10000, 10000)),
+               ('jpeg', encoded(image, 'GIF')), ('jpeg', encoded(image, 'BMP'))]
+    for i, (fmt, data) in enumerate(hostile):
+        msg = CompressedImage(format=fmt, data=data)
+        msg.header.stamp = stamp_of(base_ns + i)
+        publisher.publish(msg)
+    good_stamps = []
+
+    def publish_good(i):
+        good_stamps.append(base_ns + 1_000_000 * (i + 1))
+        publisher.publish(png_image_msg(random_image(np.random.default_rng(i)), good_stamps[-1]))
+
+    publish_until(ros_node, publish_good, lambda: embeddings, 30, 'an embedding after the hostile images')
+
+    def counted():
+        values = diagnostics and diagnostics_values(diagnostics[-1])
+        return values and (values['frames_oversized'], values['frames_malformed']) == ('2', '2')
+
+    ros_node.spin_until(counted, 10, 'diagnostics counting 2 oversized and 2 malformed images')
+    assert all(nanoseconds_of(e.header.stamp) in good_stamps for e in embeddings)
+    assert node.returncode is None
+    log = node.output()
+    assert 'refused before decoding' in log and 'max_image_pixels' in log, log
+    assert 'the data is not a jpeg image' in log and 'Traceback' not in log, log
+
+
+@pytest.fixture(scope='module')
+def slow_artifact(tmp_path_factory):
+    """resnet18 at 224 px: a forward pass of 0.1 s or more here, so a stream keeps the worker busy."""
+    path = tmp_path_factory.mktemp('slow_encoder') / 'resnet18.pt'
+    EncoderArtifact.random_init('resnet18', ['front'], (224, 224), seed=0).save(path)
+    return path
+
+
+def test_sigint_mid_inference_exits_cleanly(ros_processes, ros_node, slow_artifact):
+    """Ctrl-C while the worker encodes: exit code 0, no traceback (once it published on a dead context)."""
+    embeddings = ros_node.collect(Embedding, 'embedding')
+    publisher = ros_node.node.create_publisher(Image, FRONT_TOPIC, RELIABLE)
+    node = start_encoder(ros_processes, slow_artifact, '-p', 'qos_reliability:=reliable')
+    ros_node.wait_for_subscriber(FRONT_TOPIC, timeout=STARTUP_TIMEOUT_S)
+    image = random_image(np.random.default_rng(9), 240, 320)
+    clock = ros_node.node.get_clock()
+    publish_until(ros_node, lambda i: publisher.publish(raw_image_msg(image, clock.now().nanoseconds)),
+                  lambda: len(embeddings) >= 3, 60, 'three embeddings', period=0.03)
+    for _ in range(5):   # frames arrive faster than the forward pass: the worker is busy when the signal comes
+        publisher.publish(raw_image_msg(image, clock.now().nanoseconds))
+        ros_node.spin_for(0.03)
+    node.popen.send_signal(signal.SIGINT)
+    signalled = time.monotonic()
+    exit_code = node.wait(timeout=30)
+    print(f'encoder_node exited {time.monotonic() - signalled:.2f} s after SIGINT (mid-inference)')
+    log = node.output()
+    assert exit_code == 0 and 'Traceback' not in log and 'RCLError' not in log, log

@@ -5,6 +5,7 @@ import threading
 
 import pytest
 
+from dynamo_encoder.frame_sync import FrameSynchronizer
 from dynamo_encoder.latest_slot import LatestSlot
 from dynamo_encoder.stream_stats import StreamStatistics
 
@@ -105,3 +106,100 @@ def test_latest_slot_wakes_a_waiting_worker_on_put_and_on_close():
     assert taken == ['frame set', None]
     slot.put('after close')
     assert slot.take(timeout=0) is None and slot.closed
+
+
+def test_refusals_are_counted_by_declared_reason_and_an_undeclared_one_is_a_bug():
+    stats = StreamStatistics(['front'], refusals=('future_stamped', 'oversized'))
+    stats.frame_refused('future_stamped')
+    stats.frame_refused('future_stamped')
+    stats.frame_refused('oversized')
+    values = stats.snapshot()
+    assert values['frames_future_stamped'] == 2 and values['frames_oversized'] == 1
+    assert values['frames_malformed'] == 0
+    with pytest.raises(KeyError, match="unknown refusal 'typo'"):
+        stats.frame_refused('typo')
+
+
+def test_recent_problems_count_each_cause_over_the_window_only():
+    clock = FakeClock()
+    stats = StreamStatistics(['front'], window_s=2.0, clock=clock, refusals=('future_stamped',))
+    stats.frame_refused('future_stamped')
+    stats.frames_dropped(3)
+    clock.now += 1.5
+    stats.frame_malformed()
+    stats.problem_seen('clock_jumped_back')
+    assert stats.recent_problems() == {'future_stamped': 1, 'dropped_stale': 3, 'malformed': 1,
+                                       'clock_jumped_back': 1}
+    clock.now += 1.0   # the first two causes leave the window; the cumulative counters stay
+    assert stats.recent_problems() == {'malformed': 1, 'clock_jumped_back': 1}
+    assert stats.snapshot()['frames_future_stamped'] == 1 and stats.snapshot()['frames_dropped_stale'] == 3
+
+
+EXPLANATIONS = {'future_stamped': '{count} frames stamped in the future refused',
+                'malformed': '{count} malformed images skipped', 'encode_failures': '{count} sets failed to encode'}
+
+
+def diagnosis(stats, silent=()):
+    return stats.diagnose(stats.snapshot(), list(silent), EXPLANATIONS, 'no set within slop')
+
+
+def test_diagnosis_names_the_present_cause_not_a_guess():
+    """One future-stamped frame and nothing published used to read 'no synchronised sets within slop?'."""
+    clock = FakeClock()
+    stats = StreamStatistics(['front'], window_s=5.0, clock=clock, refusals=('future_stamped',))
+    for _ in range(10):
+        clock.now += 0.1
+        stats.frame_received('front')
+        stats.frame_refused('future_stamped')
+    assert diagnosis(stats) == ('WARN', 'frames arrive but nothing is published; in the last 5 s: '
+                                        '10 frames stamped in the future refused')
+    for _ in range(10):   # good frames again: published, the refusals still in the window
+        clock.now += 0.1
+        stats.frame_received('front')
+        stats.output_published(0.01, 0.005)
+    assert diagnosis(stats) == ('WARN', 'publishing, but in the last 5 s: 10 frames stamped in the future refused')
+    clock.now += 4.5   # the refusals leave the window, the good frames keep coming
+    for _ in range(5):
+        clock.now += 0.1
+        stats.frame_received('front')
+        stats.output_published(0.01, 0.005)
+    assert diagnosis(stats) == ('OK', 'publishing')
+
+
+def test_diagnosis_of_silence_stale_frames_and_failing_encodes():
+    clock = FakeClock()
+    stats = StreamStatistics(['front'], window_s=5.0, clock=clock)
+    clock.now += 1.0
+    assert diagnosis(stats, ["camera 'front' (/image)"]) == ('WARN', "no frames from camera 'front' (/image)")
+    stats.frame_received('front')
+    assert diagnosis(stats) == ('WARN', 'frames arrive but nothing has been published yet')
+    stats.frames_dropped(1)
+    assert diagnosis(stats) == ('WARN', 'frames arrive but nothing is published: no set within slop')
+    stats.encode_failed()
+    level, message = diagnosis(stats)
+    assert level == 'ERROR' and message.endswith('1 sets failed to encode')
+
+
+def test_a_busy_worker_next_encodes_the_newest_set_never_one_a_newer_set_superseded():
+    """The encoder node's pipeline, single-threaded: synchroniser -> slot -> worker."""
+    sync, slot = FrameSynchronizer(['front', 'wrist'], slop_ns=5), LatestSlot()
+    superseded = []
+    encoded = []
+
+    def frame_arrives(camera, stamp):
+        synced = sync.add(camera, stamp, f'{camera}{stamp}')
+        if synced is not None and (replaced := slot.put(synced)) is not None:
+            superseded.append(replaced.stamp_ns)
+
+    def worker_takes():
+        encoded.append(slot.take(timeout=0).stamp_ns)
+
+    frame_arrives('front', 100)
+    frame_arrives('wrist', 101)
+    worker_takes()                       # busy encoding the set of 101 while three newer sets complete
+    for stamp in (200, 300, 400):
+        frame_arrives('front', stamp)
+        frame_arrives('wrist', stamp + 2)
+    worker_takes()
+    assert encoded == [101, 402] and superseded == [202, 302]
+    assert slot.take(timeout=0) is None   # nothing older is left behind to be encoded later

@@ -2,9 +2,10 @@
 
 import pytest
 
-from dynamo_encoder.frame_sync import FrameSynchronizer
+from dynamo_encoder.frame_sync import FrameSynchronizer, FutureStampError, StampError
 
 MS = 1_000_000
+S = 1_000_000_000
 
 
 def test_single_camera_passes_every_frame_in_order():
@@ -98,5 +99,82 @@ def test_bad_arguments_are_refused_with_a_reason():
         FrameSynchronizer(['a', 'a'], slop_ns=0)
     with pytest.raises(ValueError, match='slop'):
         FrameSynchronizer(['a'], slop_ns=-1)
+    with pytest.raises(ValueError, match='max_ahead'):
+        FrameSynchronizer(['a'], slop_ns=0, max_ahead_ns=-1)
     with pytest.raises(KeyError, match="unknown camera 'b'"):
         FrameSynchronizer(['a'], slop_ns=0).add('b', 0, None)
+
+
+class FrameSource:
+    """Frames of a camera at `rate_hz` stamped by a clock that the test moves (a fake node clock)."""
+
+    def __init__(self, sync, start_ns=1000 * S, rate_hz=10):
+        self.sync, self.now_ns, self.period_ns = sync, start_ns, S // rate_hz
+
+    def offer(self, camera, stamp_ns, frame):
+        """admit() then add(), as the encoder node does; the set, or None."""
+        self.sync.admit(stamp_ns, self.now_ns)
+        return self.sync.add(camera, stamp_ns, frame)
+
+    def good_frames(self, count, camera='front'):
+        """Advance the clock one period per frame, each frame stamped with it; the sets that came out."""
+        sets = []
+        for i in range(count):
+            self.now_ns += self.period_ns
+            sets.append(self.offer(camera, self.now_ns, f'good{i}'))
+        return sets
+
+
+@pytest.mark.parametrize('ahead_s', [3600, 5, 2])
+def test_a_future_stamped_frame_is_refused_and_the_next_good_frame_goes_through(ahead_s):
+    """One frame an hour (or 5 s, 2 s) ahead used to hold back every later frame for that long."""
+    sync = FrameSynchronizer(['front'], slop_ns=0, max_ahead_ns=500 * MS)
+    source = FrameSource(sync)
+    assert all(source.good_frames(3))
+    with pytest.raises(FutureStampError, match=rf'stamped {ahead_s}\.000 s ahead of the clock \(at most 0\.500 s'):
+        source.offer('front', source.now_ns + ahead_s * S, 'future')
+    sets = source.good_frames(30)
+    assert [s.frames for s in sets] == [(f'good{i}',) for i in range(30)]
+    assert sync.dropped_stale == 0 and sync.clock_jumps_back == 0
+
+
+def test_a_stamp_within_the_tolerance_ahead_is_used_and_holds_back_older_frames_at_most_that_long():
+    sync = FrameSynchronizer(['front'], slop_ns=0, max_ahead_ns=500 * MS)
+    source = FrameSource(sync, rate_hz=10)
+    assert source.offer('front', source.now_ns + 500 * MS, 'ahead').frames == ('ahead',)   # the edge is inclusive
+    # Frames stamped with the clock are older than that set until the clock passes it: 5 periods.
+    assert [s is not None for s in source.good_frames(7)] == [False] * 5 + [True] * 2
+    with pytest.raises(FutureStampError):
+        source.offer('front', source.now_ns + 500 * MS + 1, 'just beyond')
+
+
+def test_a_clock_that_jumps_back_restarts_synchronisation_at_once():
+    """A simulator restarted at t=0 (or an NTP step back): new frames are encoded, not held back for 1000 s."""
+    sync = FrameSynchronizer(['front', 'wrist'], slop_ns=5 * MS, max_ahead_ns=500 * MS)
+    source = FrameSource(sync, start_ns=1000 * S)
+    for i in range(3):
+        source.now_ns += 100 * MS
+        source.offer('front', source.now_ns, f'f{i}')
+        assert source.offer('wrist', source.now_ns + 2 * MS, f'w{i}') is not None
+    source.offer('front', source.now_ns + 100 * MS, 'pending front frame')   # a candidate from before the jump
+    source.now_ns = 5 * S
+    assert sync.admit(source.now_ns, source.now_ns) == 1000 * S + 400 * MS - 5 * S
+    assert sync.clock_jumps_back == 1 and sync.dropped_stale == 1   # the pending candidate
+    source.offer('front', source.now_ns, 'f after')
+    assert source.offer('wrist', source.now_ns + 1 * MS, 'w after').frames == ('f after', 'w after')
+    assert sync.admit(source.now_ns + 100 * MS, source.now_ns + 100 * MS) == 0   # restarted once, not again
+
+
+def test_a_late_frame_while_the_clock_runs_on_is_stale_not_a_clock_jump():
+    sync = FrameSynchronizer(['front'], slop_ns=0, max_ahead_ns=500 * MS)
+    source = FrameSource(sync)
+    source.good_frames(5)
+    assert source.offer('front', source.now_ns - 3 * S, 'late by 3 s') is None
+    assert sync.dropped_stale == 1 and sync.clock_jumps_back == 0
+    assert all(source.good_frames(2))
+
+
+def test_a_negative_stamp_is_refused():
+    sync = FrameSynchronizer(['front'], slop_ns=0)
+    with pytest.raises(StampError, match='negative stamp'):
+        sync.admit(-1, 0)
