@@ -43,7 +43,10 @@ def weights_checksum(state_dict: dict[str, torch.Tensor]) -> str:
 
 
 class EncoderArtifact:
-    """A frozen image encoder with its metadata; `encode`/`encode_batch` run it without gradients."""
+    """A frozen image encoder with its metadata; `encode`/`encode_batch` run it without gradients.
+
+    Takes over `module`: puts it in eval mode and, on the CPU, in channels-last memory format.
+    """
 
     def __init__(self, module: ImageEncoder, camera_names: list[str], name: str,
                  training_config: dict | None = None):
@@ -55,6 +58,11 @@ class EncoderArtifact:
         self.training_config = training_config or {}
         self.checksum = weights_checksum(self._cpu_state_dict())
         self.device = next(module.parameters()).device
+        if self.device.type == 'cpu':
+            # The frames arrive channels-last (H, W, 3), and oneDNN's convolutions are fastest on
+            # channels-last weights too: resnet18 at 224 px on one thread took 70 instead of 114 ms
+            # (same numbers within 1e-5, test_artifact). Left alone on CUDA, where it was not measured.
+            self.module.to(memory_format=torch.channels_last)
 
     # -- metadata -------------------------------------------------------------------------------
     @property
@@ -75,7 +83,9 @@ class EncoderArtifact:
         return len(self.camera_names) * self.embedding_dim
 
     def _cpu_state_dict(self) -> dict[str, torch.Tensor]:
-        return {k: v.detach().cpu().clone() for k, v in self.module.state_dict().items()}
+        # Contiguous, so a saved artifact does not depend on the memory format inference uses.
+        return {k: v.detach().cpu().clone(memory_format=torch.contiguous_format)
+                for k, v in self.module.state_dict().items()}
 
     # -- construction ---------------------------------------------------------------------------
     @classmethod

@@ -1,5 +1,7 @@
 """The encoder artifact: round trip, checksum, the encode API, and clear errors."""
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -98,3 +100,23 @@ def test_encode_dataset_embeds_every_frame_of_every_episode_in_order(artifact, t
     three_cameras = EncoderArtifact.random_init('resnet_small', ['front', 'wrist', 'top'], (32, 32), seed=7)
     with pytest.raises(ArtifactError, match=r"needs camera\(s\) \['top'\]; dataset .* has \['front', 'wrist'\]"):
         three_cameras.encode_dataset(dataset)
+
+
+@pytest.mark.parametrize('arch, input_size', [('resnet18', (96, 96)), ('resnet_small', (32, 32))])
+def test_inference_runs_channels_last_with_the_embedding_of_the_contiguous_module(arch, input_size, tmp_path):
+    """encode() uses the faster channels-last form; its embedding equals the plain module's within 1e-5."""
+    artifact = EncoderArtifact.random_init(arch, ['front'], input_size, seed=3)
+    artifact.save(tmp_path / 'encoder.pt')
+    loaded = EncoderArtifact.load(tmp_path / 'encoder.pt')
+    contiguous = copy.deepcopy(loaded.module).to(memory_format=torch.contiguous_format)
+    convolutions = [m.weight for m in loaded.module.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert all(w.is_contiguous(memory_format=torch.channels_last) for w in convolutions)
+    assert not all(w.is_contiguous() for w in convolutions)   # (1x1 kernels are both)
+    frame = images(size=(120, 160), seed=4)['front']
+    with torch.inference_mode():
+        expected = contiguous(torch.from_numpy(frame)[None]).numpy()[0]
+    np.testing.assert_allclose(loaded.encode({'front': frame}), expected, rtol=0, atol=1e-5)
+    # The saved weights stay contiguous: the file does not depend on the memory format used for inference.
+    saved = torch.load(tmp_path / 'encoder.pt', weights_only=True)['state_dict']
+    assert all(tensor.is_contiguous() for tensor in saved.values())
+    assert loaded.checksum == artifact.checksum
