@@ -3,6 +3,7 @@
 
     python bench/encoder_latency.py [--seconds 60] [--floor-seconds 20] [--rate 30]
                                     [--checkpoint encoder.pt | --arch A --input-size N]
+                                    [--fastdds-profile XML | --no-fastdds-profile]
 
 Starts a real encoder_node subprocess over DDS (loopback only, a ROS_DOMAIN_ID of its own),
 publishes camera images (rgb8, --image-size) stamped with the time of publishing at --rate for
@@ -16,9 +17,20 @@ Prints latency p50/p99, the floor p50/p99, the node's own time (latency p50 - fl
 ratio to the bare forward pass (`EncoderArtifact.encode` of the same image, same thread count,
 timed in this process before and after the streams in the same run), the ratio to forward + floor
 (1.0 for a node that adds nothing to the forward pass beyond the transport), p99/p50, and frames
-that got no embedding. Writes a PNG of both latencies over time and their histograms. Without
---checkpoint it benchmarks a randomly initialised encoder (latency does not depend on what an
-encoder learned).
+that got no embedding, and how long encoder_node took to exit after SIGINT.
+Writes a PNG of both latencies over time and their histograms. Without --checkpoint it benchmarks a
+randomly initialised encoder (latency does not depend on what an encoder learned).
+
+Every process of the run (this one, encoder_node, the relay) gets the Fast DDS profile
+src/dynamo_bringup/config/fastdds_profile.xml through FASTDDS_DEFAULT_PROFILES_FILE, which sizes
+the shared-memory transport for camera images; --no-fastdds-profile measures Fast DDS's defaults
+instead (then best-effort 640x480 images are mostly lost: use --qos-reliability reliable).
+
+Goals: e2e p50 <= 1.10 x (forward p50 + floor p50) and p99 <= 1.5 x p50. When frames come faster
+than the forward pass, a frame waits in the node until the worker is free (up to one frame period,
+half of it on average): the node never encodes a frame while a newer one waits, so that wait is
+what any node pays for encoding the newest frame, and the diagnostics line shows it (the node's
+stamp -> publish latency minus its encode time).
 """
 
 from __future__ import annotations
@@ -32,8 +44,9 @@ from pathlib import Path
 
 import numpy as np
 
-GOAL_RATIO = 1.15
+GOAL_RATIO = 1.10   # e2e p50 / (forward p50 + floor p50)
 GOAL_TAIL = 1.5
+FASTDDS_PROFILE = Path(__file__).resolve().parents[1] / 'src/dynamo_bringup/config/fastdds_profile.xml'
 WARMUP_S = 2.0
 DRAIN_S = 1.0
 
@@ -50,9 +63,16 @@ def parse_args():
                         help='input size of the random-init encoder (default 224)')
     parser.add_argument('--image-size', default='640x480', help='published image WIDTHxHEIGHT (default 640x480)')
     parser.add_argument('--threads', type=int, default=1, help='torch CPU threads, node and reference (default 1)')
-    parser.add_argument('--qos-reliability', choices=['reliable', 'best_effort'], default='reliable',
-                        help='image QoS of publisher and node (default reliable: Fast DDS loses most best-effort '
-                             'images larger than its 0.5 MB shared-memory segment, e.g. 640x480 rgb8)')
+    parser.add_argument('--qos-reliability', choices=['reliable', 'best_effort'], default='best_effort',
+                        help="image QoS of publisher and node (default best_effort, encoder_node's default; without "
+                             'the Fast DDS profile use reliable: Fast DDS then loses most best-effort images larger '
+                             'than its 0.5 MB shared-memory segment, e.g. 640x480 rgb8)')
+    profile = parser.add_mutually_exclusive_group()
+    profile.add_argument('--fastdds-profile', type=Path, default=FASTDDS_PROFILE,
+                         help='Fast DDS XML profile for every process (default: the one in '
+                              'src/dynamo_bringup/config/)')
+    profile.add_argument('--no-fastdds-profile', dest='fastdds_profile', action='store_const', const=None,
+                         help="measure with Fast DDS's default transports")
     parser.add_argument('--device', default='cpu', help="encoder_node's device parameter (default cpu)")
     parser.add_argument('--plot', type=Path, default=Path('runs/bench/encoder_latency.png'),
                         help='where to write the PNG (default runs/bench/encoder_latency.png)')
@@ -62,7 +82,23 @@ def parse_args():
     except ValueError:
         parser.error(f'--image-size must be WIDTHxHEIGHT, got {args.image_size!r}')
     args.image_shape = (height, width, 3)
+    if args.fastdds_profile is not None and not args.fastdds_profile.is_file():
+        parser.error(f'--fastdds-profile {args.fastdds_profile}: no such file')
     return args
+
+
+def use_fastdds_profile(profile: Path | None) -> None:
+    """Name `profile` (None: none) to Fast DDS in this process's environment, which the node processes inherit.
+
+    FASTDDS_DEFAULT_PROFILES_FILE is Fast DDS 3's name (ROS 2 Kilted on). Fast DDS 2 (Humble, Jazzy)
+    reads FASTRTPS_DEFAULT_PROFILES_FILE, which Kilted's rmw still honours with a deprecation
+    warning per process: so that one is only ever removed here.
+    """
+    os.environ.pop('FASTRTPS_DEFAULT_PROFILES_FILE', None)
+    if profile is None:
+        os.environ.pop('FASTDDS_DEFAULT_PROFILES_FILE', None)
+    else:
+        os.environ['FASTDDS_DEFAULT_PROFILES_FILE'] = str(profile.resolve())
 
 
 def time_forward(encoder, image: np.ndarray, calls: int) -> np.ndarray:
@@ -102,7 +138,8 @@ def relay_command(args, encoder, template_path: Path) -> list[str]:
 def stream(args, command: list[str], name: str, seconds: float, image: np.ndarray, log_path: Path):
     """Run `command` (encoder_node or the transport relay) and the image stream for `seconds`.
 
-    Return the stamps of the measured images, the receive time by embedding stamp and the last /diagnostics.
+    Return the stamps of the measured images, the receive time by embedding stamp, the last /diagnostics
+    and the seconds the process took to exit after SIGINT.
     """
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
@@ -161,13 +198,15 @@ def stream(args, command: list[str], name: str, seconds: float, image: np.ndarra
         drain_end = time.monotonic() + DRAIN_S
         while time.monotonic() < drain_end:
             rclpy.spin_once(bench, timeout_sec=0.01)
-        return measured, received, diagnostics[-1] if diagnostics else None
     finally:
         bench.destroy_node()
         rclpy.try_shutdown()
+        signalled = time.monotonic()
         exit_code = node_process.stop()
+        exit_s = time.monotonic() - signalled
         if exit_code != 0:
             print(f'warning: {name} exited with {exit_code}; log: {log_path}', file=sys.stderr)
+    return measured, received, diagnostics[-1] if diagnostics else None, exit_s
 
 
 def plot(path: Path, sent, latencies_ms, floor_sent, floor_ms, forward_ms, title):
@@ -210,7 +249,9 @@ def main():
     args = parse_args()
     from dynamo_bringup.processes import DomainLease
     lease = DomainLease()
-    os.environ.update(lease.environment())   # before rclpy: this run's own domain, loopback only
+    # Before rclpy, and inherited by the node processes: this run's own domain, loopback only, the profile.
+    os.environ.update(lease.environment())
+    use_fastdds_profile(args.fastdds_profile)
     import torch
 
     from dynamo_encoder.artifact import EncoderArtifact
@@ -227,10 +268,10 @@ def main():
             if len(encoder.camera_names) != 1:
                 raise SystemExit(f'{checkpoint}: this bench streams one camera; the encoder has {encoder.camera_names}')
             forward_before = time_forward(encoder, image, 100)
-            sent, received, last_diagnostics = stream(
+            sent, received, last_diagnostics, exit_s = stream(
                 args, encoder_node_command(args, checkpoint), 'encoder_node', args.seconds, image,
                 Path(tmp) / 'encoder_node.log')
-            floor_sent, floor_received, _ = stream(
+            floor_sent, floor_received, _, _ = stream(
                 args, relay_command(args, encoder, Path(tmp) / 'embedding.cdr'), 'transport_relay',
                 args.floor_seconds, image, Path(tmp) / 'transport_relay.log')
             forward_after = time_forward(encoder, image, 100)
@@ -246,7 +287,8 @@ def main():
     dropped = len(sent) - len(answered)
     print(f'encoder {encoder.name} ({encoder.arch}, input {encoder.input_size[0]}x{encoder.input_size[1]}), '
           f'{args.threads} thread(s), device {args.device}, {args.qos_reliability} depth 1; '
-          f'{len(sent)} images published, domain {lease.domain_id}')
+          f'{len(sent)} images published, domain {lease.domain_id}; Fast DDS profile: '
+          f'{args.fastdds_profile or "none (defaults)"}')
     print(f'bare forward pass (EncoderArtifact.encode): p50 {forward_p50:.2f} ms  p99 '
           f'{np.percentile(forward_ms, 99):.2f} ms  (before streams p50 {np.median(forward_before) * 1e3:.2f}, '
           f'after {np.median(forward_after) * 1e3:.2f})')
@@ -263,10 +305,11 @@ def main():
           f'{len(floor_sent)} images)')
     print(f"encoder_node's own time (e2e p50 - floor p50): {p50 - floor_p50:.2f} ms = forward p50 "
           f'{forward_p50:.2f} ms + {p50 - floor_p50 - forward_p50:.2f} ms beyond it')
-    print(f'ratio e2e p50 / forward p50: {p50 / forward_p50:.3f}  (goal <= {GOAL_RATIO})'
-          f'{"" if p50 / forward_p50 <= GOAL_RATIO else "  MISSED"}')
-    print(f'ratio e2e p50 / (forward p50 + floor p50): {p50 / (forward_p50 + floor_p50):.3f}  '
-          f'(1.0: the node adds nothing to the forward pass beyond the transport any two ROS 2 Python processes pay)')
+    print(f'ratio e2e p50 / forward p50: {p50 / forward_p50:.3f}')
+    ratio = p50 / (forward_p50 + floor_p50)
+    print(f'ratio e2e p50 / (forward p50 + floor p50): {ratio:.3f}  (goal <= {GOAL_RATIO}'
+          f'{"" if ratio <= GOAL_RATIO else ", MISSED"}; 1.0: the node adds nothing to the forward pass beyond the '
+          'transport any two ROS 2 Python processes pay)')
     print(f'tail p99 / p50:              {p99 / p50:.3f}  (goal <= {GOAL_TAIL})'
           f'{"" if p99 / p50 <= GOAL_TAIL else "  MISSED"}; transport floor {floor_p99 / floor_p50:.3f}')
     print(f'frames without an embedding: {dropped} of {len(sent)} ({100 * dropped / len(sent):.1f} %); '
@@ -277,8 +320,12 @@ def main():
             f'{key} {values[key]}' for key in ('input_rate_hz', 'output_rate_hz', 'latency_p50_ms', 'latency_p99_ms',
                                                'processing_p50_ms', 'frames_dropped_stale') if key in values))
         if 'processing_p50_ms' in values:
-            print(f'ratio e2e p50 / in-node encode p50 (same load, from diagnostics): '
-                  f'{p50 / float(values["processing_p50_ms"]):.3f}')
+            node_p50, encode_p50 = float(values['latency_p50_ms']), float(values['processing_p50_ms'])
+            print(f'ratio e2e p50 / in-node encode p50 (same load, from diagnostics): {p50 / encode_p50:.3f}; '
+                  f'in the node, stamp -> publish p50 {node_p50:.2f} ms = encode {encode_p50:.2f} ms + '
+                  f'{node_p50 - encode_p50:.2f} ms transport in, decoding and waiting for the worker (at most one '
+                  f'frame period, {1e3 / args.rate:.1f} ms, when frames come faster than it encodes)')
+    print(f'encoder_node exited {exit_s:.2f} s after SIGINT (goal <= 2 s{"" if exit_s <= 2.0 else ", MISSED"})')
     plot(args.plot, sent, e2e_ms, floor_sent, floor_ms, forward_p50,
          f'encoder_node {encoder.arch} {encoder.input_size[0]}px, {args.image_shape[1]}x{args.image_shape[0]} '
          f'@ {args.rate:g} Hz: p50 {p50:.1f} ms (x{p50 / forward_p50:.2f} forward), p99 {p99:.1f} ms; '
