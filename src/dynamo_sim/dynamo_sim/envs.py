@@ -385,7 +385,7 @@ class AllegroEnv(SimEnv):
         'object_x', 'object_y', 'object_z', 'object_qw', 'object_qx', 'object_qy', 'object_qz',
         'door_angle', 'cabinet_x', 'cabinet_y',
     ]
-    home_hand = np.array([0.0, 0.1, 0.1, 0.1] * 3 + [0.4, 0.0, 0.1, 0.1])
+    home_hand = np.array([0.4, 0.0, 0.1, 0.1] + [0.0, 0.1, 0.1, 0.1] * 3)  # thumb, index, middle, ring
     home_mount = np.array(models.ALLEGRO_MOUNT_HOME)
 
     def _xml(self, image_size):

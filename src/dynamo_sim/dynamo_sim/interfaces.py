@@ -2,8 +2,9 @@
 
 xArm7 (xarm_ros2, ros2_control bring-up): joint_states joint1..joint7 + drive_joint; arm commands
 on /xarm7_traj_controller/joint_trajectory, gripper on /xarm_gripper_traj_controller/joint_trajectory
-(both trajectory_msgs/JointTrajectory). Allegro hand (allegro_hand_ros2): joint_states
-ah_joint00..ah_joint33 (+ mount_x/y/z of the simulated Cartesian mount), commands on
+(both trajectory_msgs/JointTrajectory). Allegro hand (allegro_hand_ros2, v4): joint_states
+ah_joint00..ah_joint33 (thumb 00-03, index 10-13, middle 20-23, ring 30-33; + mount_x/y/z of the
+simulated Cartesian mount), commands on
 /allegro_hand_position_controller/commands (std_msgs/Float64MultiArray, 16 values); the mount
 takes /allegro_mount_controller/commands (Float64MultiArray: mount_x, mount_y, mount_z) in the
 sim, standing in for the arm that carries the hand. Cameras are RealSense-style.

@@ -7,9 +7,12 @@ opening is commanded like xarm_ros2's gripper: `drive_joint` in [0 (open), 0.85 
 86 mm stroke. It is realised by two finger slides driven together (finger travel = 0.05 m/rad *
 drive_joint), so `drive_joint` is reported as the mean finger travel / 0.05.
 
-Wonik Allegro hand (right): four fingers x four joints, ah_joint00..33 = index 0-3, middle 4-7,
-ring 8-11, thumb 12-15; link lengths 16.4/54/38.4/26.7(+15.7 tip) mm for the fingers,
-17.7/51.4/42.3 mm for the thumb, joint limits of the allegro_hand_description URDF. Frames are
+Wonik Allegro hand (right): four fingers x four joints, named and ordered as allegro_hand_ros2 (v4)
+names them (allegro_hand_hardwares/v4/hardware/readme.md, "Joint Name Definitions"):
+ah_joint<finger><joint>, finger 0 = thumb, 1 = index, 2 = middle, 3 = ring, joint 0 = base ..
+3 = distal; ALLEGRO_JOINTS is that order, the order of its position controller's 16 values. Link
+lengths 16.4/54/38.4/26.7(+15.7 tip) mm for the fingers, 17.7/51.4/42.3 mm for the thumb, joint
+limits of its URDF (allegro_hand_hardwares/v4/description/urdf). Frames are
 ours: the palm faces down (-z), fingers point along +x and flex towards -z; the thumb opposes
 from under the palm and flexes towards +x. The hand hangs from a Cartesian mount with three slide
 joints (mount_x, mount_y, mount_z) standing in for the arm it is normally carried by.
@@ -45,12 +48,22 @@ XARM_LIMITS = {
     'joint6': (-1.69297, np.pi),
     'joint7': (-2 * np.pi, 2 * np.pi),
 }
-ALLEGRO_JOINTS = [f'ah_joint{f}{j}' for f in range(4) for j in range(4)]
+# allegro_hand_ros2 (v4): ah_joint<finger><joint> with the fingers numbered in this order.
+ALLEGRO_FINGERS = ('thumb', 'index', 'middle', 'ring')
+
+
+def allegro_joint(finger: str, joint: int) -> str:
+    """Return the driver's name of joint `joint` (0 = base .. 3 = distal) of `finger` (ALLEGRO_FINGERS)."""
+    return f'ah_joint{ALLEGRO_FINGERS.index(finger)}{joint}'
+
+
+ALLEGRO_JOINTS = [allegro_joint(finger, j) for finger in ALLEGRO_FINGERS for j in range(4)]
 ALLEGRO_MOUNT_JOINTS = ['mount_x', 'mount_y', 'mount_z']
 _FINGER_LIMITS = [(-0.47, 0.47), (-0.196, 1.61), (-0.174, 1.709), (-0.227, 1.618)]
 _THUMB_LIMITS = [(0.263, 1.396), (-0.105, 1.163), (-0.189, 1.644), (-0.162, 1.719)]
 ALLEGRO_LIMITS = {
-    name: (_THUMB_LIMITS if i >= 12 else _FINGER_LIMITS)[i % 4] for i, name in enumerate(ALLEGRO_JOINTS)
+    allegro_joint(finger, j): (_THUMB_LIMITS if finger == 'thumb' else _FINGER_LIMITS)[j]
+    for finger in ALLEGRO_FINGERS for j in range(4)
 }
 ALLEGRO_MOUNT_LIMITS = {'mount_x': (-0.25, 0.25), 'mount_y': (-0.25, 0.25), 'mount_z': (0.0, 0.35)}
 
@@ -258,27 +271,29 @@ _PALM_HALF = (0.0475, 0.056, 0.018)
 ALLEGRO_MOUNT_HOME = (0.0, 0.0, 0.2)
 
 
-def _allegro_finger(index: int, y: float) -> str:
+def _allegro_finger(finger: str, y: float) -> str:
+    """Index, middle or ring finger (bodies and tip site named after it) with its base at `y` on the palm."""
     g = _ROBOT
     l0, l1, l2, l3 = _FINGER_LINKS
-    lim = [ALLEGRO_LIMITS[f'ah_joint{index}{j}'] for j in range(4)]
+    joint = [allegro_joint(finger, j) for j in range(4)]
+    lim = [ALLEGRO_LIMITS[name] for name in joint]
     r = 'range="{:.4f} {:.4f}"'
     return f"""
-        <body name="finger{index}_base" pos="{_PALM_HALF[0]} {y} 0">
-          <joint name="ah_joint{index}0" axis="0 0 1" {r.format(*lim[0])}/>
+        <body name="{finger}_base" pos="{_PALM_HALF[0]} {y} 0">
+          <joint name="{joint[0]}" axis="0 0 1" {r.format(*lim[0])}/>
           <geom type="capsule" fromto="0 0 0 {l0} 0 0" size="0.0095" material="dark" {g}/>
-          <body name="finger{index}_proximal" pos="{l0} 0 0">
-            <joint name="ah_joint{index}1" axis="0 1 0" {r.format(*lim[1])}/>
+          <body name="{finger}_proximal" pos="{l0} 0 0">
+            <joint name="{joint[1]}" axis="0 1 0" {r.format(*lim[1])}/>
             <geom type="capsule" fromto="0 0 0 {l1} 0 0" size="0.0095" material="dark" {g}/>
-            <body name="finger{index}_medial" pos="{l1} 0 0">
-              <joint name="ah_joint{index}2" axis="0 1 0" {r.format(*lim[2])}/>
+            <body name="{finger}_medial" pos="{l1} 0 0">
+              <joint name="{joint[2]}" axis="0 1 0" {r.format(*lim[2])}/>
               <geom type="capsule" fromto="0 0 0 {l2} 0 0" size="0.0095" material="dark" {g}/>
-              <body name="finger{index}_distal" pos="{l2} 0 0">
-                <joint name="ah_joint{index}3" axis="0 1 0" {r.format(*lim[3])}/>
+              <body name="{finger}_distal" pos="{l2} 0 0">
+                <joint name="{joint[3]}" axis="0 1 0" {r.format(*lim[3])}/>
                 <geom type="capsule" fromto="0 0 0 {l3} 0 0" size="0.0095" material="dark" {g}/>
                 <geom type="sphere" pos="{l3 + _FINGER_TIP - 0.01} 0 0" size="0.012" material="white"
                       friction="1.5 0.03 0.001" {g}/>
-                <site name="tip{index}" pos="{l3 + _FINGER_TIP} 0 0" size="0.003"/>
+                <site name="{finger}_tip" pos="{l3 + _FINGER_TIP} 0 0" size="0.003"/>
               </body>
             </body>
           </body>
@@ -288,25 +303,26 @@ def _allegro_finger(index: int, y: float) -> str:
 def _allegro_thumb() -> str:
     g = _ROBOT
     l13, l14, l15 = _THUMB_LINKS
-    lim = [ALLEGRO_LIMITS[f'ah_joint3{j}'] for j in range(4)]
+    joint = [allegro_joint('thumb', j) for j in range(4)]
+    lim = [ALLEGRO_LIMITS[name] for name in joint]
     r = 'range="{:.4f} {:.4f}"'
-    # The thumb link points along local +y; joint 12 swings it from beside the palm to under it,
-    # joints 14/15 flex it towards +x (towards the fingers).
+    # The thumb link points along local +y; its base joint swings it from beside the palm to under
+    # it, its medial and distal joints flex it towards +x (towards the fingers).
     return f"""
         <body name="thumb_base" pos="-0.01 0.025 {-_PALM_HALF[2]}">
-          <joint name="ah_joint30" axis="-1 0 0" {r.format(*lim[0])}/>
+          <joint name="{joint[0]}" axis="-1 0 0" {r.format(*lim[0])}/>
           <geom type="capsule" fromto="0 0 0 0 0.015 0" size="0.0095" material="dark" {g}/>
           <body name="thumb_proximal" pos="0 0.015 0">
-            <joint name="ah_joint31" axis="0 1 0" {r.format(*lim[1])}/>
+            <joint name="{joint[1]}" axis="0 1 0" {r.format(*lim[1])}/>
             <geom type="capsule" fromto="0 0 0 0 {l13} 0" size="0.0095" material="dark" {g}/>
             <body name="thumb_medial" pos="0 {l13} 0">
-              <joint name="ah_joint32" axis="0 0 -1" {r.format(*lim[2])}/>
+              <joint name="{joint[2]}" axis="0 0 -1" {r.format(*lim[2])}/>
               <geom type="capsule" fromto="0 0 0 0 {l14} 0" size="0.0095" material="dark" {g}/>
               <body name="thumb_distal" pos="0 {l14} 0">
-                <joint name="ah_joint33" axis="0 0 -1" {r.format(*lim[3])}/>
+                <joint name="{joint[3]}" axis="0 0 -1" {r.format(*lim[3])}/>
                 <geom type="capsule" fromto="0 0 0 0 {l15 - 0.01} 0" size="0.0095" material="dark" {g}/>
                 <geom type="sphere" pos="0 {l15 - 0.01} 0" size="0.012" material="white" friction="1.5 0.03 0.001" {g}/>
-                <site name="tip3" pos="0 {l15} 0" size="0.003"/>
+                <site name="thumb_tip" pos="0 {l15} 0" size="0.003"/>
               </body>
             </body>
           </body>
@@ -358,9 +374,9 @@ def allegro_scene_xml(image_size: int = 96) -> str:
         <inertial pos="0 0 0" mass="0.4" diaginertia="0.001 0.001 0.001"/>
         <geom name="palm" type="box" size="{px} {py} {pz}" material="dark" {_ROBOT}/>
         <site name="palm_center" pos="0 0 {-pz}" size="0.003"/>
-        {_allegro_finger(0, 0.0435)}
-        {_allegro_finger(1, 0.0)}
-        {_allegro_finger(2, -0.0435)}
+        {_allegro_finger('index', 0.0435)}
+        {_allegro_finger('middle', 0.0)}
+        {_allegro_finger('ring', -0.0435)}
         {_allegro_thumb()}
       </body>
     </body>
@@ -411,6 +427,12 @@ class MenagerieRobot:
 
 
 _ALLEGRO_LINKS = ('base', 'proximal', 'medial', 'distal')
+# Menagerie's wonik_allegro names its bodies <prefix>_<link> and its joints <prefix>j0..3 by
+# finger: ff (first finger) = index, mf = middle, rf = ring, th = thumb.
+MENAGERIE_ALLEGRO_FINGERS = {'th': 'thumb', 'ff': 'index', 'mf': 'middle', 'rf': 'ring'}
+MENAGERIE_ALLEGRO_JOINTS = {
+    f'{theirs}j{j}': allegro_joint(ours, j) for theirs, ours in MENAGERIE_ALLEGRO_FINGERS.items() for j in range(4)
+}
 MENAGERIE_ROBOTS = {
     'xarm7': MenagerieRobot(
         xml='ufactory_xarm7/xarm7.xml',
@@ -431,11 +453,8 @@ MENAGERIE_ROBOTS = {
         root='palm', root_pos=(_PALM_HALF[0], 0.0, 0.0), root_quat=(np.sqrt(0.5), 0.0, np.sqrt(0.5), 0.0),
         bodies={
             'palm': 'palm',
-            **{
-                f'{theirs}_{link}': f'{ours}_{link}'
-                for theirs, ours in (('ff', 'finger0'), ('mf', 'finger1'), ('rf', 'finger2'), ('th', 'thumb'))
-                for link in _ALLEGRO_LINKS
-            },
+            **{f'{theirs}_{link}': f'{ours}_{link}' for theirs, ours in MENAGERIE_ALLEGRO_FINGERS.items()
+               for link in _ALLEGRO_LINKS},
         },
     ),
 }

@@ -6,7 +6,7 @@
        /sim/episode_result (dynamo_msgs/EpisodeResult: success, timeout, or reset; latched, depth 10)
   sub  xarm:    /xarm7_traj_controller/joint_trajectory, /xarm_gripper_traj_controller/joint_trajectory
                 (trajectory_msgs/JointTrajectory)
-       allegro: /allegro_hand_position_controller/commands (16 values, ah_joint00..33),
+       allegro: /allegro_hand_position_controller/commands (16 values, ah_joint00..33: thumb, index, middle, ring),
                 /allegro_mount_controller/commands (mount_x, mount_y, mount_z) (std_msgs/Float64MultiArray)
   srv  /sim/reset_episode (dynamo_msgs/ResetEpisode)
 

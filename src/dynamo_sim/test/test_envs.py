@@ -59,6 +59,38 @@ def test_allegro_joint_order():
     assert env.joint_names[16:] == ['mount_x', 'mount_y', 'mount_z']
 
 
+# allegro_hand_ros2 (v4), allegro_hand_hardwares/v4/hardware/readme.md "Joint Name Definitions":
+# ah_joint0x thumb, 1x index, 2x middle, 3x ring; limits (rad) of its URDF
+# allegro_hand_hardwares/v4/description/urdf/allegro_hand_description_right.xacro.
+DRIVER_FINGERS = {'0': 'thumb', '1': 'index', '2': 'middle', '3': 'ring'}
+DRIVER_THUMB_LIMITS = [(0.263, 1.396), (-0.105, 1.163), (-0.189, 1.644), (-0.162, 1.719)]
+DRIVER_FINGER_LIMITS = [(-0.47, 0.47), (-0.196, 1.61), (-0.174, 1.709), (-0.227, 1.618)]
+LINKS = ('base', 'proximal', 'medial', 'distal')
+
+
+def test_allegro_joints_move_the_fingers_the_driver_names_them_after():
+    env = make_env('lift_object', seed=0)
+    m = env.model
+    for i, name in enumerate(env.joint_names[:16]):
+        finger, link = DRIVER_FINGERS[name[-2]], int(name[-1])
+        assert m.body(m.joint(name).bodyid[0]).name == f'{finger}_{LINKS[link]}', name
+        published = (DRIVER_THUMB_LIMITS if finger == 'thumb' else DRIVER_FINGER_LIMITS)[link]
+        np.testing.assert_allclose(m.joint(name).range, published, atol=1e-4, err_msg=name)
+        np.testing.assert_allclose(m.actuator(name).ctrlrange, published, atol=1e-4, err_msg=name)
+        np.testing.assert_allclose((env.lower[i], env.upper[i]), published, atol=1e-4, err_msg=name)
+    # a right hand seen from the back (palm down, fingers along +x): index on +y, ring on -y, the
+    # thumb on the index side
+    y = {finger: m.body(f'{finger}_base').pos[1] for finger in DRIVER_FINGERS.values()}
+    assert y['ring'] < y['middle'] < y['index'] and y['thumb'] > 0
+
+
+def test_allegro_home_holds_the_thumb_in_its_range():
+    env = make_env('lift_object', seed=0)
+    home = dict(zip(env.joint_names, env.home_targets()))
+    assert home['ah_joint00'] == pytest.approx(0.4)  # thumb base, swung under the palm
+    assert all(home[f'ah_joint{f}0'] == 0.0 for f in '123')
+
+
 def test_bad_input_names_the_problem():
     with pytest.raises(SimError, match="unknown task 'fly'"):
         make_env('fly')

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from dynamo_sim.envs import SimError, make_env
+from dynamo_sim.models import MENAGERIE_ALLEGRO_JOINTS, MENAGERIE_ROBOTS
 from dynamo_sim.recording import expert_rollout
 from dynamo_sim.recording import main as record_demos_main
 
@@ -116,9 +117,9 @@ def _write_allegro(root):
         chain = [('base', pos, quat, '0 0 1'), ('proximal', '0 0 0.0164', '1 0 0 0', '0 1 0'),
                  ('medial', '0 0 0.054', '1 0 0 0', '0 1 0'), ('distal', '0 0 0.0384', '1 0 0 0', '0 1 0')]
         chains += ''.join(
-            f'<body name="{prefix}_{link}" pos="{p}" quat="{q}"><joint axis="{axis}"/>'
+            f'<body name="{prefix}_{link}" pos="{p}" quat="{q}"><joint name="{prefix}j{k}" axis="{axis}"/>'
             '<geom class="visual" mesh="link"/>'
-            for link, p, q, axis in chain)
+            for k, (link, p, q, axis) in enumerate(chain))
         chains += (f'<body name="{prefix}_tip">'
                    '<geom class="visual" mesh="tip" pos="0 0 0.0267" material="white"/></body>')
         chains += '</body>' * len(chain)
@@ -142,6 +143,12 @@ def _write_allegro(root):
   </worldbody>
 </mujoco>
 """)
+
+
+# Menagerie's wonik_allegro joint <prefix>j<k> is joint k of finger ff (first = index), mf (middle),
+# rf (ring) or th (thumb); allegro_hand_ros2 (v4) names it ah_joint<finger><k> with thumb 0,
+# index 1, middle 2, ring 3.
+DRIVER_FINGER_OF_MENAGERIE_PREFIX = {'th': 0, 'ff': 1, 'mf': 2, 'rf': 3}
 
 
 @pytest.fixture
@@ -191,6 +198,31 @@ def test_links_with_the_same_frames_carry_the_mesh_where_the_menagerie_puts_it(m
         np.testing.assert_allclose(ours.geom_pos[our_geom], theirs.geom_pos[their_geom], atol=1e-9)
         # q and -q are the same rotation
         assert abs(ours.geom_quat[our_geom] @ theirs.geom_quat[their_geom]) == pytest.approx(1.0, abs=1e-9)
+
+
+def test_each_menagerie_allegro_link_is_drawn_on_the_link_of_the_same_finger(menagerie):
+    theirs = mujoco.MjModel.from_xml_path(str(menagerie / 'wonik_allegro' / 'right_hand.xml'))
+    env = make_env('lift_object', menagerie_path=menagerie)
+    ours = env.model
+    bodies = MENAGERIE_ROBOTS['allegro_hand'].bodies
+    expected = {f'{prefix}j{k}': f'ah_joint{finger}{k}'
+                for prefix, finger in DRIVER_FINGER_OF_MENAGERIE_PREFIX.items() for k in range(4)}
+    assert MENAGERIE_ALLEGRO_JOINTS == expected
+    for joint in range(theirs.njnt):
+        their_joint = theirs.joint(joint).name
+        our_body = ours.body(bodies[theirs.body(theirs.jnt_bodyid[joint]).name])
+        our_joint = ours.joint(our_body.jntadr[0]).name
+        assert our_joint == expected[their_joint], f'{their_joint} is drawn on the link of {our_joint}'
+    # the meshes of Menagerie's thumb turn with our thumb's base joint, ah_joint00
+    thumb_mesh_geoms = [g for g in range(ours.ngeom)
+                        if ours.geom_group[g] == 2 and ours.geom_bodyid[g] == ours.body('thumb_distal').id]
+    assert len(thumb_mesh_geoms) == 2  # the distal link and the tip
+    before = env.data.geom_xpos[thumb_mesh_geoms].copy()
+    targets = env.home_targets()
+    targets[env.joint_names.index('ah_joint00')] = 1.3
+    for _ in range(3):
+        env.step(targets)
+    assert np.linalg.norm(env.data.geom_xpos[thumb_mesh_geoms] - before, axis=1).min() > 0.01
 
 
 @pytest.mark.parametrize('task', ['push_bottle', 'lift_object'])

@@ -102,7 +102,7 @@ def test_allegro_sim_node_commands_and_timeout(ros_processes, ros_node):
     mount = ros_node.node.create_publisher(Float64MultiArray, '/allegro_mount_controller/commands', 10)
     ros_node.wait_for_subscriber('/allegro_mount_controller/commands')
     hand.publish(Float64MultiArray(data=[0.5] * 15))  # wrong length: ignored
-    target = [0.0, 1.0, 0.8, 0.5] * 3 + [1.0, 0.2, 0.4, 0.4]
+    target = [1.0, 0.2, 0.4, 0.4] + [0.0, 1.0, 0.8, 0.5] * 3  # thumb, index, middle, ring
 
     def command():
         hand.publish(Float64MultiArray(data=target))
