@@ -101,10 +101,19 @@ def test_knn_returns_the_neighbours_chunks_weighted_by_distance():
     assert abs(halfway[0, 0] - 2.0) < 1e-5         # equal distances: equal votes
 
 
+# Settings that keep each trained head small enough for a round trip in a few seconds.
+FAST_SETTINGS = {
+    'mlp': {'epochs': 2},
+    'vqbet': {'vq_epochs': 2, 'epochs': 2, 'batch_size': 64},
+    'diffusion': {'epochs': 2, 'batch_size': 64, 'prediction_horizon': 4, 'down_dims': [32, 64],
+                  'diffusion_step_embed_dim': 32},
+}
+
+
 @pytest.mark.parametrize('name', sorted(POLICIES))
 def test_artifact_round_trip_keeps_predictions_and_metadata(name, tmp_path):
     episodes = make_episodes(4)
-    policy = make_policy(name, {'horizon': 3, 'context_length': 2, **({'epochs': 2} if name == 'mlp' else {})},
+    policy = make_policy(name, {'horizon': 3, 'context_length': 2, **FAST_SETTINGS.get(name, {})},
                          metadata(state_names=['a', 'b', 'c']))
     policy.fit(episodes)
     path = tmp_path / 'policy.pt'

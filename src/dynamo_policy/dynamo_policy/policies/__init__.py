@@ -1,8 +1,8 @@
 """Policies on frozen-encoder embeddings, ROS-free.
 
 `make_policy(name, config, metadata)` and `load_policy(path)` are the only entry points the node
-and the training code use, so new policies (VQ-BeT, Diffusion Policy) are added by registering
-them in POLICIES.
+and the training code use; a policy is added by registering it in POLICIES: kNN, an MLP,
+VQ-BeT and Diffusion Policy today.
 """
 
 from __future__ import annotations
@@ -23,10 +23,13 @@ from dynamo_policy.policies.base import (
     PolicyMetadata,
     TrainingHistory,
 )
+from dynamo_policy.policies.diffusion.modeling_diffusion import DiffusionPolicy
 from dynamo_policy.policies.knn.modeling_knn import KNNPolicy
 from dynamo_policy.policies.mlp.modeling_mlp import MLPPolicy
+from dynamo_policy.policies.vqbet.modeling_vqbet import VQBeTPolicy
 
-POLICIES: dict[str, type[Policy]] = {policy.name: policy for policy in (KNNPolicy, MLPPolicy)}
+POLICIES: dict[str, type[Policy]] = {
+    policy.name: policy for policy in (KNNPolicy, MLPPolicy, VQBeTPolicy, DiffusionPolicy)}
 
 __all__ = ['ARTIFACT_FORMAT_VERSION', 'Episode', 'Normalization', 'POLICIES', 'Policy',
            'PolicyArtifactError', 'PolicyConfig', 'PolicyConfigError', 'PolicyMetadata',

@@ -1,6 +1,6 @@
 """train_policy: LeRobot v3 dataset + encoder artifact -> policy artifact.
 
-    train_policy --dataset DIR --encoder ENCODER.pt --policy knn|mlp --output DIR
+    train_policy --dataset DIR --encoder ENCODER.pt --policy knn|mlp|vqbet|diffusion --output DIR
                  [--config YAML] [--set key=value ...] [--use-state] [--validation-fraction 0.2]
 
 The encoder embeds every frame once (cached by dataset fingerprint + encoder checksum), whole
