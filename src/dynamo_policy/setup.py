@@ -17,8 +17,8 @@ setup(
     zip_safe=True,
     maintainer='dynamo-ros developers',
     maintainer_email='dev@dynamo-ros.org',
-    description='Imitation policies on frozen DynaMo embeddings (kNN, MLP, VQ-BeT, Diffusion Policy), their training and '
-                'the policy node.',
+    description=('Imitation policies on frozen DynaMo embeddings (kNN, MLP, VQ-BeT, Diffusion Policy), '
+                 'their training and the policy node.'),
     license='MIT',
     extras_require={'test': ['pytest']},
     entry_points={
