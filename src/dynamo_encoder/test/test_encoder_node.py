@@ -136,6 +136,35 @@ def test_embedding_of_a_published_image_equals_the_offline_encoding(ros_processe
     assert exit_code == 0 and 'Traceback' not in log, f'SIGINT must end the node cleanly; output:\n{log}'
 
 
+def test_onnxruntime_backend_publishes_the_embedding_of_the_exported_encoder(ros_processes, ros_node, artifacts,
+                                                                              tmp_path):
+    from dynamo_encoder.export import export_onnx
+
+    onnx_path = tmp_path / 'encoder.onnx'
+    export_onnx(artifacts['one'], onnx_path)
+    embeddings = ros_node.collect(Embedding, 'embedding')
+    publisher = ros_node.node.create_publisher(Image, FRONT_TOPIC, qos_profile_sensor_data)
+    node = start_encoder(ros_processes, onnx_path, '-p', 'backend:=onnxruntime')
+    ros_node.wait_for_subscriber(FRONT_TOPIC, timeout=STARTUP_TIMEOUT_S)
+
+    rng = np.random.default_rng(3)
+    sent = {}
+
+    def publish(i):
+        stamp_ns = 1_700_000_000_000_000_000 + i * 33_000_000
+        sent[stamp_ns] = random_image(rng)
+        publisher.publish(raw_image_msg(sent[stamp_ns], stamp_ns))
+
+    publish_until(ros_node, publish, lambda: len(embeddings) >= 2, 30, 'two embeddings')
+    torch_encoder = EncoderArtifact.load(artifacts['one'])
+    for embedding in embeddings:
+        # Same checksum as the torch artifact: policies trained on it accept either backend.
+        assert embedding.encoder_checksum == torch_encoder.checksum
+        expected = torch_encoder.encode_batch({'front': sent[nanoseconds_of(embedding.header.stamp)][None]})[0]
+        np.testing.assert_allclose(np.asarray(embedding.data, np.float32), expected, rtol=0, atol=1e-4)
+    assert node.stop() == 0
+
+
 def test_two_cameras_one_compressed_are_synchronised_by_stamp(ros_processes, ros_node, artifacts):
     embeddings = ros_node.collect(Embedding, 'embedding')
     front_topic, wrist_topic = '/front/image_raw', '/wrist/image_raw/compressed'
