@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import datetime
 import json
 import math
@@ -83,6 +84,16 @@ def pretrain_config(preset: dict, variant: str) -> dict:
     return config
 
 
+def policy_settings(preset: dict, policy: str, seed: int) -> list[str]:
+    """Return train_policy's --set arguments for one policy: the preset's settings, and the seed where it has one."""
+    from dynamo_policy.policies import POLICIES
+
+    settings = dict(preset.get('policy_settings', {}).get(policy) or {})
+    if 'seed' in {f.name for f in dataclasses.fields(POLICIES[policy].config_class)}:
+        settings['seed'] = seed
+    return [argument for key, value in settings.items() for argument in ('--set', f'{key}={json.dumps(value)}')]
+
+
 def plan(preset: dict, work: Path, threads: int) -> dict[str, list[Step]]:
     """Return the steps, in phases: each phase needs only the outputs of earlier phases."""
     record, convert, pretrain, probe, train, evaluate = [], [], [], [], [], []
@@ -121,7 +132,7 @@ def plan(preset: dict, work: Path, threads: int) -> dict[str, list[Step]]:
                         train.append(Step(f'train {policy} {variant} seed {seed} on {task}', policy_dir / 'policy.pt', [
                             'train_policy', '--dataset', str(dataset), '--encoder', str(encoder), '--policy', policy,
                             '--output', str(policy_dir), '--threads', str(threads), '--quiet']
-                            + (['--set', f'seed={seed}'] if policy == 'mlp' else [])))
+                            + policy_settings(preset, policy, seed)))
                         eval_dir = work / 'evaluations' / task / variant / f'seed{seed}' / policy
                         evaluate.append(Step(
                             f'evaluate {policy} {variant} seed {seed} on {task}', eval_dir / 'summary.json', [
