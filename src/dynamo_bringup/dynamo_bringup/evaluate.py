@@ -24,7 +24,6 @@ check of a policy on a real robot's held-out demonstrations before it moves the 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -33,8 +32,8 @@ import numpy as np
 from tqdm import tqdm
 
 from dynamo_bringup.evaluation import EpisodeOutcome, contact_sheet, format_table, summarise, write_results
-from dynamo_bringup.graph import BringupArguments, fastdds_environment, load_robot_config, node_graph
-from dynamo_bringup.processes import DomainLease, NodeProcess, environment
+from dynamo_bringup.graph import BringupArguments, load_robot_config, node_graph
+from dynamo_bringup.graph_run import GraphRun
 
 # Held-out initial states: demonstrations are recorded from seeds below this.
 FIRST_EVALUATION_SEED = 100_000
@@ -80,26 +79,16 @@ def main(argv=None) -> int:
     if args.open_loop:
         from dynamo_bringup.open_loop_replay import run_open_loop
         return run_open_loop(args)
-    lease = DomainLease()
-    env = {**os.environ, **lease.environment(), 'PYTHONUNBUFFERED': '1'}
     specs = node_graph(args.robot, BringupArguments(
         sim=True, encoder=str(args.encoder.resolve()), policy=str(args.policy.resolve()), autostart=False,
         task=args.task[0], seed=args.first_seed, real_time_factor=args.real_time_factor, lockstep=args.lockstep))
-    processes = [NodeProcess(spec.command(), spec.name, {**env, **spec.environment},
-                             args.output / 'logs' / f'{spec.name}.log') for spec in specs]
     try:
-        # rclpy in this process joins the graph's domain (with the graph's Fast DDS profile) only
-        # while it runs: evaluate leaves the environment as it found it, also when called from Python.
-        with environment({**lease.environment(), **fastdds_environment()}):
-            outcomes, sheets, seconds_per_episode = _run_episodes(args, processes)
+        with GraphRun(specs, args.output / 'logs', 'dynamo_evaluator') as graph:
+            outcomes, sheets, seconds_per_episode = _evaluate(args, graph)
     except (RuntimeError, TimeoutError) as error:   # the graph failed; a bug keeps its traceback
         print(f'evaluate: error: {error}\nevaluate: the node logs are in {args.output / "logs"}',
               file=sys.stderr, flush=True)
         return 1
-    finally:
-        for proc in reversed(processes):
-            proc.stop()
-        lease.release()
     paths = write_results(args.output, outcomes, {
         'robot': args.robot, 'encoder': str(args.encoder), 'policy': str(args.policy),
         'real_time_factor': args.real_time_factor, 'lockstep': args.lockstep,
@@ -116,26 +105,7 @@ def main(argv=None) -> int:
     return 0
 
 
-def _run_episodes(args, processes: list[NodeProcess]):
-    """Run every episode through the graph from an rclpy context of its own, shut down at the end."""
-    import rclpy
-    from rclpy.context import Context
-    from rclpy.executors import SingleThreadedExecutor
-
-    context = Context()
-    rclpy.init(context=context)
-    node = rclpy.create_node('dynamo_evaluator', context=context)
-    executor = SingleThreadedExecutor(context=context)
-    executor.add_node(node)
-    try:
-        return _evaluate(args, processes, node, executor)
-    finally:
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.try_shutdown(context=context)
-
-
-def _evaluate(args, processes: list[NodeProcess], node, executor):
+def _evaluate(args, graph: GraphRun):
     from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import Image
     from std_srvs.srv import SetBool
@@ -145,6 +115,7 @@ def _evaluate(args, processes: list[NodeProcess], node, executor):
     from dynamo_msgs.srv import ResetEpisode
     from dynamo_util.service_client import ServiceClient
 
+    node, executor = graph.node, graph.executor
     results: list = []
     frames: list[np.ndarray] = []
     recording = [False]
@@ -157,14 +128,8 @@ def _evaluate(args, processes: list[NodeProcess], node, executor):
 
     node.create_subscription(Image, camera_topic, keep_frame, qos_profile_sensor_data)
 
-    def check_processes():
-        for proc in processes:
-            if proc.returncode is not None:
-                raise RuntimeError(f'{proc.name} exited with {proc.returncode}; the end of its log {proc.log_path}:\n'
-                                   f'{proc.output()[-3000:]}')
-
-    reset = ServiceClient(node, executor, ResetEpisode, '/sim/reset_episode', while_waiting=check_processes)
-    enable = ServiceClient(node, executor, SetBool, '/policy_node/enable', while_waiting=check_processes)
+    reset = ServiceClient(node, executor, ResetEpisode, '/sim/reset_episode', while_waiting=graph.check_alive)
+    enable = ServiceClient(node, executor, SetBool, '/policy_node/enable', while_waiting=graph.check_alive)
     for client in (reset, enable):
         client.wait_until_available(args.startup_timeout)
 
@@ -186,7 +151,7 @@ def _evaluate(args, processes: list[NodeProcess], node, executor):
                 enable.call(SetBool.Request(data=True), SERVICE_TIMEOUT_S)
                 end = time.monotonic() + episode_timeout
                 while not any(r.task == task and r.seed == seed and r.reason != 'reset' for r in results):
-                    check_processes()
+                    graph.check_alive()
                     if time.monotonic() > end:
                         raise RuntimeError(f'no EpisodeResult for {task} seed {seed} in {episode_timeout:.0f} s')
                     executor.spin_once(timeout_sec=0.05)

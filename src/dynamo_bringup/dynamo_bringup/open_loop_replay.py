@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import os
 import sys
 import time
 from pathlib import Path
 
-from dynamo_bringup.graph import BringupArguments, NodeSpec, fastdds_environment, node_graph
+from dynamo_bringup.graph import BringupArguments, NodeSpec, node_graph
+from dynamo_bringup.graph_run import GraphRun
 from dynamo_bringup.open_loop import (
     EpisodeErrors,
     check_topics,
@@ -31,7 +31,6 @@ from dynamo_bringup.open_loop import (
     read_demonstration,
     write_open_loop_results,
 )
-from dynamo_bringup.processes import DomainLease, NodeProcess, environment
 from dynamo_data.conversion.bag_reader import BagError
 
 JOINT_STATES = '/joint_states'
@@ -62,13 +61,9 @@ def run_open_loop(args) -> int:
     except BagError as error:
         print(f'evaluate: error: {error}', file=sys.stderr)
         return 1
-    lease = DomainLease()
-    env = {**os.environ, **lease.environment(), 'PYTHONUNBUFFERED': '1'}
-    processes = [NodeProcess(spec.command(), spec.name, {**env, **spec.environment},
-                             args.output / 'logs' / f'{spec.name}.log') for spec in (encoder_spec, policy_spec)]
     try:
-        with environment({**lease.environment(), **fastdds_environment()}):
-            episodes = _replay_all(args, processes, encoder_spec, policy_spec)
+        with GraphRun([encoder_spec, policy_spec], args.output / 'logs', 'dynamo_open_loop') as graph:
+            episodes = _replay(args, graph, encoder_spec, policy_spec)
     except BagError as error:
         print(f'evaluate: error: {error}', file=sys.stderr, flush=True)
         return 1
@@ -76,10 +71,6 @@ def run_open_loop(args) -> int:
         print(f'evaluate: error: {error}\nevaluate: the node logs are in {args.output / "logs"}',
               file=sys.stderr, flush=True)
         return 1
-    finally:
-        for proc in reversed(processes):
-            proc.stop()
-        lease.release()
     paths = write_open_loop_results(args.output, episodes, {
         'robot': args.robot, 'encoder': str(args.encoder), 'policy': str(args.policy),
         'bags': [str(bag) for bag in args.open_loop],
@@ -90,30 +81,12 @@ def run_open_loop(args) -> int:
     return 0
 
 
-def _replay_all(args, processes, encoder_spec: NodeSpec, policy_spec: NodeSpec) -> list[EpisodeErrors]:
-    import rclpy
-    from rclpy.context import Context
-    from rclpy.executors import SingleThreadedExecutor
-
-    context = Context()
-    rclpy.init(context=context)
-    node = rclpy.create_node('dynamo_open_loop', context=context)
-    executor = SingleThreadedExecutor(context=context)
-    executor.add_node(node)
-    try:
-        return _replay(args, processes, encoder_spec, policy_spec, node, executor)
-    finally:
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.try_shutdown(context=context)
-
-
 def _message_class(type_name: str):
     package, kind, name = type_name.split('/')
     return getattr(importlib.import_module(f'{package}.{kind}'), name)
 
 
-def _replay(args, processes, encoder_spec, policy_spec, node, executor) -> list[EpisodeErrors]:
+def _replay(args, graph: GraphRun, encoder_spec: NodeSpec, policy_spec: NodeSpec) -> list[EpisodeErrors]:
     from builtin_interfaces.msg import Time
     from rosgraph_msgs.msg import Clock
     from std_msgs.msg import Float64MultiArray
@@ -122,6 +95,7 @@ def _replay(args, processes, encoder_spec, policy_spec, node, executor) -> list[
 
     from dynamo_util.service_client import ServiceClient
 
+    node, executor = graph.node, graph.executor
     camera_topic = encoder_spec.parameters['camera_topics'][0]
     parameters = policy_spec.parameters
     command_joints = {topic: joints.split(',')
@@ -148,16 +122,10 @@ def _replay(args, processes, encoder_spec, policy_spec, node, executor) -> list[
     for topic in command_joints:
         node.create_subscription(command_class, topic, lambda msg, t=topic: on_command(t, msg), 10)
 
-    def check_processes():
-        for proc in processes:
-            if proc.returncode is not None:
-                raise RuntimeError(f'{proc.name} exited with {proc.returncode}; the end of its log {proc.log_path}:\n'
-                                   f'{proc.output()[-3000:]}')
-
     def spin_until(condition, timeout_s: float, what: str | None) -> bool:
         deadline = time.monotonic() + timeout_s
         while not condition():
-            check_processes()
+            graph.check_alive()
             if time.monotonic() > deadline:
                 if what is None:
                     return False
@@ -168,7 +136,7 @@ def _replay(args, processes, encoder_spec, policy_spec, node, executor) -> list[
     def publish_clock(time_ns: int) -> None:
         clock_pub.publish(Clock(clock=Time(sec=time_ns // 1_000_000_000, nanosec=time_ns % 1_000_000_000)))
 
-    enable = ServiceClient(node, executor, SetBool, '/policy_node/enable', while_waiting=check_processes)
+    enable = ServiceClient(node, executor, SetBool, '/policy_node/enable', while_waiting=graph.check_alive)
     enable.wait_until_available(args.startup_timeout)
     episodes, start_ns = [], REPLAY_START_NS
     for bag in args.open_loop:
