@@ -32,6 +32,19 @@ class ArtifactError(Exception):
     """Missing, corrupt or incompatible artifact, or frames that do not fit it; names the file/camera."""
 
 
+def camera_frames(frames: dict, camera: str, batched: bool, encoder_name: str) -> np.ndarray:
+    """Return camera's frames as C-contiguous uint8 (B, H, W, 3); ArtifactError naming what does not fit."""
+    if camera not in frames:
+        raise ArtifactError(f'encoder {encoder_name!r} needs camera {camera!r}, got {sorted(frames)}')
+    array = np.asarray(frames[camera])
+    expected_dims = 4 if batched else 3
+    if array.dtype != np.uint8 or array.ndim != expected_dims or array.shape[-1] != 3:
+        layout = '(B, H, W, 3)' if batched else '(H, W, 3)'
+        raise ArtifactError(f'camera {camera!r}: expected uint8 {layout} RGB, got {array.dtype} {array.shape}')
+    array = np.ascontiguousarray(array)
+    return array if batched else array[None]
+
+
 def weights_checksum(state_dict: dict[str, torch.Tensor]) -> str:
     """First 16 hex digits of SHA-256 over names, dtypes, shapes and bytes of every tensor, sorted by name."""
     digest = hashlib.sha256()
@@ -157,17 +170,10 @@ class EncoderArtifact:
 
     # -- inference ------------------------------------------------------------------------------
     def _camera_batch(self, frames: dict, camera: str, batched: bool) -> torch.Tensor:
-        if camera not in frames:
-            raise ArtifactError(f'encoder {self.name!r} needs camera {camera!r}, got {sorted(frames)}')
-        array = np.asarray(frames[camera])
-        expected_dims = 4 if batched else 3
-        if array.dtype != np.uint8 or array.ndim != expected_dims or array.shape[-1] != 3:
-            layout = '(B, H, W, 3)' if batched else '(H, W, 3)'
-            raise ArtifactError(f'camera {camera!r}: expected uint8 {layout} RGB, got {array.dtype} {array.shape}')
+        array = camera_frames(frames, camera, batched, self.name)
         # Dataset frames are read-only views; torch wants writable memory.
-        array = np.ascontiguousarray(array) if array.flags.writeable else np.array(array, order='C')
-        tensor = torch.from_numpy(array)
-        return (tensor if batched else tensor.unsqueeze(0)).to(self.device)
+        tensor = torch.from_numpy(array if array.flags.writeable else array.copy())
+        return tensor.to(self.device)
 
     @torch.inference_mode()
     def encode_batch(self, frames: dict[str, np.ndarray]) -> np.ndarray:

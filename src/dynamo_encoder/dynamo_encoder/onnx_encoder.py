@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .artifact import ArtifactError
+from .artifact import ArtifactError, camera_frames
 
 ONNX_FORMAT_VERSION = 1
 INPUT_NAME = 'images'
@@ -33,19 +33,6 @@ PROVIDERS = {'cpu': 'CPUExecutionProvider'}
 def graph_sha256(model) -> str:
     """Return the SHA-256 of an onnx.ModelProto's graph (weights included), metadata left out."""
     return hashlib.sha256(model.graph.SerializeToString()).hexdigest()
-
-
-def camera_frames(frames: dict, camera: str, batched: bool, encoder_name: str) -> np.ndarray:
-    """Return camera's frames as C-contiguous uint8 (B, H, W, 3); ArtifactError naming what does not fit."""
-    if camera not in frames:
-        raise ArtifactError(f'encoder {encoder_name!r} needs camera {camera!r}, got {sorted(frames)}')
-    array = np.asarray(frames[camera])
-    expected_dims = 4 if batched else 3
-    if array.dtype != np.uint8 or array.ndim != expected_dims or array.shape[-1] != 3:
-        layout = '(B, H, W, 3)' if batched else '(H, W, 3)'
-        raise ArtifactError(f'camera {camera!r}: expected uint8 {layout} RGB, got {array.dtype} {array.shape}')
-    array = np.ascontiguousarray(array)
-    return array if batched else array[None]
 
 
 class OnnxEncoder:
