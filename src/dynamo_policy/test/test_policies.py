@@ -8,6 +8,7 @@ from dynamo_data.episode_split import split_episodes
 from dynamo_policy.policies import (
     POLICIES,
     Episode,
+    Normalization,
     PolicyArtifactError,
     PolicyConfigError,
     PolicyMetadata,
@@ -101,6 +102,39 @@ def test_knn_returns_the_neighbours_chunks_weighted_by_distance():
     assert abs(halfway[0, 0] - 2.0) < 1e-5         # equal distances: equal votes
 
 
+@pytest.mark.parametrize('state_weight, nearest_action', [(0.0, 1.0), (0.5, 1.0), (1.0, 3.0), (3.0, 3.0)])
+def test_knn_state_weight_balances_embedding_and_state_distance_as_documented(state_weight, nearest_action):
+    """Frame A is nearer the query in embedding (1 vs 2), frame B in z-scored state (0 vs 2).
+
+    Squared distances: A 1 + 4 w^2, B 4 + 0 w^2, so A is the neighbour for w < sqrt(3) / 2.
+    """
+    frame_a = Episode(np.array([[0.0, 0.0]], np.float32), np.array([[1.0]], np.float32), np.array([[0.0]], np.float32))
+    frame_b = Episode(np.array([[3.0, 0.0]], np.float32), np.array([[3.0]], np.float32), np.array([[2.0]], np.float32))
+    policy = make_policy('knn', {'k': 1, 'horizon': 1, 'state_weight': state_weight}, metadata(2, ['a'], ['s']))
+    policy.fit([frame_a, frame_b])       # state z-scores: A -1, B +1
+    query = {'embedding': np.array([[1.0, 0.0]], np.float32), 'state': np.array([[2.0]], np.float32)}
+    assert policy.predict_action(query)[0, 0] == pytest.approx(nearest_action)
+
+
+def test_knn_default_state_weight_is_the_plain_concatenation_used_before_it_existed():
+    assert make_policy('knn', {}, metadata()).config.state_weight == 1.0
+
+
+def test_a_dimension_constant_in_training_normalises_a_small_deployment_reading_to_a_bounded_value():
+    values = np.random.default_rng(0).normal(size=(500, 8))
+    values[:, 3] = 0.5                    # a dead unit
+    normalization = Normalization.fit(values)
+    reading = values.mean(axis=0)
+    reading[3] = 0.52
+    normalized = normalization.normalize(reading[None])[0]
+    # An absolute 1e-6 floor read 2e4 here; the relative floor keeps it near 0.02 / (0.01 * 1).
+    assert 1.0 < abs(normalized[3]) < 3.0, normalized
+    others = [0, 1, 2, 4, 5, 6, 7]
+    np.testing.assert_allclose(normalization.std[others], values.std(axis=0)[others], rtol=1e-6)
+    constant = Normalization.fit(np.full((10, 2), 4.0))
+    np.testing.assert_allclose(constant.normalize(np.array([[4.02, 3.0]])), [[0.02, -1.0]], rtol=1e-5)
+
+
 # Settings that keep each trained head small enough for a round trip in a few seconds.
 FAST_SETTINGS = {
     'mlp': {'epochs': 2},
@@ -164,3 +198,21 @@ def test_wrong_embedding_size_is_refused():
     policy.fit(make_episodes(2))
     with pytest.raises(ValueError, match='expects 12'):
         policy.predict_action({'embedding': np.zeros((1, 5), np.float32)})
+
+
+@pytest.mark.parametrize('name', ['mlp', 'vqbet', 'diffusion'])
+def test_every_head_bounds_a_dead_embedding_unit_and_a_joint_that_never_moved(name):
+    """Embedding unit 0 and joint 'b' are constant in training and read 0.02 off at deployment."""
+    episodes = make_episodes(4)
+    for episode in episodes:
+        episode.embeddings[:, 0] = 0.3
+        episode.states[:, 1] = -1.0
+    policy = make_policy(name, {'horizon': 2, **FAST_SETTINGS[name]}, metadata(state_names=['a', 'b', 'c']))
+    policy.fit(episodes)
+    # 0.02 / (0.01 * typical std): the embedding units' typical std is about 1.2, so about 1.7;
+    # the joints' about 0.29, so 7. (An absolute 1e-6 floor read 2e4.)
+    embedding_reading = 0.02 / float(policy.network.embedding_std[0])
+    assert embedding_reading < 3.0
+    joint_reading = policy.metadata.state_normalization.normalize(np.array([[0.0, -0.98, 0.0]]))[0, 1]
+    typical_joint_std = np.sqrt(np.mean(np.concatenate([e.states for e in episodes]).var(axis=0)))
+    assert abs(joint_reading) == pytest.approx(0.02 / (Normalization.RELATIVE_STD_FLOOR * typical_joint_std), rel=1e-3)

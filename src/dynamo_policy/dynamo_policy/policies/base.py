@@ -43,18 +43,31 @@ class PolicyConfigError(ValueError):
 
 @dataclass
 class Normalization:
-    """Per-dimension mean/std; std is floored so constant dimensions do not divide by zero."""
+    """Per-dimension mean/std, the std floored relative to the typical std so no dimension explodes.
+
+    With an absolute floor (1e-6), a dimension that is (nearly) constant in training, such as a
+    dead embedding unit or a joint that never moved, turns a small reading at deployment into a
+    huge normalised value (0.02 / 1e-6 = 2e4), which no network or distance was trained on. So the
+    std of every dimension is floored at RELATIVE_STD_FLOOR times the typical std, the root mean
+    square of the stds over dimensions (unlike the median, it stays meaningful when most
+    dimensions are dead): a deviation of d reads at most d / (0.01 * typical). When every
+    dimension is constant (typical std below MIN_TYPICAL_STD) there is no scale to borrow and the
+    values are only centred (std 1).
+    """
 
     mean: np.ndarray
     std: np.ndarray
 
-    MIN_STD = 1e-6
+    RELATIVE_STD_FLOOR = 0.01
+    MIN_TYPICAL_STD = 1e-6
 
     @classmethod
     def fit(cls, values: np.ndarray) -> 'Normalization':
         values = np.asarray(values, np.float64)
-        return cls(mean=values.mean(axis=0).astype(np.float32),
-                   std=np.maximum(values.std(axis=0), cls.MIN_STD).astype(np.float32))
+        std = values.std(axis=0)
+        typical = float(np.sqrt(np.mean(std ** 2))) if std.size else 0.0
+        floor = cls.RELATIVE_STD_FLOOR * typical if typical >= cls.MIN_TYPICAL_STD else 1.0
+        return cls(mean=values.mean(axis=0).astype(np.float32), std=np.maximum(std, floor).astype(np.float32))
 
     def normalize(self, values: np.ndarray) -> np.ndarray:
         return ((values - self.mean) / self.std).astype(np.float32)
@@ -159,6 +172,17 @@ class PolicyConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+def fit_embedding_normalization(network: torch.nn.Module, embeddings: torch.Tensor) -> None:
+    """Set a network's `embedding_mean` / `embedding_std` buffers from training embeddings (N, E).
+
+    The heads standardise embeddings inside their network (the statistics travel with the
+    weights) by the same rule as Normalization, so no head can blow up a dead embedding unit.
+    """
+    normalization = Normalization.fit(embeddings.detach().cpu().numpy())
+    network.embedding_mean.copy_(torch.from_numpy(normalization.mean))
+    network.embedding_std.copy_(torch.from_numpy(normalization.std))
 
 
 def make_training_windows(episodes: list[Episode], context_length: int, horizon: int,

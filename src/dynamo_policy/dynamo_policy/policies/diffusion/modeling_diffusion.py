@@ -42,7 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dynamo_policy.policies.base import Episode, Policy, TrainingHistory
+from dynamo_policy.policies.base import Episode, Policy, TrainingHistory, fit_embedding_normalization
 from dynamo_policy.policies.diffusion.configuration_diffusion import DiffusionConfig
 from dynamo_policy.policies.diffusion.schedulers import NoiseSchedule
 
@@ -306,8 +306,7 @@ class DiffusionPolicy(Policy):
         embeddings, states, sequences = (None if a is None else torch.from_numpy(a) for a in train)
         flat = embeddings.flatten(0, 1)
         ema_network = self.network
-        ema_network.embedding_mean.copy_(flat.mean(0))
-        ema_network.embedding_std.copy_(flat.std(0).clamp_min(1e-6) if len(flat) > 1 else torch.ones_like(flat[0]))
+        fit_embedding_normalization(ema_network, flat)
         ema_network.fit_action_limits(sequences.flatten(0, 1))
         model = copy.deepcopy(ema_network)      # trained; ema_network follows it by EMA
         model.train()

@@ -1,9 +1,10 @@
 """kNN policy: the action chunks of the k nearest training observations, distance-weighted.
 
 As the DynaMo paper's kNN baseline (VINN, Pari et al. 2021): the query is the observation window
-(embeddings, plus normalised joint state when proprioception is used) flattened; the k nearest
-training windows by Euclidean distance vote with weights softmax(-distance / temperature), and
-the prediction is the weighted mean of their recorded action chunks.
+(embeddings, plus normalised joint state times `state_weight` when proprioception is used)
+flattened; the k nearest training windows by Euclidean distance vote with weights
+softmax(-distance / temperature), and the prediction is the weighted mean of their recorded
+action chunks. The keys are stored weighted, so an artifact's memory matches its config.
 """
 
 from __future__ import annotations
@@ -15,10 +16,10 @@ from dynamo_policy.policies.base import Policy, TrainingHistory
 from dynamo_policy.policies.knn.configuration_knn import KNNConfig
 
 
-def _flatten_query(embeddings: np.ndarray, states: np.ndarray | None) -> np.ndarray:
+def _flatten_query(embeddings: np.ndarray, states: np.ndarray | None, state_weight: float) -> np.ndarray:
     query = embeddings.reshape(len(embeddings), -1)
     if states is not None:
-        query = np.concatenate([query, states.reshape(len(states), -1)], axis=1)
+        query = np.concatenate([query, state_weight * states.reshape(len(states), -1)], axis=1)
     return query.astype(np.float32)
 
 
@@ -49,18 +50,18 @@ class KNNPolicy(Policy):
     def _predict_normalized(self, embeddings, states):
         if len(self._keys) == 0:
             raise RuntimeError('kNN policy has no training data')
-        return self._neighbour_vote(_flatten_query(embeddings, states), self.config.k)
+        return self._neighbour_vote(_flatten_query(embeddings, states, self.config.state_weight), self.config.k)
 
     def _fit_normalized(self, train, validation, progress) -> TrainingHistory:
         embeddings, states, chunks = train
-        self._keys = _flatten_query(embeddings, states)
+        self._keys = _flatten_query(embeddings, states, self.config.state_weight)
         self._key_norms = np.sum(self._keys ** 2, axis=1)
         self._chunks = chunks
         history = TrainingHistory(x_label='k (neighbours)')
         if validation is not None:
             # kNN has no epochs; its curve is the held-out loss over k, which shows whether the
             # configured k is sensible.
-            queries = _flatten_query(validation[0], validation[1])
+            queries = _flatten_query(validation[0], validation[1], self.config.state_weight)
             candidates = list(range(1, min(max(2 * self.config.k, 10), len(self._keys)) + 1))
             for step, k in enumerate(candidates):
                 loss = float(np.mean((self._neighbour_vote(queries, k) - validation[2]) ** 2))

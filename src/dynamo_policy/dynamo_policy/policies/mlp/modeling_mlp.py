@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from torch.nn.utils import skip_init
 
-from dynamo_policy.policies.base import Policy, TrainingHistory
+from dynamo_policy.policies.base import Policy, TrainingHistory, fit_embedding_normalization
 from dynamo_policy.policies.mlp.configuration_mlp import MLPConfig
 
 
@@ -79,8 +79,7 @@ class MLPPolicy(Policy):
         generator = torch.Generator().manual_seed(self.config.seed)
         embeddings, states, chunks = (None if a is None else torch.from_numpy(a) for a in train)
         flat = embeddings.flatten(1)
-        self.network.embedding_mean.copy_(flat.mean(0))
-        self.network.embedding_std.copy_(flat.std(0).clamp_min(1e-6) if len(flat) > 1 else torch.ones_like(flat[0]))
+        fit_embedding_normalization(self.network, flat)
         if validation is not None:
             validation = tuple(None if a is None else torch.from_numpy(a) for a in validation)
         optimizer = torch.optim.AdamW(self.network.parameters(), lr=self.config.learning_rate,

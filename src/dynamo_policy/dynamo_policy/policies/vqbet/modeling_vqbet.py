@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dynamo_policy.policies.base import Episode, Policy, TrainingHistory
+from dynamo_policy.policies.base import Episode, Policy, TrainingHistory, fit_embedding_normalization
 from dynamo_policy.policies.vqbet.configuration_vqbet import VQBeTConfig
 
 CODEBOOK_EPS = 1e-5       # Laplace smoothing of the EMA cluster sizes (vector_quantize_pytorch default)
@@ -402,8 +402,7 @@ class VQBeTPolicy(Policy):
         config, network = self.config, self.network
         embeddings, states, chunks = (None if a is None else torch.from_numpy(a) for a in train)
         flat = embeddings.flatten(0, 1)
-        network.embedding_mean.copy_(flat.mean(0))
-        network.embedding_std.copy_(flat.std(0).clamp_min(1e-6) if len(flat) > 1 else torch.ones_like(flat[0]))
+        fit_embedding_normalization(network, flat)
         total = config.vq_epochs + config.epochs
 
         # 1. the action tokenizer, on the unique chunks (one per frame: the newest positions')
