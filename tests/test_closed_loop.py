@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from rclpy.qos import DurabilityPolicy, QoSProfile
 from sensor_msgs.msg import JointState
+from std_srvs.srv import SetBool
 
 from dynamo_bringup.evaluate import main as evaluate_main
 from dynamo_bringup.graph import BringupArguments, node_graph
@@ -84,18 +85,10 @@ def test_policy_moves_the_simulated_xarm_and_the_episode_reports_a_result(artifa
     assert travelled.max() > 0.05, f'the arm did not follow the policy: joint ranges {travelled}'
 
 
-def test_lockstep_episodes_repeat_exactly_and_every_step_waits_for_the_policy(artifacts, ros_processes, ros_node):
-    """In lockstep the same seed gives the same rollout through the nodes, whatever the timing.
-
-    Every step but an episode's first (which waits out lockstep_timeout for the enabled policy) is
-    taken on the policy's command, faster than real time.
-    """
-    from std_srvs.srv import SetBool
-    joint_states = ros_node.collect(JointState, '/joint_states')
-    results = ros_node.collect(EpisodeResult, '/sim/episode_result')
+def _start_lockstep_graph(encoder: Path, policy: Path, ros_processes, ros_node):
+    """Start the xArm bring-up graph in lockstep, the policy disabled; return processes, reset and enable clients."""
     specs = node_graph('xarm', BringupArguments(
-        sim=True, encoder=str(artifacts['encoder']), policy=str(artifacts['policy']), task='open_door',
-        real_time_factor=0.0, lockstep=True))
+        sim=True, encoder=str(encoder), policy=str(policy), task='open_door', real_time_factor=0.0, lockstep=True))
     # A generous timeout instead of the bring-up's 0.2 s: on a loaded machine one step of the nodes
     # can take longer, and a step taken without the policy's command would break the exact repeat.
     specs = [dataclasses.replace(s, parameters={**s.parameters, 'lockstep_timeout': 2.0}) if s.name == 'sim_node'
@@ -106,25 +99,46 @@ def test_lockstep_episodes_repeat_exactly_and_every_step_waits_for_the_policy(ar
     enable = ServiceClient(ros_node.node, ros_node.executor, SetBool, '/policy_node/enable')
     reset.wait_until_available(timeout_s=60)
     enable.wait_until_available(timeout_s=60)
+    return processes, reset, enable
 
+
+def _lockstep_episode(ros_node, reset, enable, joint_states: list, results: list):
+    """Run the open_door episode of seed 100000 under the policy, from reset to its end.
+
+    Returns its EpisodeResult, the joint positions by step number and the wall seconds it took.
+    """
     def call(client, request):
         answer = client.call(request, timeout_s=20)
         assert answer.success, answer.message
 
+    call(enable, SetBool.Request(data=False))
+    call(reset, ResetEpisode.Request(task='open_door', seed=100_000))
+    joint_states.clear()
+    results.clear()
+    started = time.monotonic()
+    call(enable, SetBool.Request(data=True))
+    ros_node.spin_until(lambda: any(r.reason != 'reset' for r in results), timeout=120,
+                        what='the end of the lockstep episode')
+    wall_seconds = time.monotonic() - started
+    result = next(r for r in results if r.reason != 'reset')
+    start = _seconds(result.header.stamp) - result.duration
+    return result, {round((_seconds(m.header.stamp) - start) / 0.1): m.position for m in joint_states}, wall_seconds
+
+
+def test_lockstep_episodes_repeat_exactly_and_every_step_waits_for_the_policy(artifacts, ros_processes, ros_node):
+    """In lockstep the same seed gives the same rollout through the nodes, whatever the timing.
+
+    Every step but an episode's first (which waits out lockstep_timeout for the enabled policy) is
+    taken on the policy's command, faster than real time.
+    """
+    joint_states = ros_node.collect(JointState, '/joint_states')
+    results = ros_node.collect(EpisodeResult, '/sim/episode_result')
+    processes, reset, enable = _start_lockstep_graph(artifacts['encoder'], artifacts['policy'], ros_processes, ros_node)
     rollouts, wall_seconds = [], []
     for _ in range(2):
-        call(enable, SetBool.Request(data=False))
-        call(reset, ResetEpisode.Request(task='open_door', seed=100_000))
-        joint_states.clear()
-        results.clear()
-        started = time.monotonic()
-        call(enable, SetBool.Request(data=True))
-        ros_node.spin_until(lambda: any(r.reason != 'reset' for r in results), timeout=120,
-                            what='the end of the lockstep episode')
-        wall_seconds.append(time.monotonic() - started)
-        result = next(r for r in results if r.reason != 'reset')
-        start = _seconds(result.header.stamp) - result.duration
-        rollouts.append({round((_seconds(m.header.stamp) - start) / 0.1): m.position for m in joint_states})
+        result, rollout, seconds = _lockstep_episode(ros_node, reset, enable, joint_states, results)
+        rollouts.append(rollout)
+        wall_seconds.append(seconds)
     steps = sorted(set(rollouts[0]) & set(rollouts[1]) & set(range(1, result.steps + 1)))
     assert len(steps) > 0.9 * result.steps, 'joint_states of the episodes went missing'
     first, second = (np.array([rollout[k] for k in steps]) for rollout in rollouts)
@@ -132,6 +146,41 @@ def test_lockstep_episodes_repeat_exactly_and_every_step_waits_for_the_policy(ar
     np.testing.assert_allclose(second, first, atol=1e-6)
     assert max(wall_seconds) < result.duration, f'episodes took {wall_seconds} s, more than real time'
     assert processes['sim_node'].output().count(f'after {result.steps} steps (1 waited out lockstep_timeout)') == 2
+
+
+# train_policy --set values that train each head in seconds on the three sample bags: the test is
+# about running the artifact through the nodes, not about its quality.
+TINY_HEAD_SETTINGS = {
+    'vqbet': {'vq_epochs': 20, 'epochs': 20, 'batch_size': 64},
+    'diffusion': {'down_dims': '[32,64]', 'diffusion_step_embed_dim': 32, 'epochs': 20, 'batch_size': 64,
+                  'warmup_steps': 0, 'learning_rate': 1e-3},
+}
+
+
+@pytest.mark.parametrize('name', sorted(TINY_HEAD_SETTINGS))
+def test_vqbet_and_diffusion_artifacts_drive_the_simulated_xarm_through_the_nodes(name, artifacts, ros_processes,
+                                                                                  ros_node):
+    """policy_node runs a VQ-BeT or Diffusion artifact unchanged: in lockstep, the arm moves on its commands."""
+    policy_dir = artifacts['root'] / f'policy_{name}'
+    settings = [argument for key, value in TINY_HEAD_SETTINGS[name].items() for argument in ('--set', f'{key}={value}')]
+    _run(['train_policy', '--dataset', str(artifacts['root'] / 'dataset'), '--encoder', str(artifacts['encoder']),
+          '--policy', name, *settings, '--output', str(policy_dir)])
+    joint_states = ros_node.collect(JointState, '/joint_states')
+    results = ros_node.collect(EpisodeResult, '/sim/episode_result')
+    processes, reset, enable = _start_lockstep_graph(artifacts['encoder'], policy_dir / 'policy.pt',
+                                                     ros_processes, ros_node)
+    result, rollout, _ = _lockstep_episode(ros_node, reset, enable, joint_states, results)
+
+    assert (result.task, result.seed) == ('open_door', 100_000)
+    assert result.reason in ('success', 'timeout') and result.steps > 0
+    positions = np.array([rollout[k] for k in sorted(rollout) if 1 <= k <= result.steps])
+    assert len(positions) > 0.9 * result.steps, 'joint_states of the episode went missing'
+    assert np.ptp(positions, axis=0).max() > 0.05, f'the arm did not follow the {name} policy'
+    # Every step is taken on the policy's command, not on the timeout (the first waits for the enabled policy).
+    # sim_node logs the episode's end around when it publishes the result: wait for the line.
+    waited = processes['sim_node'].wait_for_output(
+        rf'after {result.steps} steps \((\d+) waited out lockstep_timeout\)', timeout=10).group(1)
+    assert int(waited) < 0.25 * result.steps, (result.steps, waited)
 
 
 def test_evaluate_reports_success_rate_table_and_plots(artifacts, capsys):

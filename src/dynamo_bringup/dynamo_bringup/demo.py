@@ -3,7 +3,7 @@
   demo [--output runs/demo] [--task open_door] [--demos 24] [--eval-episodes 10]
 
 record demonstrations as rosbag2 bags -> convert them to a LeRobot dataset -> pretrain a DynaMo
-encoder (CPU preset) -> train an MLP policy on its frozen embeddings -> evaluate it closed-loop in
+encoder (CPU preset) -> train a policy (MLP by default) on its frozen embeddings -> evaluate it closed-loop in
 the simulator through encoder_node and policy_node over DDS -> print a results table and the
 plots. Every step is the console script a user would run, and a step whose output is complete
 is reused on the next run; --fresh starts over.
@@ -19,6 +19,19 @@ import time
 from pathlib import Path
 
 from dynamo_bringup.steps import Step, StepFailed, convert_bags_step, record_demos_step
+from dynamo_policy.policies import POLICIES
+from dynamo_policy.policies.diffusion.configuration_diffusion import CPU_SMALL_PRESET
+
+# train_policy --set values per policy that keep the demo CPU-feasible. Diffusion Policy's defaults
+# are the reference's GPU sizes (a 256-512-1024 U-Net, 5000 epochs): the demo trains the documented
+# CPU preset for a bounded number of epochs instead.
+DEMO_POLICY_SETTINGS = {'diffusion': {**CPU_SMALL_PRESET, 'epochs': 300}}
+
+
+def _set_arguments(policy: str) -> list[str]:
+    """Return train_policy's --set options for the demo's settings of `policy` (JSON is YAML)."""
+    return [argument for key, value in DEMO_POLICY_SETTINGS.get(policy, {}).items()
+            for argument in ('--set', f'{key}={json.dumps(value)}')]
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -27,7 +40,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--task', default='open_door', help='xArm kitchen task')
     parser.add_argument('--demos', type=int, default=24, help='demonstration episodes to record')
     parser.add_argument('--eval-episodes', type=int, default=10, help='closed-loop evaluation episodes')
-    parser.add_argument('--policy', choices=['mlp', 'knn'], default='mlp')
+    parser.add_argument('--policy', choices=sorted(POLICIES), default='mlp',
+                        help='policy head to train; diffusion trains its CPU preset '
+                             f'({", ".join(f"{k}={v}" for k, v in DEMO_POLICY_SETTINGS["diffusion"].items())}) '
+                             'so that the demo stays CPU-feasible')
     parser.add_argument('--pretrain-config', default='cpu_small', help='pretraining preset or YAML')
     parser.add_argument('--fresh', action='store_true', help='delete earlier results and start over')
     return parser.parse_args(argv)
@@ -46,7 +62,7 @@ def demo_steps(args: argparse.Namespace) -> list[Step]:
             '--resume']),
         Step(f'train {args.policy} policy', policy / 'policy.pt', [
             'train_policy', '--dataset', str(dataset), '--encoder', str(pretrain / 'encoder.pt'),
-            '--policy', args.policy, '--output', str(policy)]),
+            '--policy', args.policy, *_set_arguments(args.policy), '--output', str(policy)]),
         Step('evaluate closed loop', evaluation / 'summary.json', [
             'evaluate', '--robot', 'xarm', '--task', args.task, '--encoder', str(pretrain / 'encoder.pt'),
             '--policy', str(policy / 'policy.pt'), '--episodes', str(args.eval_episodes),
