@@ -17,6 +17,13 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _synthetic_policy_data import IMAGE_SIZE, write_synthetic_dataset  # noqa: E402
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Run each test on one torch thread: small models are fastest so, and results do not vary."""
+    import torch
+    torch.set_num_threads(1)
+
+
 @pytest.fixture(scope='session')
 def encoder_path(tmp_path_factory) -> Path:
     """Write a "no pretraining" encoder artifact: real architecture, seeded random weights."""

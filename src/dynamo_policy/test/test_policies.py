@@ -3,6 +3,8 @@
 import numpy as np
 import pytest
 import torch
+from _synthetic_policy_data import phase_episodes
+from _synthetic_policy_data import policy_metadata as metadata
 
 from dynamo_data.episode_split import split_episodes
 from dynamo_policy.policies import (
@@ -11,41 +13,10 @@ from dynamo_policy.policies import (
     Normalization,
     PolicyArtifactError,
     PolicyConfigError,
-    PolicyMetadata,
     load_policy,
     make_policy,
 )
 from dynamo_policy.training.metrics import action_errors
-
-
-def metadata(embedding_dim=12, action_names=('a', 'b', 'c'), state_names=()):
-    return PolicyMetadata(encoder_name='resnet_small', encoder_checksum='0123456789abcdef',
-                          camera_names=['front'], embedding_dim=embedding_dim,
-                          action_names=list(action_names), step_period=0.1, state_names=list(state_names))
-
-
-def make_episodes(count, length=40, embedding_dim=12, seed=0):
-    """Make episodes whose embeddings and actions are functions of one hidden phase.
-
-    Embeddings are a fixed random projection of the phase plus noise, actions a smooth nonlinear
-    function of it: a held-out episode is predictable, but not linearly.
-    """
-    rng = np.random.default_rng(seed)
-    projection = np.random.default_rng(99).normal(size=(4, embedding_dim))
-    episodes = []
-    for _ in range(count):
-        phase = rng.uniform(0, 2 * np.pi) + np.linspace(0, np.pi, length)
-        features = np.stack([np.cos(phase), np.sin(phase), np.cos(2 * phase), np.sin(2 * phase)], axis=1)
-        embeddings = features @ projection + 0.05 * rng.normal(size=(length, embedding_dim))
-        actions = np.stack([np.sin(phase) ** 2, np.cos(3 * phase), 2.0 + 0.5 * np.sin(phase)], axis=1)
-        states = np.concatenate([actions[:1], actions[:-1]])
-        episodes.append(Episode(embeddings.astype(np.float32), actions.astype(np.float32), states.astype(np.float32)))
-    return episodes
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    torch.set_num_threads(1)
 
 
 @pytest.mark.parametrize('name, config', [
@@ -53,7 +24,7 @@ def one_thread():
     ('mlp', {'epochs': 60, 'horizon': 4, 'context_length': 2, 'hidden_dims': [64, 64], 'dropout': 0.0}),
 ])
 def test_policy_beats_predicting_the_mean_on_held_out_episodes(name, config):
-    episodes = make_episodes(12)
+    episodes = phase_episodes(12)
     train_ids, held_out_ids = split_episodes(len(episodes), 0.25, seed=0)
     training = [episodes[i] for i in train_ids]
     held_out = [episodes[i] for i in held_out_ids]
@@ -66,7 +37,7 @@ def test_policy_beats_predicting_the_mean_on_held_out_episodes(name, config):
 
 def test_mlp_training_loss_decreases():
     policy = make_policy('mlp', {'epochs': 30, 'horizon': 2, 'dropout': 0.0}, metadata())
-    history = policy.fit(make_episodes(6))
+    history = policy.fit(phase_episodes(6))
     losses = history.series['train MSE (normalised)']
     assert losses[-1] < 0.5 * losses[0]
 
@@ -75,7 +46,7 @@ def test_mlp_initial_weights_and_training_follow_its_seed_and_leave_the_global_r
     def trained(seed):
         policy = make_policy('mlp', {'epochs': 3, 'horizon': 2, 'dropout': 0.0, 'seed': seed}, metadata())
         initial = {k: v.clone() for k, v in policy.state_dict().items()}
-        policy.fit(make_episodes(3))
+        policy.fit(phase_episodes(3))
         return initial, policy.state_dict()
 
     rng = torch.get_rng_state()
@@ -146,7 +117,7 @@ FAST_SETTINGS = {
 
 @pytest.mark.parametrize('name', sorted(POLICIES))
 def test_artifact_round_trip_keeps_predictions_and_metadata(name, tmp_path):
-    episodes = make_episodes(4)
+    episodes = phase_episodes(4)
     policy = make_policy(name, {'horizon': 3, 'context_length': 2, **FAST_SETTINGS.get(name, {})},
                          metadata(state_names=['a', 'b', 'c']))
     policy.fit(episodes)
@@ -163,7 +134,7 @@ def test_artifact_round_trip_keeps_predictions_and_metadata(name, tmp_path):
 
 def test_short_windows_are_padded_like_episode_starts():
     policy = make_policy('knn', {'horizon': 2, 'context_length': 3}, metadata())
-    episodes = make_episodes(3)
+    episodes = phase_episodes(3)
     policy.fit(episodes)
     first = episodes[0].embeddings[:1]
     padded = np.repeat(first, 3, axis=0)
@@ -195,7 +166,7 @@ def test_bad_configuration_names_the_field():
 
 def test_wrong_embedding_size_is_refused():
     policy = make_policy('knn', {}, metadata())
-    policy.fit(make_episodes(2))
+    policy.fit(phase_episodes(2))
     with pytest.raises(ValueError, match='expects 12'):
         policy.predict_action({'embedding': np.zeros((1, 5), np.float32)})
 
@@ -203,7 +174,7 @@ def test_wrong_embedding_size_is_refused():
 @pytest.mark.parametrize('name', ['mlp', 'vqbet', 'diffusion'])
 def test_every_head_bounds_a_dead_embedding_unit_and_a_joint_that_never_moved(name):
     """Embedding unit 0 and joint 'b' are constant in training and read 0.02 off at deployment."""
-    episodes = make_episodes(4)
+    episodes = phase_episodes(4)
     for episode in episodes:
         episode.embeddings[:, 0] = 0.3
         episode.states[:, 1] = -1.0

@@ -4,9 +4,11 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from _synthetic_policy_data import bimodal_episodes, first_actions, phase_episodes
+from _synthetic_policy_data import policy_metadata as metadata
 
 from dynamo_data.episode_split import split_episodes
-from dynamo_policy.policies import POLICIES, Episode, PolicyConfigError, PolicyMetadata, load_policy, make_policy
+from dynamo_policy.policies import Episode, PolicyConfigError, load_policy, make_policy
 from dynamo_policy.policies.base import make_training_windows
 from dynamo_policy.policies.vqbet import VQBeTConfig, VQBeTPolicy
 from dynamo_policy.policies.vqbet.modeling_vqbet import EMACodebook, ResidualVQ, focal_loss, window_action_chunks
@@ -15,66 +17,6 @@ from dynamo_policy.training.metrics import action_errors
 # Small training runs: the reference's network sizes, fewer and faster optimisation steps.
 FAST = {'context_length': 2, 'horizon': 4, 'vq_epochs': 100, 'vq_batch_size': 256, 'epochs': 20,
         'batch_size': 64, 'learning_rate': 1e-3}
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    torch.set_num_threads(1)
-
-
-def metadata(embedding_dim=12, action_names=('a', 'b', 'c'), state_names=()):
-    return PolicyMetadata(encoder_name='resnet_small', encoder_checksum='0123456789abcdef',
-                          camera_names=['front'], embedding_dim=embedding_dim,
-                          action_names=list(action_names), step_period=0.1, state_names=list(state_names))
-
-
-def phase_episodes(count, length=40, embedding_dim=12, seed=0):
-    """Build episodes whose actions are a smooth nonlinear function of a hidden phase.
-
-    Embeddings are a fixed random projection of the phase plus noise (as in test_policies), so
-    held-out episodes are predictable, but not linearly.
-    """
-    rng = np.random.default_rng(seed)
-    projection = np.random.default_rng(99).normal(size=(4, embedding_dim))
-    episodes = []
-    for _ in range(count):
-        phase = rng.uniform(0, 2 * np.pi) + np.linspace(0, np.pi, length)
-        features = np.stack([np.cos(phase), np.sin(phase), np.cos(2 * phase), np.sin(2 * phase)], axis=1)
-        embeddings = features @ projection + 0.05 * rng.normal(size=(length, embedding_dim))
-        actions = np.stack([np.sin(phase) ** 2, np.cos(3 * phase), 2.0 + 0.5 * np.sin(phase)], axis=1)
-        states = np.concatenate([actions[:1], actions[:-1]])
-        episodes.append(Episode(embeddings.astype(np.float32), actions.astype(np.float32), states.astype(np.float32)))
-    return episodes
-
-
-def bimodal_episodes(count=16, length=12, embedding_dim=6, seed=0):
-    """Every episode sees exactly the same observations; half act +1 throughout, half -1."""
-    rng = np.random.default_rng(seed)
-    embeddings = rng.normal(size=embedding_dim) + 0.3 * np.sin(np.arange(length)[:, None] / 3.0
-                                                                 + np.arange(embedding_dim)[None, :])
-    episodes = []
-    for i in range(count):
-        actions = (1.0 if i % 2 == 0 else -1.0) + 0.02 * rng.normal(size=(length, 1))
-        episodes.append(Episode(embeddings.astype(np.float32), actions.astype(np.float32)))
-    return episodes
-
-
-def first_actions(policy, episodes, calls):
-    """First action of `calls` predictions on the (shared) observation windows, cycling through time."""
-    length = len(episodes[0])
-    return np.array([policy.predict_action({'embedding': episodes[0].embeddings[: 1 + k % length]})[0, 0]
-                     for k in range(calls)])
-
-
-def load(path):
-    """Load through the package's registry when VQ-BeT is registered, else through the class."""
-    if 'vqbet' in POLICIES:
-        return load_policy(path)
-    payload = torch.load(path, map_location='cpu', weights_only=True)
-    assert payload['policy_name'] == 'vqbet'
-    policy = VQBeTPolicy(VQBeTConfig.from_dict(payload['config']), PolicyMetadata.from_dict(payload['metadata']))
-    policy.load_state_dict(payload['state_dict'])
-    return policy
 
 
 @pytest.fixture(scope='module')
@@ -222,7 +164,7 @@ def test_artifact_round_trip_repeats_the_predictions(fitted, tmp_path):
     policy, _, _, held_out = fitted
     path = tmp_path / 'policy.pt'
     policy.save(path)
-    loaded = load(path)
+    loaded = load_policy(path)
     assert loaded.metadata.to_dict() == policy.metadata.to_dict()
     assert loaded.config == policy.config
     for candidate in (policy, loaded):

@@ -42,6 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dynamo_encoder.model.encoder import seeded_initialisation
 from dynamo_policy.policies.base import Episode, Policy, TrainingHistory, fit_embedding_normalization
 from dynamo_policy.policies.diffusion.configuration_diffusion import DiffusionConfig
 from dynamo_policy.policies.diffusion.schedulers import NoiseSchedule
@@ -246,8 +247,7 @@ class DiffusionPolicy(Policy):
 
     def __init__(self, config: DiffusionConfig, metadata):
         super().__init__(config, metadata)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(config.seed)      # the same seed builds the same initial weights
+        with seeded_initialisation(config.seed):      # the same seed builds the same initial weights
             self.network = DiffusionNetwork(metadata.embedding_dim, len(metadata.state_names), metadata.action_dim,
                                             config)
         self.network.eval()

@@ -10,27 +10,14 @@ from torch's global RNG, which the entry point seeds (train_policy: --seed).
 from __future__ import annotations
 
 import copy
-import math
 
 import numpy as np
 import torch
 from torch import nn
-from torch.nn.utils import skip_init
 
+from dynamo_encoder.model.encoder import seeded_initialisation
 from dynamo_policy.policies.base import Policy, TrainingHistory, fit_embedding_normalization
 from dynamo_policy.policies.mlp.configuration_mlp import MLPConfig
-
-
-def seeded_linear(in_features: int, out_features: int, generator: torch.Generator) -> nn.Linear:
-    """Build an nn.Linear with torch's default initialisation, U(+-1/sqrt(in_features)), drawn from `generator`.
-
-    The layer is created uninitialised, so torch's global RNG is not drawn from.
-    """
-    linear = skip_init(nn.Linear, in_features, out_features)
-    bound = 1.0 / math.sqrt(in_features)
-    nn.init.uniform_(linear.weight, -bound, bound, generator=generator)
-    nn.init.uniform_(linear.bias, -bound, bound, generator=generator)
-    return linear
 
 
 class MLPNetwork(nn.Module):
@@ -38,12 +25,12 @@ class MLPNetwork(nn.Module):
         super().__init__()
         self.register_buffer('embedding_mean', torch.zeros(embedding_size))
         self.register_buffer('embedding_std', torch.ones(embedding_size))
-        generator = torch.Generator().manual_seed(config.seed)
         widths = [embedding_size + state_size, *(int(hidden) for hidden in config.hidden_dims)]
         layers = []
-        for width, hidden in zip(widths, widths[1:]):
-            layers += [seeded_linear(width, hidden, generator), nn.GELU(), nn.Dropout(config.dropout)]
-        layers.append(seeded_linear(widths[-1], output_size, generator))
+        with seeded_initialisation(config.seed):
+            for width, hidden in zip(widths, widths[1:]):
+                layers += [nn.Linear(width, hidden), nn.GELU(), nn.Dropout(config.dropout)]
+            layers.append(nn.Linear(widths[-1], output_size))
         self.layers = nn.Sequential(*layers)
 
     def forward(self, embeddings: torch.Tensor, states: torch.Tensor | None) -> torch.Tensor:

@@ -43,6 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dynamo_encoder.model.encoder import seeded_initialisation
 from dynamo_policy.policies.base import Episode, Policy, TrainingHistory, fit_embedding_normalization
 from dynamo_policy.policies.vqbet.configuration_vqbet import VQBeTConfig
 
@@ -363,8 +364,7 @@ class VQBeTPolicy(Policy):
 
     def __init__(self, config: VQBeTConfig, metadata):
         super().__init__(config, metadata)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(config.seed)      # the same seed builds the same initial weights
+        with seeded_initialisation(config.seed):      # the same seed builds the same initial weights
             self.network = VQBeTNetwork(metadata.embedding_dim, len(metadata.state_names), metadata.action_dim,
                                         config)
         self.network.eval()
