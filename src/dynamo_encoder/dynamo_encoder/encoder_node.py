@@ -21,8 +21,6 @@ counter on /diagnostics, whose message names the present cause.
 from __future__ import annotations
 
 import array
-import gc
-import signal
 import threading
 import time
 import traceback
@@ -465,15 +463,8 @@ def _start(node: EncoderNode) -> None:
 
 def main(args=None) -> int:
     # ParameterException: a parameter of the wrong type (e.g. -p threads:=many)
-    exit_code = run_node(EncoderNode, 'encoder_node', args, parameter_errors=(ParameterError, ParameterException),
-                         runtime_errors=(AutostartError,), start=_start, on_shutdown=EncoderNode.stop)
-    # The node is gone; what is left is the interpreter's exit. Its final garbage collection over
-    # torch's objects took 1-2 s here (launch escalates to SIGTERM after 5 s); frozen objects are
-    # skipped (0.25 s). A second Ctrl-C meanwhile ends the process at once instead of printing a
-    # KeyboardInterrupt traceback from an atexit callback.
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    gc.freeze()
-    return exit_code
+    return run_node(EncoderNode, 'encoder_node', args, parameter_errors=(ParameterError, ParameterException),
+                    runtime_errors=(AutostartError,), start=_start, on_shutdown=EncoderNode.stop)
 
 
 if __name__ == '__main__':
