@@ -95,8 +95,8 @@ def _start_lockstep_graph(encoder: Path, policy: Path, ros_processes, ros_node):
              else s for s in specs]
     processes = {spec.name: ros_processes.start(spec.command(), name=spec.name, env=spec.environment)
                  for spec in specs}
-    reset = ServiceClient(ros_node.node, ros_node.executor, ResetEpisode, '/sim/reset_episode')
-    enable = ServiceClient(ros_node.node, ros_node.executor, SetBool, '/policy_node/enable')
+    reset = ServiceClient(ros_node.node, ros_node.executor, ResetEpisode, '/sim/reset_episode', resend_after_s=2.0)
+    enable = ServiceClient(ros_node.node, ros_node.executor, SetBool, '/policy_node/enable', resend_after_s=2.0)
     reset.wait_until_available(timeout_s=60)
     enable.wait_until_available(timeout_s=60)
     return processes, reset, enable

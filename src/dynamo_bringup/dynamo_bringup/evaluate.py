@@ -33,11 +33,10 @@ from tqdm import tqdm
 
 from dynamo_bringup.evaluation import EpisodeOutcome, contact_sheet, format_table, summarise, write_results
 from dynamo_bringup.graph import BringupArguments, load_robot_config, node_graph
-from dynamo_bringup.graph_run import GraphRun
+from dynamo_bringup.graph_run import RESEND_AFTER_S, SERVICE_TIMEOUT_S, GraphRun
 
 # Held-out initial states: demonstrations are recorded from seeds below this.
 FIRST_EVALUATION_SEED = 100_000
-SERVICE_TIMEOUT_S = 20.0
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -128,8 +127,10 @@ def _evaluate(args, graph: GraphRun):
 
     node.create_subscription(Image, camera_topic, keep_frame, qos_profile_sensor_data)
 
-    reset = ServiceClient(node, executor, ResetEpisode, '/sim/reset_episode', while_waiting=graph.check_alive)
-    enable = ServiceClient(node, executor, SetBool, '/policy_node/enable', while_waiting=graph.check_alive)
+    reset = ServiceClient(node, executor, ResetEpisode, '/sim/reset_episode', while_waiting=graph.check_alive,
+                          resend_after_s=RESEND_AFTER_S)
+    enable = ServiceClient(node, executor, SetBool, '/policy_node/enable', while_waiting=graph.check_alive,
+                           resend_after_s=RESEND_AFTER_S)
     for client in (reset, enable):
         client.wait_until_available(args.startup_timeout)
 

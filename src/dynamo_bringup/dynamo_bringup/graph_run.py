@@ -20,6 +20,10 @@ from dynamo_bringup.graph import NodeSpec, fastdds_environment
 from dynamo_bringup.processes import DomainLease, NodeProcess, environment
 
 LOG_TAIL_CHARS = 3000
+SERVICE_TIMEOUT_S = 20.0
+# The tools' services are idempotent (enable, reset to a seed): a request whose answer Fast DDS
+# dropped while discovery was still settling is sent again after this long (ServiceClient).
+RESEND_AFTER_S = 2.0
 
 
 class GraphRun:

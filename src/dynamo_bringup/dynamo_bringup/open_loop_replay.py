@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from dynamo_bringup.graph import BringupArguments, NodeSpec, node_graph
-from dynamo_bringup.graph_run import GraphRun
+from dynamo_bringup.graph_run import RESEND_AFTER_S, SERVICE_TIMEOUT_S, GraphRun
 from dynamo_bringup.open_loop import (
     EpisodeErrors,
     check_topics,
@@ -36,7 +36,6 @@ from dynamo_data.conversion.bag_reader import BagError
 JOINT_STATES = '/joint_states'
 REPLAY_START_NS = 1_000_000_000     # the first demonstration's first tick
 EPISODE_GAP_NS = 1_000_000_000      # replay time between demonstrations; the policy is enabled in it
-SERVICE_TIMEOUT_S = 20.0
 COMMAND_TYPES = ('joint_trajectory', 'float64_multi_array')
 
 
@@ -136,7 +135,8 @@ def _replay(args, graph: GraphRun, encoder_spec: NodeSpec, policy_spec: NodeSpec
     def publish_clock(time_ns: int) -> None:
         clock_pub.publish(Clock(clock=Time(sec=time_ns // 1_000_000_000, nanosec=time_ns % 1_000_000_000)))
 
-    enable = ServiceClient(node, executor, SetBool, '/policy_node/enable', while_waiting=graph.check_alive)
+    enable = ServiceClient(node, executor, SetBool, '/policy_node/enable', while_waiting=graph.check_alive,
+                           resend_after_s=RESEND_AFTER_S)
     enable.wait_until_available(args.startup_timeout)
     episodes, start_ns = [], REPLAY_START_NS
     for bag in args.open_loop:

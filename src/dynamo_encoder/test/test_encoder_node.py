@@ -345,7 +345,8 @@ def test_without_autostart_the_node_follows_lifecycle_transitions(ros_processes,
     publishers = [ros_node.node.create_publisher(Image, topic, qos_profile_sensor_data) for topic in topics]
     start_encoder(ros_processes, artifacts['two'], '-p', 'autostart:=false',
                   '-p', f'camera_topics:=[{",".join(topics)}]', '-p', 'camera_transports:=[raw,raw]')
-    get_state = ServiceClient(ros_node.node, ros_node.executor, GetState, '/encoder_node/get_state')
+    get_state = ServiceClient(ros_node.node, ros_node.executor, GetState, '/encoder_node/get_state',
+                              resend_after_s=2.0)
     change_state = ServiceClient(ros_node.node, ros_node.executor, ChangeState, '/encoder_node/change_state')
     change_state.wait_until_available(STARTUP_TIMEOUT_S)
 

@@ -240,7 +240,7 @@ def test_disable_holds_and_enable_resumes(ros_processes, ros_node, trained_polic
     publish_joint_states(ros_node, XARM_ACTIONS, measured)
     start_policy_node(ros_processes, path, *WIDE_LIMITS, *XARM_SPLIT)   # autostart defaults to false
     EmbeddingStream(ros_node, policy, camera_embedding)
-    enable = ServiceClient(ros_node.node, ros_node.executor, SetBool, '/policy_node/enable')
+    enable = ServiceClient(ros_node.node, ros_node.executor, SetBool, '/policy_node/enable', resend_after_s=2.0)
 
     ros_node.spin_until(lambda: len(chunks) >= 5, timeout=60, what='action chunks while disabled')
     assert arm == [], 'disabled at start: chunks are published, commands are not'
@@ -412,7 +412,7 @@ def test_a_stalled_policy_blocks_neither_the_watchdog_nor_the_enable_service(
                              env={'SLOW_POLICY_FAST_PREDICTIONS': str(fast_predictions),
                                   'SLOW_POLICY_SECONDS': str(slow_prediction_s)})
     EmbeddingStream(ros_node, policy, camera_embedding)
-    enable = ServiceClient(ros_node.node, ros_node.executor, SetBool, '/policy_node/enable')
+    enable = ServiceClient(ros_node.node, ros_node.executor, SetBool, '/policy_node/enable', resend_after_s=2.0)
     ros_node.spin_until(lambda: len(chunks) >= fast_predictions, timeout=60, what='the fast predictions')
 
     # The next prediction takes slow_prediction_s; the watchdog stops the robot long before it ends.

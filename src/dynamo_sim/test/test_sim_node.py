@@ -18,7 +18,7 @@ pytestmark = pytest.mark.ros
 
 
 def _reset_client(ros_node) -> ServiceClient:
-    return ServiceClient(ros_node.node, ros_node.executor, ResetEpisode, '/sim/reset_episode')
+    return ServiceClient(ros_node.node, ros_node.executor, ResetEpisode, '/sim/reset_episode', resend_after_s=2.0)
 
 
 def _publish_until(ros_node, publish, predicate, timeout, what):

@@ -6,6 +6,11 @@
 The node keeps receiving its other messages while a call waits, and `while_waiting` (e.g. a check
 that the server's process is still alive) runs between spins, so a dead server fails the call at
 once instead of after the timeout.
+
+A response can be lost: Fast DDS drops it ("failed to send response (timeout)") when the server has
+not yet discovered the client's response reader, which happens on a loaded machine right after the
+client appears. A client of an idempotent service (enable, reset to a given seed, get a state) sets
+`resend_after_s`, and the request is sent again when no answer came within that time.
 """
 
 from __future__ import annotations
@@ -31,11 +36,12 @@ class ServiceClient:
     """One service of one node; `executor` spins that node (and whatever else it holds)."""
 
     def __init__(self, node: Node, executor: Executor, srv_type, srv_name: str,
-                 while_waiting: Callable[[], None] | None = None):
+                 while_waiting: Callable[[], None] | None = None, resend_after_s: float | None = None):
         self.name = srv_name
         self._client = node.create_client(srv_type, srv_name)
         self._executor = executor
         self._while_waiting = while_waiting
+        self._resend_after_s = resend_after_s
 
     def wait_until_available(self, timeout_s: float) -> None:
         """Spin until a server of the service is discovered; ServiceUnavailableError after `timeout_s`."""
@@ -50,11 +56,16 @@ class ServiceClient:
         ServiceUnavailableError or ServiceTimeoutError after that.
         """
         self.wait_until_available(timeout_s)
-        future = self._client.call_async(request)
-        if not self._spin_until(future.done, timeout_s):
+        deadline = time.monotonic() + timeout_s
+        while True:
+            future = self._client.call_async(request)
+            remaining = deadline - time.monotonic()
+            wait_s = remaining if self._resend_after_s is None else min(self._resend_after_s, remaining)
+            if self._spin_until(future.done, wait_s):
+                return future.result()
             self._client.remove_pending_request(future)
-            raise ServiceTimeoutError(f'service {self.name} did not answer within {timeout_s:g} s')
-        return future.result()
+            if time.monotonic() >= deadline:
+                raise ServiceTimeoutError(f'service {self.name} did not answer within {timeout_s:g} s')
 
     def _spin_until(self, condition: Callable[[], bool], timeout_s: float) -> bool:
         deadline = time.monotonic() + timeout_s

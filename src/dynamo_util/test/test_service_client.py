@@ -45,6 +45,29 @@ def test_a_server_that_never_answers_is_a_clear_error(ros_node):
         silent.destroy_node()
 
 
+def test_an_idempotent_request_is_sent_again_until_answered(ros_node):
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.node import Node
+
+    # The server takes no request during the call (its node is not spun): as if every answer
+    # were lost. The client must have sent the request again every resend_after_s.
+    taken = []
+    server = Node('late_server', context=ros_node.node.context)
+    server.create_service(SetBool, 'late_switch', lambda request, response: taken.append(request.data) or response)
+    try:
+        client = ServiceClient(ros_node.node, ros_node.executor, SetBool, 'late_switch', resend_after_s=0.3)
+        with pytest.raises(ServiceTimeoutError):
+            client.call(SetBool.Request(data=True), timeout_s=1.5)
+        server_executor = SingleThreadedExecutor(context=ros_node.node.context)
+        server_executor.add_node(server)
+        for _ in range(20):
+            server_executor.spin_once(timeout_sec=0.05)
+        server_executor.shutdown()
+        assert len(taken) >= 3 and set(taken) == {True}
+    finally:
+        server.destroy_node()
+
+
 def test_while_waiting_can_end_the_wait_early(ros_node):
     class ServerDied(RuntimeError):
         pass
