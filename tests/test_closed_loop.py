@@ -145,6 +145,9 @@ def test_lockstep_episodes_repeat_exactly_and_every_step_waits_for_the_policy(ar
     assert np.ptp(first, axis=0).max() > 0.05, 'the policy did not move the arm'
     np.testing.assert_allclose(second, first, atol=1e-6)
     assert max(wall_seconds) < result.duration, f'episodes took {wall_seconds} s, more than real time'
+    # sim_node logs an episode's end after publishing its result: wait for the second line.
+    ending = re.escape(f'after {result.steps} steps (1 waited out lockstep_timeout)')
+    processes['sim_node'].wait_for_output(f'(?s){ending}.*{ending}', timeout=10.0)
     assert processes['sim_node'].output().count(f'after {result.steps} steps (1 waited out lockstep_timeout)') == 2
 
 
