@@ -5,18 +5,9 @@ import yaml
 
 from dynamo_encoder.model import build_encoder, build_objective, objective_config
 from dynamo_encoder.pretraining.config import PRESETS_DIR, apply_overrides, config_from_dict, load_config
+from dynamo_encoder.pretraining.trainer import flatten_settings
 
 PRESETS = sorted(path.stem for path in PRESETS_DIR.glob('*.yaml'))
-
-
-def flatten(values: dict, prefix: str = '') -> dict:
-    flat = {}
-    for key, value in values.items():
-        if isinstance(value, dict):
-            flat.update(flatten(value, f'{prefix}{key}.'))
-        else:
-            flat[f'{prefix}{key}'] = value
-    return flat
 
 
 def test_the_shipped_presets_are_found():
@@ -25,8 +16,8 @@ def test_the_shipped_presets_are_found():
 
 @pytest.mark.parametrize('preset', PRESETS)
 def test_a_preset_loads_into_exactly_the_values_its_file_holds(preset):
-    written = flatten(yaml.safe_load((PRESETS_DIR / f'{preset}.yaml').read_text()))
-    loaded = flatten(load_config(preset).to_dict())
+    written = flatten_settings(yaml.safe_load((PRESETS_DIR / f'{preset}.yaml').read_text()))
+    loaded = flatten_settings(load_config(preset).to_dict())
     assert {key: loaded.get(key) for key in written} == written
 
 

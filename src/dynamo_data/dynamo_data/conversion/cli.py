@@ -16,24 +16,17 @@ from .config import ConfigError, load_config
 from .convert import PREVIEW_CURVES_PATH, PREVIEW_FRAMES_PATH, REPORT_PATH, ConversionError, convert_bags, shard_bags
 
 
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'expected a positive integer, got {text!r}') from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f'expected a positive integer, got {value}')
-    return value
-
-
-def _index(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'expected an integer >= 0, got {text!r}') from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f'expected an integer >= 0, got {value}')
-    return value
+def _int_at_least(minimum: int):
+    """Return an argparse type: an integer >= minimum, else a usage error saying so."""
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f'expected an integer >= {minimum}, got {text!r}') from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f'expected an integer >= {minimum}, got {value}')
+        return value
+    return parse
 
 
 def build_parser():
@@ -48,9 +41,9 @@ def build_parser():
     parser.add_argument('--skip-bad', action='store_true', help='convert the good bags, list the bad ones')
     parser.add_argument('--task', default=None, help='task label for every episode (overrides the config)')
     parser.add_argument('--no-progress', action='store_true', help='no progress bars')
-    parser.add_argument('--jobs', type=_positive_int, default=1, help='bags converted at once (processes)')
-    parser.add_argument('--num-shards', type=_positive_int, default=1, help='split the bags into this many slices')
-    parser.add_argument('--shard-index', type=_index, default=0, help='the slice to convert (0-based)')
+    parser.add_argument('--jobs', type=_int_at_least(1), default=1, help='bags converted at once (processes)')
+    parser.add_argument('--num-shards', type=_int_at_least(1), default=1, help='split the bags into this many slices')
+    parser.add_argument('--shard-index', type=_int_at_least(0), default=0, help='the slice to convert (0-based)')
     return parser
 
 

@@ -49,11 +49,12 @@ PLOT_EVERY_S = 60.0        # redraw loss_curves.png at most this often during tr
 RESUMABLE_DIFFERENCES = {'train.threads', 'train.device', 'train.checkpoint_every', 'data.cache_dir'}
 
 
-def _flatten(values: dict, prefix: str = '') -> dict:
+def flatten_settings(values: dict, prefix: str = '') -> dict:
+    """Return nested settings as {'section.key': value}."""
     flat = {}
     for key, value in values.items():
         if isinstance(value, dict):
-            flat.update(_flatten(value, f'{prefix}{key}.'))
+            flat.update(flatten_settings(value, f'{prefix}{key}.'))
         else:
             flat[f'{prefix}{key}'] = value
     return flat
@@ -318,7 +319,7 @@ class Pretrainer:
 
     def load_checkpoint(self, path: Path) -> None:
         state = read_checkpoint(path)
-        ours, theirs = _flatten(self.config.to_dict()), _flatten(state['config'])
+        ours, theirs = flatten_settings(self.config.to_dict()), flatten_settings(state['config'])
         differing = sorted(k for k in set(ours) | set(theirs)
                            if ours.get(k) != theirs.get(k) and k not in RESUMABLE_DIFFERENCES)
         if differing:
