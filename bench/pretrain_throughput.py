@@ -38,7 +38,7 @@ import torch
 
 from dynamo_data import DatasetWriter
 from dynamo_encoder.pretraining.config import apply_overrides, load_config
-from dynamo_encoder.pretraining.distributed import init_from_environment
+from dynamo_encoder.pretraining.distributed import init_from_environment, leave_group
 from dynamo_encoder.pretraining.trainer import Pretrainer, has_fast_bf16, resolve_device
 
 FORMS = {
@@ -184,8 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         say(f'{form:<14} {value:>10.1f} {ratio:>12}', flush=True)
     say(f'loader + optimiser + bookkeeping ({forms[0]}): full/bare = {statistics.median(times[forms[0]]) / bare:.2f} '
         '(goal <= 1.1)')
-    if torch.distributed.is_initialized():
-        torch.distributed.destroy_process_group()
+    leave_group()
     return 0
 
 

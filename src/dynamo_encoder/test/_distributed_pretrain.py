@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from dynamo_encoder.pretraining.config import load_config
-from dynamo_encoder.pretraining.distributed import init_from_environment
+from dynamo_encoder.pretraining.distributed import init_from_environment, leave_group
 from dynamo_encoder.pretraining.trainer import Pretrainer
 
 
@@ -23,8 +23,7 @@ def main(dataset: str, config_path: str, output: str) -> None:
     trainer = Pretrainer(config, dataset, output, progress=False)
     trainer.run()
     torch.save(trainer.objective.state_dict(), Path(output) / f'replica{ranks.rank}.pt')
-    if ranks.world_size > 1:
-        torch.distributed.destroy_process_group()
+    leave_group()
 
 
 if __name__ == '__main__':

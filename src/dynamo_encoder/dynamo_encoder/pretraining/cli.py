@@ -32,7 +32,7 @@ from dynamo_data import DatasetError
 
 from ..artifact import ArtifactError
 from .config import ABLATIONS, PRESETS_DIR, ConfigError, apply_overrides, load_config
-from .distributed import init_from_environment
+from .distributed import init_from_environment, leave_group
 from .trainer import CHECKPOINT, CheckpointError, load_run_config, pretrain
 
 
@@ -84,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.manual_seed(config.train.seed + 1_000_003 * ranks.rank)
         encoder_path = pretrain(args.dataset, args.output, config, resume=args.resume,
                                 stop_after_steps=args.stop_after_steps, progress=not args.no_progress)
+        leave_group()
     except ConfigError as exc:
         print(f'pretrain: error: {exc}', file=sys.stderr)
         return 2
@@ -98,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     finally:
-        if torch.distributed.is_initialized():
+        if torch.distributed.is_initialized():   # a failed run: its peers may never reach leave_group
             torch.distributed.destroy_process_group()
     if not ranks.main:
         return 0

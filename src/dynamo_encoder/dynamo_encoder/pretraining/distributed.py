@@ -57,6 +57,19 @@ def init_from_environment(device: str) -> Ranks:
     return current_ranks()
 
 
+def leave_group() -> None:
+    """Leave the process group once every rank got here (nothing to do for a single process).
+
+    The barrier comes first because a gloo rank that tears the group down while a peer still holds it
+    (rank 0 writing the run's files, say) aborts now and then at exit (SIGABRT, "terminate called
+    without an active exception"). Only for a run that went well: after a failure the peers may
+    never arrive, so failing runs call destroy_process_group directly.
+    """
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 class _SumOverRanks(torch.autograd.Function):
     """Sum a tensor over the ranks; the gradient of each rank's input is the sum of the ranks' output gradients."""
 
