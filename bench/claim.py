@@ -68,6 +68,10 @@ def load_preset(name_or_path: str) -> tuple[Path, dict]:
         missing = [t for t in spec['tasks'] if t not in spec.get('object_state', {})]
         if missing:
             raise SystemExit(f'claim: {path}: robots.{robot}.object_state needs the probed dimensions of {missing}')
+    tasks = [t for spec in preset['robots'].values() for t in spec['tasks']]
+    for policy, only in preset.get('policy_tasks', {}).items():
+        if policy not in preset['policies'] or not set(only) <= set(tasks):
+            raise SystemExit(f'claim: {path}: policy_tasks.{policy} must name one of policies and some of {tasks}')
     if REFERENCE not in preset['encoders'] or any(b not in preset['encoders'] for b in BASELINES):
         raise SystemExit(f'claim: {path}: encoders must include {REFERENCE} and {", ".join(BASELINES)}')
     return path, preset
@@ -94,10 +98,16 @@ def policy_settings(preset: dict, policy: str, seed: int) -> list[str]:
     return [argument for key, value in settings.items() for argument in ('--set', f'{key}={json.dumps(value)}')]
 
 
+def task_policies(preset: dict, task: str) -> list[str]:
+    """Return the policies trained on a task: every one of the preset's, unless policy_tasks names its tasks."""
+    only = preset.get('policy_tasks', {})
+    return [p for p in preset['policies'] if p not in only or task in only[p]]
+
+
 def plan(preset: dict, work: Path, threads: int) -> dict[str, list[Step]]:
     """Return the steps, in phases: each phase needs only the outputs of earlier phases."""
     record, convert, pretrain, probe, train, evaluate = [], [], [], [], [], []
-    seeds, policies = preset['seeds'], preset['policies']
+    seeds = preset['seeds']
     for robot, spec in preset['robots'].items():
         tasks = spec['tasks']
         for task in tasks:
@@ -127,7 +137,7 @@ def plan(preset: dict, work: Path, threads: int) -> dict[str, list[Step]]:
                                           'probe', '--dataset', str(dataset), '--encoder', str(encoder),
                                           '--output', str(work / 'probes' / task / variant / f'seed{seed}'),
                                           '--threads', str(threads)]))
-                    for policy in policies:
+                    for policy in task_policies(preset, task):
                         policy_dir = work / 'policies' / task / variant / f'seed{seed}' / policy
                         train.append(Step(f'train {policy} {variant} seed {seed} on {task}', policy_dir / 'policy.pt', [
                             'train_policy', '--dataset', str(dataset), '--encoder', str(encoder), '--policy', policy,
@@ -190,7 +200,7 @@ def collect(preset: dict, work: Path) -> list[dict]:
                           for r in reports]   # None: the dimension did not vary in the held-out episodes
                 probes = [float(np.nanmean([np.nan if v is None else v for v in values])) for values in probed]
                 ranks = [r['embeddings']['effective_rank'] for r in reports]
-                for policy in preset['policies']:
+                for policy in task_policies(preset, task):
                     rates, steps, late_steps = [], 0, 0
                     for seed in preset['seeds']:
                         evaluation = work / 'evaluations' / task / variant / f'seed{seed}' / policy
@@ -355,7 +365,7 @@ def _plot(rows: list[dict], preset: dict, out: Path) -> None:
     fig, ax = plt.subplots(figsize=(1.6 * len(tasks) + 2, 3.2))
     x = np.arange(len(tasks))
     for i, encoder in enumerate(encoders):
-        values = [by_key[(t, preset['policies'][0], encoder)] for t in tasks]
+        values = [next(r for r in rows if r['task'] == t and r['encoder'] == encoder) for t in tasks]   # any policy
         ax.bar(x + (i - (len(encoders) - 1) / 2) * width, [v['probe_r2_mean'] for v in values], width,
                yerr=[v['probe_r2_se'] for v in values], capsize=2, label=encoder)
     ax.set_xticks(x, tasks, fontsize=8)
