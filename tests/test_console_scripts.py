@@ -5,6 +5,7 @@ The scripts are found from the installed distributions' entry points, so a new s
 """
 from __future__ import annotations
 
+import signal
 import subprocess
 from importlib.metadata import distribution
 
@@ -30,6 +31,11 @@ BAD_ARGUMENTS = {
 }
 
 
+# The node executables ros2 launch starts, and the module each one imports (torch or MuJoCo: seconds).
+NODE_MODULES = {'encoder_node': 'dynamo_encoder.encoder_node', 'policy_node': 'dynamo_policy.policy_node',
+                'sim_node': 'dynamo_sim.sim_node'}
+
+
 def console_scripts() -> list[str]:
     return sorted(entry.name for package in PACKAGES
                   for entry in distribution(package).entry_points.select(group='console_scripts'))
@@ -47,3 +53,22 @@ def test_bad_argument_exits_2_with_one_clear_line(script, ros_env):
     assert result.returncode == 2, f'{script} exited {result.returncode}:\n{output}'
     assert 'Traceback' not in output, output
     assert 'error' in output.lower(), output
+
+
+@pytest.mark.parametrize('script', sorted(NODE_MODULES))
+def test_ctrl_c_while_a_node_imports_exits_0_without_a_traceback(script, ros_env):
+    # PYTHONPROFILEIMPORTTIME reports each import on stderr as it completes: the signal goes out
+    # once the package's light entry_points module has loaded, before the node module has.
+    process = subprocess.Popen([script], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True, env={**ros_env, 'PYTHONPROFILEIMPORTTIME': '1'})
+    imported = []
+    for line in process.stderr:
+        imported.append(line.rpartition('|')[2].strip())
+        if imported[-1] in (NODE_MODULES[script].partition('.')[0] + '.entry_points', NODE_MODULES[script]):
+            process.send_signal(signal.SIGINT)
+            break
+    rest = process.stderr.read()
+    imported += [line.rpartition('|')[2].strip() for line in rest.splitlines()]
+    assert process.wait(timeout=30) == 0, rest[-3000:]
+    assert 'Traceback' not in rest, rest[-3000:]
+    assert NODE_MODULES[script] not in imported, 'the Ctrl-C came after the import; this test did not test it'

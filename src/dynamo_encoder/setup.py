@@ -22,7 +22,7 @@ setup(
     extras_require={'test': ['pytest']},
     entry_points={
         'console_scripts': [
-            'encoder_node = dynamo_encoder.encoder_node:main',
+            'encoder_node = dynamo_encoder.entry_points:encoder_node',
             'export_encoder = dynamo_encoder.export:main',
             'pretrain = dynamo_encoder.pretraining.cli:main',
             'probe = dynamo_encoder.probe:main',

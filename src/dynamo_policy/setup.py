@@ -23,7 +23,7 @@ setup(
     extras_require={'test': ['pytest']},
     entry_points={
         'console_scripts': [
-            'policy_node = dynamo_policy.policy_node:main',
+            'policy_node = dynamo_policy.entry_points:policy_node',
             'train_policy = dynamo_policy.training.cli:main',
         ],
     },

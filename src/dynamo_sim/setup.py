@@ -23,7 +23,7 @@ setup(
     extras_require={'test': ['pytest']},
     entry_points={
         'console_scripts': [
-            'sim_node = dynamo_sim.sim_node:main',
+            'sim_node = dynamo_sim.entry_points:sim_node',
             'record_demos = dynamo_sim.recording:main',
         ],
     },

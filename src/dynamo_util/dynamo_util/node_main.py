@@ -39,7 +39,10 @@ def run_node(make_node: Callable[[], NodeT], name: str, args: list[str] | None =
     raised at any time exit code 1. on_shutdown(node), if given, runs before the node is destroyed
     (e.g. to close a simulator); a second Ctrl-C while shutting down cuts it short quietly.
     """
-    rclpy.init(args=args)
+    try:
+        rclpy.init(args=args)
+    except KeyboardInterrupt:   # a Ctrl-C before rclpy's own signal handler is in place
+        return 0
     node = None
     spinning = False
     exit_code = 0
