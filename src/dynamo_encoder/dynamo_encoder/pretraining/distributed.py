@@ -31,6 +31,14 @@ class Ranks:
         """Return True on the process that alone writes outputs and prints progress."""
         return self.rank == 0
 
+    def sum(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Return the sum of `tensor` over the ranks (the tensor itself for a single process)."""
+        if self.world_size == 1:
+            return tensor
+        total = tensor.clone()
+        dist.all_reduce(total)
+        return total
+
     def shard(self, global_batch: torch.Tensor) -> torch.Tensor:
         """Return this rank's part of a step's global batch of window indices (every world_size-th one)."""
         return global_batch[self.rank::self.world_size]

@@ -190,8 +190,7 @@ class Pretrainer:
         self.objective.after_optimizer_step(self.step / self.total_steps)
         values = torch.stack([v.detach().float() for v in components.values()])
         if self.ranks.world_size > 1:
-            values = values * share
-            torch.distributed.all_reduce(values)
+            values = self.ranks.sum(values * share)
         return dict(zip(components, values.tolist()))
 
     def epoch_order(self, epoch: int) -> torch.Tensor:

@@ -225,6 +225,7 @@ class Policy(abc.ABC):
 
     name: str = ''                       # registry name, e.g. "knn"
     config_class: type[PolicyConfig] = PolicyConfig
+    data_parallel: bool = False          # fit() trains on every rank of a torchrun process group
 
     def __init__(self, config: PolicyConfig, metadata: PolicyMetadata):
         config.validate()

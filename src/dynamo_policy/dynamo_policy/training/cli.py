@@ -11,6 +11,12 @@ episodes are held out for validation, the policy is fitted, and OUTPUT gets:
     config.yaml          the resolved policy configuration and command line
 Every file is written atomically (dynamo_data.atomic).
 
+Data-parallel training, for the heads that take long to train (diffusion):
+    torchrun --nproc-per-node N $(which train_policy) ...same arguments...
+runs one process per rank (gloo on CPU); the global batch (the policy's batch_size, for which its
+learning rate is set) is split over the ranks, so N processes train the same run as one. Rank 0
+embeds the dataset first (the others read its cache), and alone writes the outputs and shows progress.
+
 Exit status (one line on stderr names the problem): 0 on success; 2 on bad command-line usage or
 a bad policy configuration (--config, --set, an option the dataset cannot serve); 1 when the
 dataset or encoder cannot be read or used, the output cannot be written, or training fails
@@ -33,6 +39,7 @@ from dynamo_data import DatasetError, LeRobotDataset
 from dynamo_data.atomic import atomic_open
 from dynamo_data.episode_split import split_episodes
 from dynamo_encoder.artifact import ArtifactError, EncoderArtifact
+from dynamo_encoder.pretraining.distributed import current_ranks, init_from_environment, leave_group
 from dynamo_policy.policies import (
     POLICIES,
     Episode,
@@ -132,7 +139,15 @@ def train(args: argparse.Namespace) -> dict:
         raise DatasetError(f'{args.dataset}: no {ACTION_KEY!r} feature to train on (have {dataset.array_keys})')
     if args.use_state and STATE_KEY not in dataset.array_keys:
         raise TrainingError(f'--use-state: {args.dataset} has no {STATE_KEY!r} feature (have {dataset.array_keys})')
-    embeddings = episode_embeddings(dataset, encoder, args.cache_dir, show_progress=not args.quiet)
+    ranks = current_ranks()
+    if ranks.world_size > 1 and not POLICIES[args.policy].data_parallel:
+        raise TrainingError(f'--policy {args.policy} trains in one process; data-parallel training (torchrun) is '
+                            f'for {sorted(name for name, cls in POLICIES.items() if cls.data_parallel)}')
+    if not ranks.main:   # rank 0 embeds the dataset into the cache first; the other ranks then read it
+        torch.distributed.barrier()
+    embeddings = episode_embeddings(dataset, encoder, args.cache_dir, show_progress=not args.quiet and ranks.main)
+    if ranks.main and ranks.world_size > 1:
+        torch.distributed.barrier()
     episodes = [Episode(embeddings[i], dataset.array(i, ACTION_KEY),
                         dataset.array(i, STATE_KEY) if args.use_state else None)
                 for i in range(dataset.num_episodes)]
@@ -146,13 +161,14 @@ def train(args: argparse.Namespace) -> dict:
         step_period=1.0 / float(dataset.fps),
         state_names=dataset.feature_names(STATE_KEY) if args.use_state else [])
     policy = make_policy(args.policy, config, metadata)
-    with tqdm(desc=f'training {args.policy}', disable=args.quiet) as bar:
+    with tqdm(desc=f'training {args.policy}', disable=args.quiet or not ranks.main) as bar:
         def progress(done: int, total: int) -> None:
             bar.total = total
             bar.n = done
             bar.refresh()
         history = policy.fit(training, held_out or None, progress=progress)
-
+    if not ranks.main:
+        return {}
     errors = action_errors(policy, held_out, training) if held_out else {}
     args.output.mkdir(parents=True, exist_ok=True)
     policy.save(args.output / 'policy.pt')
@@ -178,7 +194,9 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     try:
+        ranks = init_from_environment('cpu')
         metrics = train(args)
+        leave_group()
     except (TrainingError, PolicyConfigError) as error:
         print(f'train_policy: error: {error}', file=sys.stderr)
         return 2
@@ -192,6 +210,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print('train_policy: interrupted', file=sys.stderr)
         return 130
+    finally:
+        if torch.distributed.is_initialized():   # a failed run: its peers may never reach leave_group
+            torch.distributed.destroy_process_group()
+    if not ranks.main:
+        return 0
     print(f'wrote {args.output / "policy.pt"}, training_curve.png, metrics.json, config.yaml')
     if 'policy_chunk_mae' in metrics:
         print(f'held-out episodes {metrics["held_out_episodes"]}: action chunk MAE '

@@ -27,6 +27,10 @@ conv1d_components.py, positional_embedding.py, ema_model.py, policy/diffusion_un
   after every optimiser step an EMA of the weights is updated with decay
   1 - (1 + step / inv_gamma) ** -power clipped to [min, max] (0 on the first steps). The EMA
   copy is the policy: it is what predict_action uses, what is saved and what is loaded.
+* Data-parallel under torchrun (train_policy started by `torchrun --nproc-per-node N`): every rank
+  draws the same global batch, noise and timesteps, trains on its share (every N-th window) in
+  DistributedDataParallel, and weights its loss by that share, so the averaged gradient is the
+  global batch's and N processes train as one with batch_size as the global batch.
 * Inference: x_T ~ N(0, I) from a torch.Generator seeded by `seed` (reset() re-seeds it, so an
   episode rerun from the same observations repeats its actions), then `num_inference_steps`
   DDIM steps (schedulers.py).
@@ -41,8 +45,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from dynamo_encoder.model.encoder import seeded_initialisation
+from dynamo_encoder.pretraining.distributed import current_ranks
 from dynamo_policy.policies.base import Episode, Policy, TrainingHistory, fit_embedding_normalization
 from dynamo_policy.policies.diffusion.configuration_diffusion import DiffusionConfig
 from dynamo_policy.policies.diffusion.schedulers import NoiseSchedule
@@ -184,6 +190,11 @@ class DiffusionNetwork(nn.Module):
         self.register_buffer('action_offset', torch.zeros(action_dim))
         self.unet = ConditionalUnet1D(action_dim, config.context_length * (embedding_dim + state_dim), config)
 
+    def forward(self, noisy: torch.Tensor, timesteps: torch.Tensor, embeddings: torch.Tensor,
+                states: torch.Tensor | None) -> torch.Tensor:
+        """Return the noise predicted in `noisy` (B, prediction_horizon, A) at `timesteps` (B,)."""
+        return self.unet(noisy, timesteps, self.global_cond(embeddings, states))
+
     def global_cond(self, embeddings: torch.Tensor, states: torch.Tensor | None) -> torch.Tensor:
         rows = (embeddings - self.embedding_mean) / self.embedding_std
         if states is not None:
@@ -243,6 +254,7 @@ def cosine_with_warmup(step: int, warmup_steps: int, total_steps: int) -> float:
 class DiffusionPolicy(Policy):
     name = 'diffusion'
     config_class = DiffusionConfig
+    data_parallel = True
     config: DiffusionConfig
 
     def __init__(self, config: DiffusionConfig, metadata):
@@ -293,16 +305,21 @@ class DiffusionPolicy(Policy):
             torch.manual_seed(self.config.seed)
             return self._fit(train, validation, progress, torch.Generator().manual_seed(self.config.seed))
 
-    def _noise_loss(self, model, embeddings, states, sequences, generator) -> torch.Tensor:
-        x0 = model.to_unit(sequences)
-        noise = torch.randn(x0.shape, generator=generator)
-        timesteps = torch.randint(0, self.config.num_train_timesteps, (len(x0),), generator=generator)
-        predicted = model.unet(self.schedule.add_noise(x0, noise, timesteps), timesteps,
-                               model.global_cond(embeddings, states))
-        return F.mse_loss(predicted, noise)
+    def _noise(self, count: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """Draw the noise (count, prediction_horizon, A) and the DDPM timesteps (count,) of `count` windows."""
+        noise = torch.randn((count, self.config.prediction_horizon, self.metadata.action_dim), generator=generator)
+        return noise, torch.randint(0, self.config.num_train_timesteps, (count,), generator=generator)
+
+    def _noise_loss(self, model: nn.Module, embeddings, states, sequences, noise, timesteps,
+                    batch_windows: int | None = None) -> torch.Tensor:
+        """Return the noise MSE of these windows, as their share of a batch of `batch_windows` (default: them)."""
+        x0 = self.network.to_unit(sequences)    # the scalings are buffers, the same in every copy
+        predicted = model(self.schedule.add_noise(x0, noise, timesteps), timesteps, embeddings, states)
+        return F.mse_loss(predicted, noise, reduction='sum') / ((batch_windows or len(noise)) * noise[0].numel())
 
     def _fit(self, train, validation, progress, generator) -> TrainingHistory:
         config = self.config
+        ranks = current_ranks()
         embeddings, states, sequences = (None if a is None else torch.from_numpy(a) for a in train)
         flat = embeddings.flatten(0, 1)
         ema_network = self.network
@@ -310,6 +327,9 @@ class DiffusionPolicy(Policy):
         ema_network.fit_action_limits(sequences.flatten(0, 1))
         model = copy.deepcopy(ema_network)      # trained; ema_network follows it by EMA
         model.train()
+        # DDP averages the ranks' gradients: a rank's loss is its share's sum over the global
+        # batch, times the number of ranks, so that average is the global batch's gradient.
+        trained = DistributedDataParallel(model) if ranks.world_size > 1 else model
         ema = EMA(ema_network, config)
         optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, betas=tuple(config.betas),
                                       eps=config.adam_eps, weight_decay=config.weight_decay)
@@ -326,14 +346,17 @@ class DiffusionPolicy(Policy):
             order = torch.randperm(len(embeddings), generator=generator)
             for start in range(0, len(order), config.batch_size):
                 batch = order[start:start + config.batch_size]
-                loss = self._noise_loss(model, embeddings[batch], None if states is None else states[batch],
-                                        sequences[batch], generator)
+                noise, timesteps = self._noise(len(batch), generator)
+                share = ranks.shard(torch.arange(len(batch)))
+                windows = batch[share]
+                loss = self._noise_loss(trained, embeddings[windows], None if states is None else states[windows],
+                                        sequences[windows], noise[share], timesteps[share], len(batch))
                 optimizer.zero_grad()
-                loss.backward()
+                (loss * ranks.world_size).backward()
                 optimizer.step()
                 scheduler.step()
                 ema.step(model)
-                losses.append(loss.item())
+                losses.append(ranks.sum(loss.detach()).item())   # the global batch's loss
             if epoch % every == 0 or epoch == config.epochs:
                 history.x.append(epoch)
                 history.series.setdefault('train noise MSE', []).append(float(np.mean(losses)))
@@ -352,8 +375,8 @@ class DiffusionPolicy(Policy):
     def _validation_errors(self, validation) -> tuple[float, float]:
         """Return the EMA network's noise MSE and executed-chunk MSE on held-out windows (fixed seeds)."""
         embeddings, states, sequences = validation
-        noise_mse = float(self._noise_loss(self.network, embeddings, states, sequences,
-                                           torch.Generator().manual_seed(self.config.seed + 1)))
+        noise, timesteps = self._noise(len(sequences), torch.Generator().manual_seed(self.config.seed + 1))
+        noise_mse = float(self._noise_loss(self.network, embeddings, states, sequences, noise, timesteps))
         predicted = self.sample(embeddings, states, torch.Generator().manual_seed(self.config.seed + 2))
         start = self.config.context_length - 1
         executed = slice(start, start + self.config.horizon)
