@@ -150,6 +150,9 @@ def plan(preset: dict, work: Path, threads: int) -> dict[str, list[Step]]:
                                 '--policy', str(policy_dir / 'policy.pt'),
                                 '--episodes', str(preset['eval_episodes']), '--output', str(eval_dir),
                                 '--lockstep', '--real-time-factor', '0', '--rollout-sheets', '0']))
+    # The preset's first policy first: the first policy's table is complete while a slower head still runs.
+    for steps in (train, evaluate):
+        steps.sort(key=lambda step: next(i for i, p in enumerate(preset['policies']) if f' {p} ' in step.name))
     return dict(zip(PHASES, [record, convert, pretrain, probe, train, evaluate]))
 
 
