@@ -95,6 +95,14 @@ def test_bad_input_exits_non_zero_with_one_line_naming_it(dataset, encoder_path,
     assert not (tmp_path / 'out' / 'policy.pt').exists()
 
 
+def test_numbers_in_exponent_notation_are_numbers(tmp_path):
+    from dynamo_policy.training.cli import resolve_config_values
+    config = tmp_path / 'config.yaml'
+    config.write_text('learning_rate: 1e-4\nweight_decay: -2.5E+3\nname: 1e4x\n')
+    values = resolve_config_values(config, ['adam_eps=3e-8', 'k=5'])
+    assert values == {'learning_rate': 1e-4, 'weight_decay': -2500.0, 'name': '1e4x', 'adam_eps': 3e-8, 'k': 5}
+
+
 @pytest.mark.parametrize('option, value, message', [
     ('--validation-fraction', '1', '--validation-fraction must be in [0, 1), got 1.0'),
     ('--threads', '0', '--threads must be >= 1, got 0'),

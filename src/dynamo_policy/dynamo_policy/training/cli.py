@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -88,9 +89,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+class _ConfigLoader(yaml.SafeLoader):
+    """YAML as PyYAML reads it, but 1e-4 is a number (YAML 1.2), not the string PyYAML's YAML 1.1 makes of it."""
+
+
+_EXPONENT_FLOAT = re.compile(r'^[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)[eE][-+]?[0-9]+$')
+_ConfigLoader.add_implicit_resolver('tag:yaml.org,2002:float', _EXPONENT_FLOAT, list('-+0123456789.'))
+
+
 def _yaml_value(text: str, where: str):
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_ConfigLoader)
     except yaml.YAMLError as error:
         raise TrainingError(f'{where}: not valid YAML ({" ".join(str(error).split())})') from None
 
