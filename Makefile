@@ -7,7 +7,8 @@ STAMPS := $(VENV)/.stamps
 ENV := source scripts/env.sh &&
 PYTEST_ARGS ?=
 
-MSG_SOURCES := $(wildcard src/dynamo_msgs/msg/*.msg) src/dynamo_msgs/CMakeLists.txt src/dynamo_msgs/package.xml
+MSG_SOURCES := $(wildcard src/dynamo_msgs/msg/*.msg src/dynamo_msgs/srv/*.srv) src/dynamo_msgs/CMakeLists.txt \
+	src/dynamo_msgs/package.xml $(wildcard dev/control_msgs/*/*) dev/control_msgs/CMakeLists.txt dev/control_msgs/package.xml
 PKG_SOURCES := $(wildcard src/*/setup.py src/*/setup.cfg src/*/package.xml)
 # The installed share files are links to these; the directories' times change when a file is added
 # or removed, so the links are redone then.

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Builds and installs dynamo_msgs into the venv with plain CMake, applying the wheel
-# workarounds from the ROS-from-PyPI notes, so the messages import with no extra environment.
+# workarounds from the ROS-from-PyPI notes, so the messages import with no extra environment;
+# and dev/control_msgs (the FollowJointTrajectory action, which no wheel provides) unless another
+# control_msgs is importable already.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 venv="$root/.venv"
@@ -21,11 +23,24 @@ done
 export AMENT_PREFIX_PATH="$venv"
 export CMAKE_PREFIX_PATH="$venv"
 export PATH="$venv/bin:$PATH"
-build="$root/build/dynamo_msgs"
-mkdir -p "$root/build"
-cmake -S "$root/src/dynamo_msgs" -B "$build" -DCMAKE_INSTALL_PREFIX="$venv" \
-  -DPython3_EXECUTABLE="$py" -DBUILD_TESTING=OFF -DCMAKE_BUILD_TYPE=Release > "$build.log" 2>&1 \
-  || { cat "$build.log"; exit 1; }
-cmake --build "$build" -j 2 >> "$build.log" 2>&1 || { tail -50 "$build.log"; exit 1; }
-cmake --install "$build" >> "$build.log" 2>&1 || { tail -50 "$build.log"; exit 1; }
-echo "dynamo_msgs installed into $venv"
+
+# build_package NAME SOURCE_DIR: configure, build and install one interface package into the venv.
+build_package() {
+  local build="$root/build/$1"
+  mkdir -p "$root/build"
+  cmake -S "$2" -B "$build" -DCMAKE_INSTALL_PREFIX="$venv" \
+    -DPython3_EXECUTABLE="$py" -DBUILD_TESTING=OFF -DCMAKE_BUILD_TYPE=Release > "$build.log" 2>&1 \
+    || { cat "$build.log"; exit 1; }
+  cmake --build "$build" -j 2 >> "$build.log" 2>&1 || { tail -50 "$build.log"; exit 1; }
+  cmake --install "$build" >> "$build.log" 2>&1 || { tail -50 "$build.log"; exit 1; }
+  echo "$1 installed into $venv"
+}
+
+build_package dynamo_msgs "$root/src/dynamo_msgs"
+# A control_msgs that is not our stand-in (its installed package.xml differs) is a real one: keep it.
+if "$py" -c 'import control_msgs' 2>/dev/null \
+    && ! cmp -s "$venv/share/control_msgs/package.xml" "$root/dev/control_msgs/package.xml"; then
+  echo "control_msgs is importable already: not building the stand-in of dev/control_msgs"
+else
+  build_package control_msgs "$root/dev/control_msgs"
+fi

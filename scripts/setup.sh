@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # One-command set-up of the workspace on a machine with no ROS installed (Debian 12, Python 3.11):
 # a venv with the ROS 2 Kilted core from PyPI wheels, torch (CPU) and every other dependency,
-# pinned in requirements.lock; dynamo_msgs built with CMake into the venv; the Python packages
-# installed editable. Called by `make setup`, which reruns only the steps whose inputs changed.
+# pinned in requirements.lock; dynamo_msgs (and dev/control_msgs, when no control_msgs is importable)
+# built with CMake into the venv; the Python packages installed editable. Called by `make setup`,
+# which reruns only the steps whose inputs changed.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 venv="$root/.venv"

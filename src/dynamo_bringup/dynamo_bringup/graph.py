@@ -7,9 +7,11 @@ process with the same `--ros-args`), so what is evaluated here is what `ros2 lau
 Parameters come from config/<robot config>.yaml in the usual ROS parameter-file layout
 (`<node name>: {ros__parameters: {...}}`), except policy_node's command_topics and command_joints:
 those come from dynamo_sim.interfaces, the one mapping of command topics to joints that the
-simulator and the demonstrations use too. The bring-up arguments (sim, artifacts, camera topic,
-autostart, ...) are applied on top. Every node runs with config/fastdds_profile.xml as its Fast DDS
-profile (shared memory sized for camera images), unless the environment names another.
+simulator and the demonstrations use too (for command_type follow_joint_trajectory, its mapping of
+the trajectory controllers' FollowJointTrajectory actions to joints). The bring-up arguments (sim,
+artifacts, camera topic, autostart, ...) are applied on top. Every node runs with
+config/fastdds_profile.xml as its Fast DDS profile (shared memory sized for camera images), unless
+the environment names another.
 """
 
 from __future__ import annotations
@@ -77,6 +79,7 @@ class BringupArguments:
     lockstep: bool = False
     device: str = ''
     observation_timeout: float | None = None   # None keeps the config file value
+    command_type: str = ''                     # empty keeps the config file value
 
     @classmethod
     def from_strings(cls, values: dict[str, str]) -> 'BringupArguments':
@@ -123,6 +126,8 @@ ARGUMENT_DESCRIPTIONS = {
     'device': 'torch device of the encoder (auto, cpu, cuda, cuda:N); empty keeps the config file value.',
     'observation_timeout': "Seconds after the newest embedding before the policy's watchdog stops the robot; "
                            'empty keeps the config file value.',
+    'command_type': "How the policy commands the robot (policy_node's command_type, e.g. follow_joint_trajectory: "
+                    "the trajectory controllers' action, execution reported); empty keeps the config file value.",
 }
 
 
@@ -181,7 +186,10 @@ def node_graph(robot: str, args: BringupArguments) -> list[NodeSpec]:
                           remappings=(('embedding', '/dynamo/embedding'),), environment=environment))
 
     policy = dict(config['policy_node'])
-    policy.update(_command_parameters(ROBOTS[robot].robot_type), use_sim_time=use_sim_time, autostart=args.autostart)
+    if args.command_type:
+        policy['command_type'] = args.command_type
+    policy.update(_command_parameters(ROBOTS[robot].robot_type, policy.get('command_type', 'joint_trajectory')),
+                  use_sim_time=use_sim_time, autostart=args.autostart)
     if args.policy:
         policy['policy'] = args.policy
     if args.observation_timeout is not None:
@@ -191,9 +199,19 @@ def node_graph(robot: str, args: BringupArguments) -> list[NodeSpec]:
     return nodes
 
 
-def _command_parameters(robot_type: str) -> dict[str, list[str]]:
-    """Return policy_node's command_topics and command_joints (per topic, its joints comma-separated)."""
-    commands = interfaces.COMMAND_JOINTS[robot_type]
+def _command_parameters(robot_type: str, command_type: str) -> dict[str, list[str]]:
+    """Return policy_node's command_topics and command_joints (per topic, its joints comma-separated).
+
+    For follow_joint_trajectory the "topics" are the trajectory controllers' actions.
+    """
+    if command_type == 'follow_joint_trajectory':
+        actions = interfaces.TRAJECTORY_ACTIONS[robot_type]
+        if not actions:
+            raise ValueError(f'command_type follow_joint_trajectory needs trajectory controllers; {robot_type} '
+                             'has forward position controllers only')
+        commands = {action: spec['joints'] for action, spec in actions.items()}
+    else:
+        commands = interfaces.COMMAND_JOINTS[robot_type]
     return {'command_topics': list(commands), 'command_joints': [','.join(joints) for joints in commands.values()]}
 
 

@@ -2,17 +2,19 @@
 
 One action vector can drive several controllers: for the xArm, `joint1..joint7` go to
 /xarm7_traj_controller/joint_trajectory and `drive_joint` to
-/xarm_gripper_traj_controller/joint_trajectory; for the Allegro hand, 16 positions go to its
-forward controller and the mount's to another. Only a twist is always one message. The node's parameters give the topics
-(`command_topics`) and, per topic, a comma-separated list of action names (`command_joints`);
-with no `command_joints`, the single topic carries every action in the policy's order.
+/xarm_gripper_traj_controller/joint_trajectory (with follow_joint_trajectory, to the same
+controllers' actions <controller>/follow_joint_trajectory); for the Allegro hand, 16 positions go
+to its forward controller and the mount's to another. Only a twist is always one message. The
+node's parameters give the topics (`command_topics`, action names for follow_joint_trajectory)
+and, per topic, a comma-separated list of action names (`command_joints`); with no
+`command_joints`, the single topic carries every action in the policy's order.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-COMMAND_TYPES = ('joint_trajectory', 'float64_multi_array', 'twist_stamped')
+COMMAND_TYPES = ('joint_trajectory', 'float64_multi_array', 'twist_stamped', 'follow_joint_trajectory')
 TWIST_ACTION_NAMES = ('linear.x', 'linear.y', 'linear.z', 'angular.x', 'angular.y', 'angular.z')
 
 

@@ -7,8 +7,10 @@ and is tested with a fake clock:
   prediction(request, chunk, now)        the policy's chunk for that window (from the inference worker)
   tick(now)                              the control timer
   enable(now) / disable(now) / shutdown(now)
+  goal_response / goal_result / goal_feedback   answers to FollowJointTrajectory goals
 Each returns a Reaction: a command to send now (always finite and within the SafetyFilter's
-limits), a window to predict, and notes to log.
+limits), or a trajectory goal and goals to cancel (follow_joint_trajectory), a window to predict,
+and notes to log.
 
 Rules:
 - Commands are sent only while enabled. Observations taken before the last enable are ignored:
@@ -27,6 +29,14 @@ Rules:
   shutdown, and when this node's clock jumps back.
 - Embeddings stamped further ahead of this node's clock than observation_timeout are ignored
   (counted): one bad stamp must not make every later good one look out of order.
+- Trajectory goals (config.goal_actions, command_type follow_joint_trajectory): each new prediction
+  is one goal, every row of the newest chunk due after now ensembled as above, each point passed
+  through the SafetyFilter at its due time (= the point's time), starting from the previous
+  goal's trajectory at now (after a stop, from the measured position at rest now). A goal is sent
+  only while every controller's action server is available; the timer sends nothing (the goal
+  runs until the next one preempts it) and only the watchdog acts on it. Stopping the robot
+  cancels the running goals (the controller then holds its position). A failed goal (see
+  dynamo_policy.trajectory_goals) disables the policy: it stays stopped until the next enable.
 """
 
 from __future__ import annotations
@@ -40,6 +50,7 @@ import numpy as np
 from dynamo_policy.ensembling import ChunkEnsembler
 from dynamo_policy.observation_window import ObservationWindow
 from dynamo_policy.safety import CommandState, SafetyFilter, UnsafeActionError
+from dynamo_policy.trajectory_goals import GoalTracker, TrajectoryGoal
 from dynamo_policy.watchdog import Watchdog, hold_position
 
 STAMP_TOLERANCE_S = 1e-6       # times from nanosecond stamps that are equal may differ by float rounding
@@ -61,6 +72,7 @@ class ControlConfig:
     ensemble_m: float
     velocity_commands: bool    # twist commands: the stop is zero, no measured start position needed
     autostart: bool = False
+    goal_actions: tuple[str, ...] = ()   # per command target its FollowJointTrajectory action: goals, not commands
 
 
 @dataclass(frozen=True)
@@ -83,6 +95,8 @@ class Reaction:
     command: np.ndarray | None = None          # send now
     duration: float = 0.0                      # s the robot gets to reach it (JointTrajectory time_from_start)
     predict: PredictionRequest | None = None   # observation(): the window to predict from
+    goal: TrajectoryGoal | None = None         # send to every target (preempting its previous goal)
+    cancel: list[tuple[int, int]] = field(default_factory=list)   # (goal id, target index) to cancel now
     used: bool = False                         # prediction(): the chunk was taken
     stop: bool = False                         # the command stops the robot (a hold or a zero twist)
     notes: list[Note] = field(default_factory=list)
@@ -139,6 +153,10 @@ class PolicyController:
         self._last_now: float | None = None
         self.wrong_encoder = RecentEvents(RECENT_S)
         self.future_stamps = RecentEvents(RECENT_S)
+        self.goals = GoalTracker(config.goal_actions) if config.goal_actions else None
+        self.fault: str | None = None   # why a failed goal disabled the policy (until the next enable)
+        # the last goal's trajectory: the state it started from (at its sending) and its points
+        self._trajectory: tuple[CommandState, list[CommandState]] | None = None
         self._wanted_joints = set(config.action_names) | set(config.state_names)
 
     # --- events ----------------------------------------------------------------------------
@@ -194,7 +212,9 @@ class PolicyController:
         reaction.predict = PredictionRequest(stamp, self.window.window(), self.epoch)
         return reaction
 
-    def prediction(self, request: PredictionRequest, chunk: np.ndarray, now: float) -> Reaction:
+    def prediction(self, request: PredictionRequest, chunk: np.ndarray, now: float,
+                   unavailable: tuple[str, ...] = ()) -> Reaction:
+        """Take a predicted chunk; `unavailable`: the goal actions without a server now (trajectory goals)."""
         reaction = self._follow_clock(now)
         if request.epoch != self.epoch:
             return reaction   # predicted for an earlier episode or timeline
@@ -203,11 +223,21 @@ class PolicyController:
         if self.newest_prediction is None or request.stamp > self.newest_prediction:
             self.newest_prediction = request.stamp
         self._prediction_arrived = now
-        self._step(now, reaction)
+        if self.goals is None:
+            self._step(now, reaction)
+        else:
+            self._send_goal(now, reaction, unavailable)
         return reaction
 
     def tick(self, now: float) -> Reaction:
         reaction = self._follow_clock(now)
+        if self.goals is not None:
+            overdue = self.goals.overdue(now)
+            if overdue:
+                self._fail(overdue, now, reaction)
+            elif self.enabled:
+                self._watchdog_stop(now, reaction)
+            return reaction
         arrived = self._prediction_arrived
         if (arrived is not None and 0.0 <= now - arrived <= self.config.control_period + STAMP_TOLERANCE_S
                 and not self.watchdog.expired(now, self.newest_prediction)):
@@ -219,7 +249,7 @@ class PolicyController:
         reaction = self._follow_clock(now)
         if self.enabled:
             return reaction
-        self.enabled, self.enabled_at = True, now
+        self.enabled, self.enabled_at, self.fault = True, now, None
         self.epoch += 1
         self.window.reset()   # act only on observations taken after enabling
         self.ensembler.reset()
@@ -241,7 +271,30 @@ class PolicyController:
     def shutdown(self, now: float) -> Reaction:
         reaction = Reaction()
         self._stop('shutting down', now, reaction)
+        self.enabled = False   # what still arrives while the node waits for its stop to be taken commands nothing
         return reaction
+
+    def goal_response(self, goal_id: int, target: int, accepted: bool, now: float) -> Reaction:
+        """Take a controller's acceptance or rejection of a goal."""
+        reaction = Reaction()
+        cancel, failure = self.goals.response(goal_id, target, accepted)
+        if cancel:
+            reaction.cancel.append((goal_id, target))
+        if failure:
+            self._fail(failure, now, reaction)
+        return reaction
+
+    def goal_result(self, goal_id: int, target: int, status: int, error_code: int, error_string: str,
+                    now: float) -> Reaction:
+        """Take the end of a goal on a controller (action_msgs GoalStatus `status`, the result's fields)."""
+        reaction = Reaction()
+        failure = self.goals.result(goal_id, target, status, error_code, error_string)
+        if failure:
+            self._fail(failure, now, reaction)
+        return reaction
+
+    def goal_feedback(self, goal_id: int, target: int, position_errors) -> None:
+        self.goals.feedback(goal_id, target, position_errors)
 
     # --- state -----------------------------------------------------------------------------
     def missing_joints(self) -> list[str]:
@@ -252,7 +305,9 @@ class PolicyController:
 
     def status(self, now: float) -> Status:
         """Return the current state for /diagnostics; recent refusals raise its level, counts are values."""
-        if not self.enabled:
+        if not self.enabled and self.fault:
+            level, state = 'ERROR', f'stopped by a failed trajectory goal: {self.fault}; call ~/enable to resume'
+        elif not self.enabled:
             level, state = 'OK', 'disabled'
         elif self.commanding:
             level, state = 'OK', 'commanding'
@@ -273,6 +328,9 @@ class PolicyController:
         values = {'enabled': str(self.enabled), 'commanding': str(self.commanding),
                   'embeddings_refused': str(self.wrong_encoder.total),
                   'embeddings_stamped_ahead': str(self.future_stamps.total)}
+        if self.goals is not None:
+            values.update({f'tracking_error_max {action}': f'{error:.4f}'
+                           for action, error in self.goals.tracking_error.items()})
         return Status(level, '; '.join([state, *causes]), values)
 
     # --- internals -------------------------------------------------------------------------
@@ -296,13 +354,17 @@ class PolicyController:
         self._last_now = now
         return reaction
 
+    def _watchdog_stop(self, now: float, reaction: Reaction) -> bool:
+        """Stop the robot if the newest observation is too old; return whether it is."""
+        if not self.watchdog.expired(now, self.newest_prediction):
+            return False
+        if self.commanding:
+            self._stop(f'watchdog: newest observation is {now - self.newest_prediction:.3f} s old by this '
+                       f"node's clock (observation_timeout {self.watchdog.timeout} s)", now, reaction)
+        return True
+
     def _step(self, now: float, reaction: Reaction) -> None:
-        if not self.enabled:
-            return
-        if self.watchdog.expired(now, self.newest_prediction):
-            if self.commanding:
-                self._stop(f'watchdog: newest observation is {now - self.newest_prediction:.3f} s old by this '
-                           f"node's clock (observation_timeout {self.watchdog.timeout} s)", now, reaction)
+        if not self.enabled or self._watchdog_stop(now, reaction):
             return
         ensembled = self.ensembler.action_at(now)
         if ensembled is None:
@@ -325,6 +387,62 @@ class PolicyController:
             reaction.note('info', 'commanding', 'commanding the robot', throttled=False)
         self.commanding, self.stop_reason, self.last = True, None, command
 
+    def _send_goal(self, now: float, reaction: Reaction, unavailable: tuple[str, ...]) -> None:
+        if not self.enabled or self._watchdog_stop(now, reaction):
+            return
+        planned = self.ensembler.actions_after(now)
+        if not planned:
+            self._stop('every predicted action is in the past', now, reaction)
+            return
+        if unavailable:
+            reaction.note('warning', 'waiting_controllers', f'enabled, not commanding: no action server of '
+                          f'{list(unavailable)} (is its controller running?)')
+            return
+        if self.commanding:
+            previous = self._trajectory_at(now)
+        else:
+            measured = self._measured_action()
+            if measured is None:
+                reaction.note('warning', 'waiting_joint_states', f'enabled, not commanding: no measured position '
+                              f'of {self.missing_joints()} since enabling (joint_states); the first goal starts '
+                              'from it')
+                return
+            previous = CommandState(measured, now, np.zeros_like(measured))   # at rest now
+        points, state = [], previous
+        try:
+            for planned_action in planned:
+                state = self.safety.apply(planned_action.action, state, planned_action.due_time)
+                points.append(state)
+        except UnsafeActionError as error:
+            self._stop(f'policy produced an unsafe action: {error}', now, reaction)
+            return
+        reaction.goal = TrajectoryGoal(self.goals.sent(now), tuple(point.time - now for point in points),
+                                       np.stack([point.value for point in points]))
+        self._trajectory = (previous, points)
+        if not self.commanding:
+            reaction.note('info', 'commanding', 'commanding the robot', throttled=False)
+        self.commanding, self.stop_reason, self.last = True, None, points[-1]
+
+    def _trajectory_at(self, now: float) -> CommandState:
+        """Return where the last goal's trajectory is at `now`, and its rate (at rest after its last point)."""
+        start, points = self._trajectory
+        times = np.array([start.time] + [point.time for point in points])
+        values = np.stack([start.value] + [point.value for point in points])
+        segment = int(np.searchsorted(times, now, side='right'))
+        if segment >= len(times):
+            return CommandState(values[-1], now, np.zeros_like(values[-1]))
+        segment = max(segment, 1)
+        rate = (values[segment] - values[segment - 1]) / (times[segment] - times[segment - 1])
+        return CommandState(values[segment - 1] + rate * (now - times[segment - 1]), now, rate)
+
+    def _fail(self, reason: str, now: float, reaction: Reaction) -> None:
+        """Stop the robot after a failed trajectory goal and disable the policy until the next enable."""
+        reaction.note('error', 'goal_failed', f'stopping the policy: {reason}; call ~/enable to resume',
+                      throttled=False)
+        self._stop(reason, now, reaction)
+        # The first failure is the cause; the goals it stops (e.g. of another controller) may fail after it.
+        self.enabled, self.fault = False, self.fault or reason
+
     def _start_pose(self) -> CommandState | None:
         if self.config.velocity_commands:
             return CommandState.at_rest(np.zeros(len(self.config.action_names)))
@@ -345,6 +463,10 @@ class PolicyController:
                 reaction.note('warning', 'not_commanding', f'not commanding: {reason}')
             return
         self.commanding = False
+        if self.goals is not None:
+            reaction.cancel, reaction.stop = self.goals.cancel_all(), True
+            reaction.note('warning', 'stopped', f'stopped the robot: {reason}', throttled=False)
+            return
         if self.config.velocity_commands:
             hold = np.zeros(len(self.config.action_names))
         else:

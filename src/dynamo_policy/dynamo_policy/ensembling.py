@@ -63,12 +63,27 @@ class ChunkEnsembler:
         if not self._chunks:
             return None
         newest_stamp, newest = self._chunks[-1]
-        row = max(0, math.ceil((now - newest_stamp) / self.step_period - 1 - 1e-9))
-        if row >= len(newest):
-            return None
-        due_time = self._due(newest_stamp, row)
+        row = self._first_row(now)
+        return self._ensembled(self._due(newest_stamp, row)) if row < len(newest) else None
+
+    def actions_after(self, now: float) -> list[EnsembledAction]:
+        """Return the ensembled actions of every row of the newest chunk due after `now`, in order.
+
+        What a trajectory goal carries (the rows' due times are its points' times); nothing is dropped.
+        """
+        if not self._chunks:
+            return []
+        newest_stamp, newest = self._chunks[-1]
+        rows = range(self._first_row(now), len(newest))
+        return [self._ensembled(self._due(newest_stamp, row)) for row in rows if self._due(newest_stamp, row) > now]
+
+    def _first_row(self, now: float) -> int:
+        """Return the row of the newest chunk due first at or after `now`."""
+        return max(0, math.ceil((now - self._chunks[-1][0]) / self.step_period - 1 - 1e-9))
+
+    def _ensembled(self, due_time: float) -> EnsembledAction:
         actions, weights = [], []
-        for age_rank, (stamp, chunk) in enumerate(self._chunks):
+        for stamp, chunk in self._chunks:
             # The row of this chunk due closest to due_time (stamps need not be on one grid).
             chunk_row = round((due_time - stamp) / self.step_period) - 1
             if 0 <= chunk_row < len(chunk):

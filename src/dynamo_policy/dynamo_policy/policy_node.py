@@ -9,22 +9,32 @@ layout. Topics (relative names, remap with -r):
        (diagnostic_msgs/DiagnosticArray)
   srv  ~/enable (std_srvs/SetBool), commands are sent only while enabled (autostart:=true enables
        at start); the first command waits for a measured position of every commanded joint
-Position commands (joint_trajectory, float64_multi_array) need joint_lower_limits,
-joint_upper_limits and max_velocity: without them the node refuses to start. On shutdown (SIGINT,
-SIGTERM) inference stops first, then the robot is stopped with a hold command.
+  action client (command_type follow_joint_trajectory) control_msgs/action/FollowJointTrajectory
+       on each of command_topics: one goal per chunk (a JointTrajectoryController preempts the
+       previous one), canceled to stop; a failed goal (tolerance violation, rejection, abort)
+       disables the policy with its reason logged and in /diagnostics
+Position commands (joint_trajectory, float64_multi_array, follow_joint_trajectory) need
+joint_lower_limits, joint_upper_limits and max_velocity: without them the node refuses to start.
+On shutdown (SIGINT, SIGTERM) inference stops first, then the robot is stopped with a hold command
+(its goals canceled).
 """
 
 from __future__ import annotations
 
 import queue
 import time
+from functools import partial
 
 import numpy as np
 import torch
 from builtin_interfaces.msg import Duration
+from control_msgs.action import FollowJointTrajectory
+from control_msgs.msg import JointTolerance
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import TwistStamped
 from rcl_interfaces.msg import ParameterDescriptor
+from rclpy import spin_until_future_complete
+from rclpy.action import ActionClient
 from rclpy.duration import Duration as RclpyDuration
 from rclpy.exceptions import ParameterException, ParameterUninitializedException
 from rclpy.node import Node
@@ -51,6 +61,7 @@ INFERENCE_STOP_TIMEOUT_S = 5.0   # on shutdown, how long a prediction in progres
 STOP_ACK_TIMEOUT_S = 1.0         # on shutdown, how long subscribers may take to acknowledge the stop command
 COMMAND_MESSAGE = {'joint_trajectory': JointTrajectory, 'float64_multi_array': Float64MultiArray,
                    'twist_stamped': TwistStamped}
+TOLERANCE_PARAMETERS = ('trajectory_path_tolerance', 'trajectory_goal_tolerance', 'trajectory_goal_time_tolerance')
 LIMIT_PARAMETERS = {'lower': 'joint_lower_limits', 'upper': 'joint_upper_limits', 'max_velocity': 'max_velocity',
                     'max_acceleration': 'max_acceleration'}
 DIAGNOSTIC_LEVELS = {'OK': DiagnosticStatus.OK, 'WARN': DiagnosticStatus.WARN, 'ERROR': DiagnosticStatus.ERROR}
@@ -74,11 +85,13 @@ class PolicyNode(Node):
         command_type = self._parameter(
             'command_type', 'joint_trajectory',
             'joint_trajectory (ros2_control JointTrajectoryController) | float64_multi_array '
-            '(ForwardCommandController) | twist_stamped (MoveIt Servo).')
+            '(ForwardCommandController) | twist_stamped (MoveIt Servo) | follow_joint_trajectory '
+            "(JointTrajectoryController's action: one goal per chunk, execution reported).")
         command_topics = self._parameter(
             'command_topics', ['command'],
-            'Topic(s) the commands go to; several split the actions between controllers (e.g. xArm arm + gripper), '
-            'not for twist_stamped.')
+            'Topic(s) the commands go to (for follow_joint_trajectory the actions, e.g. '
+            '/xarm7_traj_controller/follow_joint_trajectory); several split the actions between controllers '
+            '(e.g. xArm arm + gripper), not for twist_stamped.')
         command_joints = self._parameter(
             'command_joints', Parameter.Type.STRING_ARRAY,
             'Per command topic, a comma-separated list of the action names it carries, in message order, '
@@ -96,6 +109,18 @@ class PolicyNode(Node):
             'max_acceleration', Parameter.Type.DOUBLE_ARRAY,
             'Largest speed-up per action (or one for all) in units/s^2 (of the twist: its change per second); '
             'slowing down is never limited; empty: none.')
+        path_tolerance = self._parameter(
+            'trajectory_path_tolerance', Parameter.Type.DOUBLE_ARRAY,
+            'follow_joint_trajectory: largest position error per action (or one for all) while a goal runs, '
+            "else it aborts and the policy stops; empty: the controller's own (its constraints.<joint>.trajectory).")
+        goal_tolerance = self._parameter(
+            'trajectory_goal_tolerance', Parameter.Type.DOUBLE_ARRAY,
+            'follow_joint_trajectory: largest position error per action (or one for all) at the end of a goal; '
+            "empty: the controller's own (constraints.<joint>.goal).")
+        goal_time_tolerance = self._parameter(
+            'trajectory_goal_time_tolerance', 0.0,
+            'follow_joint_trajectory: seconds after the end of a goal to reach trajectory_goal_tolerance; '
+            "0: the controller's own (constraints.goal_time).")
         timeout = self._parameter('observation_timeout', 0.5,
                                   'Seconds after the newest embedding stamp before the watchdog stops the robot; '
                                   "embeddings stamped further ahead of this node's clock are ignored.")
@@ -127,9 +152,15 @@ class PolicyNode(Node):
         self.targets: list[CommandTarget] = make_command_layout(
             command_type, list(command_topics), list(command_joints), metadata.action_names)
         velocity_commands = command_type == 'twist_stamped'
+        trajectory_goals = command_type == 'follow_joint_trajectory'
+        self._goal_tolerances = self._trajectory_tolerances(
+            trajectory_goals, metadata.action_dim, path_tolerance, goal_tolerance, goal_time_tolerance)
         try:
-            safety = make_safety_filter(metadata.action_dim, lower, upper, max_velocity, max_acceleration,
-                                        max_interval=control_period, velocity_commands=velocity_commands)
+            # A goal's points are step_period apart: each may move as far as the limits allow in that time.
+            safety = make_safety_filter(
+                metadata.action_dim, lower, upper, max_velocity, max_acceleration,
+                max_interval=max(control_period, metadata.step_period) if trajectory_goals else control_period,
+                velocity_commands=velocity_commands)
         except SafetyLimitError as error:
             raise ParameterError(LIMIT_PARAMETERS[error.field], str(error)) from None
         self.controller = PolicyController(ControlConfig(
@@ -137,15 +168,22 @@ class PolicyNode(Node):
             context_length=self.policy.context_length, embedding_dim=metadata.embedding_dim,
             encoder_checksum=metadata.encoder_checksum, step_period=metadata.step_period,
             control_period=control_period, observation_timeout=timeout, ensemble_m=ensemble_m,
-            velocity_commands=velocity_commands, autostart=autostart), safety)
+            velocity_commands=velocity_commands, autostart=autostart,
+            goal_actions=tuple(target.topic for target in self.targets) if trajectory_goals else ()), safety)
         self._use_sim_time = self.get_parameter('use_sim_time').value
         self._logged: dict[str, float] = {}   # note key -> time.monotonic() it was last logged
         self.stats = StreamStatistics(['embedding'], window_s=5.0)
         self.inference_stats = StreamStatistics([], window_s=5.0)
 
         self.chunk_pub = self.create_publisher(ActionChunk, 'action_chunk', 10)
-        message_type = COMMAND_MESSAGE[command_type]
-        self.command_pubs = [self.create_publisher(message_type, target.topic, 10) for target in self.targets]
+        if trajectory_goals:
+            self.command_pubs = []
+            self.action_clients = [ActionClient(self, FollowJointTrajectory, target.topic) for target in self.targets]
+        else:
+            self.command_pubs = [self.create_publisher(COMMAND_MESSAGE[command_type], target.topic, 10)
+                                 for target in self.targets]
+            self.action_clients = []
+        self._goal_handles = {}   # (goal id, target index) -> ClientGoalHandle, from acceptance to result
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
         self.create_subscription(Embedding, 'embedding', self._on_embedding, qos_profile_sensor_data)
         self.create_subscription(JointState, 'joint_states', self._on_joint_state, qos_profile_sensor_data)
@@ -172,6 +210,22 @@ class PolicyNode(Node):
             return []  # an array parameter left empty
         except (ParameterException, TypeError, ValueError) as error:
             raise ParameterError(name, str(error)) from None
+
+    def _trajectory_tolerances(self, trajectory_goals: bool, action_dim: int, path, goal, goal_time):
+        """Validate the trajectory_* parameters; return (path, goal) per action (None: unset) and goal_time."""
+        given = [name for name, is_set in zip(TOLERANCE_PARAMETERS, (len(path) > 0, len(goal) > 0, goal_time != 0))
+                 if is_set]
+        if given and not trajectory_goals:
+            raise ParameterError(given[0], 'applies only to command_type follow_joint_trajectory')
+        per_action = []
+        for name, values in zip(TOLERANCE_PARAMETERS, (path, goal)):
+            values = np.asarray(values, np.float64)
+            if values.size and (values.size not in (1, action_dim) or not np.all(values > 0)):
+                raise ParameterError(name, f'needs 1 or {action_dim} values > 0, got {values.tolist()}')
+            per_action.append(np.broadcast_to(values, (action_dim,)) if values.size else None)
+        if not goal_time >= 0:
+            raise ParameterError('trajectory_goal_time_tolerance', f'must be >= 0, got {goal_time}')
+        return per_action[0], per_action[1], goal_time
 
     def _now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
@@ -207,7 +261,9 @@ class PolicyNode(Node):
                 self._log('error', 'predict_failed', f'predict_action failed: {result.error}')
                 continue
             self.inference_stats.output_published(latency_s=result.seconds, processing_s=result.seconds)
-            reaction = self.controller.prediction(result.request, result.chunk, self._now())
+            unavailable = tuple(target.topic for target, client in zip(self.targets, self.action_clients)
+                                if not client.server_is_ready())
+            reaction = self.controller.prediction(result.request, result.chunk, self._now(), unavailable)
             if self._act(reaction):
                 self.control_timer.reset()   # a fresh command: the next tick is a full period away
             if reaction.used:
@@ -231,12 +287,17 @@ class PolicyNode(Node):
             self.get_logger().warning(f'predict_action still running after {INFERENCE_STOP_TIMEOUT_S} s; '
                                       'shutting down without its result')
         reaction = self.controller.shutdown(self._now())
-        if reaction.command is None:
+        if reaction.command is None and not reaction.cancel:
             return
         if not self.context.ok():
             self.get_logger().error('cannot send the stop command: the ROS context is already shut down')
             return
+        cancels, reaction.cancel = reaction.cancel, []
         self._act(reaction)
+        for future in self._cancel_goals(cancels):   # the controllers must hold before the node goes
+            spin_until_future_complete(self, future, timeout_sec=STOP_ACK_TIMEOUT_S)
+            if not future.done():
+                self.get_logger().warning(f'a goal cancel was not answered within {STOP_ACK_TIMEOUT_S} s')
         for publisher in self.command_pubs:   # the hold must reach the controllers before the node goes
             if not publisher.wait_for_all_acked(RclpyDuration(seconds=STOP_ACK_TIMEOUT_S)):
                 self.get_logger().warning(f'the stop command on {publisher.topic_name} was not acknowledged '
@@ -247,9 +308,13 @@ class PolicyNode(Node):
         """Log the reaction's notes and send its command; return whether a policy command (not a stop) went out."""
         for note in reaction.notes:
             self._log(note.level, note.key, note.text, note.throttled)
-        if reaction.command is None:
+        self._cancel_goals(reaction.cancel)
+        if reaction.goal is not None:
+            self._send_goal(reaction.goal)
+        elif reaction.command is not None:
+            self._send_command(reaction.command, reaction.duration)
+        else:
             return False
-        self._send_command(reaction.command, reaction.duration)
         if reaction.stop:
             return False
         # A command forwards an ensembled row; the prediction's compute time is in inference_stats.
@@ -303,6 +368,42 @@ class PolicyNode(Node):
                     twist['angular.x'], twist['angular.y'], twist['angular.z'])
             publisher.publish(msg)
 
+    # --- FollowJointTrajectory --------------------------------------------------------------------
+    def _send_goal(self, goal) -> None:
+        path, goal_tolerance, goal_time = self._goal_tolerances
+        for k, (target, client) in enumerate(zip(self.targets, self.action_clients)):
+            message = FollowJointTrajectory.Goal()
+            # stamp 0: the controller starts the trajectory on receipt.
+            message.trajectory = JointTrajectory(joint_names=list(target.names), points=[
+                JointTrajectoryPoint(positions=[float(row[i]) for i in target.indices], time_from_start=_duration(t))
+                for t, row in zip(goal.times, goal.positions)])
+            message.path_tolerance = _joint_tolerances(target, path)
+            message.goal_tolerance = _joint_tolerances(target, goal_tolerance)
+            message.goal_time_tolerance = _duration(goal_time)
+            future = client.send_goal_async(message, feedback_callback=partial(self._on_goal_feedback, goal.goal_id, k))
+            future.add_done_callback(partial(self._on_goal_response, goal.goal_id, k))
+
+    def _on_goal_response(self, goal_id: int, target: int, future) -> None:
+        handle = future.result()
+        if handle.accepted:
+            self._goal_handles[goal_id, target] = handle
+            handle.get_result_async().add_done_callback(partial(self._on_goal_result, goal_id, target))
+        self._act(self.controller.goal_response(goal_id, target, handle.accepted, self._now()))
+
+    def _on_goal_result(self, goal_id: int, target: int, future) -> None:
+        self._goal_handles.pop((goal_id, target), None)
+        answer = future.result()
+        self._act(self.controller.goal_result(goal_id, target, answer.status, answer.result.error_code,
+                                              answer.result.error_string, self._now()))
+
+    def _on_goal_feedback(self, goal_id: int, target: int, message) -> None:
+        self.controller.goal_feedback(goal_id, target, message.feedback.error.positions)
+
+    def _cancel_goals(self, goals) -> list:
+        """Request the cancel of each (goal id, target) still running; return the requests' futures."""
+        handles = [self._goal_handles.get(goal) for goal in goals]
+        return [handle.cancel_goal_async() for handle in handles if handle is not None]
+
     def _publish_diagnostics(self) -> None:
         values = self.stats.snapshot()
         inference = self.inference_stats.snapshot()
@@ -321,6 +422,12 @@ class PolicyNode(Node):
         msg = DiagnosticArray(status=[status])
         msg.header.stamp = self.get_clock().now().to_msg()
         self.diagnostics_pub.publish(msg)
+
+
+def _joint_tolerances(target: CommandTarget, per_action) -> list[JointTolerance]:
+    if per_action is None:
+        return []
+    return [JointTolerance(name=name, position=float(per_action[i])) for name, i in zip(target.names, target.indices)]
 
 
 def _start(node: PolicyNode) -> None:

@@ -306,6 +306,20 @@ def test_bad_parameter_exits_non_zero_naming_it(ros_processes, trained_policy):
     assert "policy_node: error: parameter 'command_type'" in output and 'Traceback' not in output, output
 
 
+@pytest.mark.parametrize('arguments,parameter,says', [
+    (['-p', 'trajectory_path_tolerance:=[0.1]'], 'trajectory_path_tolerance',
+     'applies only to command_type follow_joint_trajectory'),
+    (['-p', 'command_type:=follow_joint_trajectory', '-p', 'trajectory_goal_tolerance:=[0.1, -0.2]'],
+     'trajectory_goal_tolerance', 'needs 1 or 8 values > 0'),
+])
+def test_bad_trajectory_tolerances_exit_non_zero_naming_the_parameter(ros_processes, trained_policy, arguments,
+                                                                      parameter, says):
+    proc = start_policy_node(ros_processes, trained_policy(XARM_ACTIONS), *WIDE_LIMITS, *arguments)
+    assert proc.wait(timeout=60) == 2
+    output = proc.output()
+    assert f"policy_node: error: parameter '{parameter}': {says}" in output and 'Traceback' not in output, output
+
+
 def test_sim_time_drives_the_control_loop_and_the_watchdog(ros_processes, ros_node, trained_policy,
                                                            camera_embedding):
     """With use_sim_time the node's clock is /clock, so a paused simulator does not trip the watchdog.

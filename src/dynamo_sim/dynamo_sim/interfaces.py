@@ -2,7 +2,10 @@
 
 xArm7 (xarm_ros2, ros2_control bring-up): joint_states joint1..joint7 + drive_joint; arm commands
 on /xarm7_traj_controller/joint_trajectory, gripper on /xarm_gripper_traj_controller/joint_trajectory
-(both trajectory_msgs/JointTrajectory). Allegro hand (allegro_hand_ros2, v4): joint_states
+(both trajectory_msgs/JointTrajectory), and each of the two JointTrajectoryControllers' action
+<controller>/follow_joint_trajectory (control_msgs/action/FollowJointTrajectory; on the real arm
+only the arm's: xarm_ros2 runs the gripper trajectory controller for fake and Gazebo control, the
+real gripper has xarm_gripper/gripper_action). Allegro hand (allegro_hand_ros2, v4): joint_states
 ah_joint00..ah_joint33 (thumb 00-03, index 10-13, middle 20-23, ring 30-33; + mount_x/y/z of the
 simulated Cartesian mount), commands on
 /allegro_hand_position_controller/commands (std_msgs/Float64MultiArray, 16 values); the mount
@@ -27,6 +30,9 @@ XARM_ARM_COMMAND = '/xarm7_traj_controller/joint_trajectory'
 XARM_GRIPPER_COMMAND = '/xarm_gripper_traj_controller/joint_trajectory'
 ALLEGRO_HAND_COMMAND = '/allegro_hand_position_controller/commands'
 ALLEGRO_MOUNT_COMMAND = '/allegro_mount_controller/commands'
+
+XARM_ARM_ACTION = '/xarm7_traj_controller/follow_joint_trajectory'
+XARM_GRIPPER_ACTION = '/xarm_gripper_traj_controller/follow_joint_trajectory'
 
 JOINT_STATE_TYPE = 'sensor_msgs/msg/JointState'
 IMAGE_TYPE = 'sensor_msgs/msg/Image'
@@ -75,3 +81,29 @@ def split_command(robot_type: str, targets) -> dict[str, tuple[list[str], list[f
         split[topic] = (list(joints), targets[start:start + len(joints)])
         start += len(joints)
     return split
+
+
+# Per robot type, its FollowJointTrajectory actions with their controller's joints and default
+# tolerances (the JointTrajectoryController `constraints` parameters). The arm's are xarm_ros2's
+# xarm_controller/config/xarm7_controllers.yaml (joint7 has no entry there); the gripper's
+# controller (xarm_gripper_controllers.yaml) sets none, so JointTrajectoryController's defaults
+# apply: stopped_velocity_tolerance 0.01, goal_time 0.
+TRAJECTORY_ACTIONS = {
+    'xarm7': {
+        XARM_ARM_ACTION: {
+            'joints': tuple(models.XARM_JOINTS),
+            'trajectory': dict.fromkeys(models.XARM_JOINTS[:6], 1.0),
+            'goal': dict.fromkeys(models.XARM_JOINTS[:6], 0.01),
+            'stopped_velocity_tolerance': 0.0,
+            'goal_time': 0.5,
+        },
+        XARM_GRIPPER_ACTION: {
+            'joints': (models.XARM_GRIPPER_JOINT,),
+            'trajectory': {},
+            'goal': {},
+            'stopped_velocity_tolerance': 0.01,
+            'goal_time': 0.0,
+        },
+    },
+    'allegro_hand': {},   # forward position controllers: no action
+}

@@ -9,6 +9,11 @@
        allegro: /allegro_hand_position_controller/commands (16 values, ah_joint00..33: thumb, index, middle, ring),
                 /allegro_mount_controller/commands (mount_x, mount_y, mount_z) (std_msgs/Float64MultiArray)
   srv  /sim/reset_episode (dynamo_msgs/ResetEpisode)
+  action xarm: /xarm7_traj_controller/follow_joint_trajectory, /xarm_gripper_traj_controller/follow_joint_trajectory
+       (control_msgs/action/FollowJointTrajectory), served as JointTrajectoryController serves it:
+       validation, preemption by a newer goal, feedback every step, path/goal/goal_time tolerances
+       (the xArm controllers' defaults, dynamo_sim.interfaces), cancel; see dynamo_sim.trajectory_action.
+       A reset aborts the active goals (INVALID_GOAL).
 
 Each step advances the physics one control period (1/rate sim seconds) towards the latest
 command, then publishes the clock and the observations stamped with the new sim time. Bad commands
@@ -25,7 +30,8 @@ it steps:
                   completes a new command on every command topic that has a publisher, or once
                   lockstep_timeout real seconds passed without that (no controller, a disabled
                   policy, the time between episodes), then holding the last targets. A topic is
-                  awaited once it has a publisher, not once it carried a command: a controller's
+                  awaited once it has a publisher, an action once a client subscribes to its
+                  feedback (an accepted goal is its command), not once it carried a command: a controller's
                   first arm command cannot tell that its gripper command is on the way. A reset
                   restarts the wait, so a controller enabled right after it sees the episode's first
                   observations; commands that arrive before those answer the previous episode and
@@ -38,17 +44,22 @@ it steps:
 from __future__ import annotations
 
 import array
+import itertools
+from functools import partial
 
 from builtin_interfaces.msg import Time
+from control_msgs.action import FollowJointTrajectory
 from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.clock import Clock, ClockType
 from rclpy.exceptions import ParameterException
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile
+from rclpy.task import Future
 from rosgraph_msgs.msg import Clock as ClockMsg
 from sensor_msgs.msg import CameraInfo, Image, JointState
 from std_msgs.msg import Float64MultiArray, MultiArrayDimension, String
-from trajectory_msgs.msg import JointTrajectory
+from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from dynamo_msgs.msg import EpisodeResult
 from dynamo_msgs.srv import ResetEpisode
@@ -57,9 +68,18 @@ from dynamo_sim.commands import CommandError, JointTargets
 from dynamo_sim.envs import AllegroEnv, SimError, XArmKitchenEnv, make_env
 from dynamo_sim.episode_clock import EpisodeClock
 from dynamo_sim.lockstep import LockstepGate
+from dynamo_sim.trajectory_action import (
+    PREEMPTED,
+    Outcome,
+    RequestedTolerance,
+    TrajectoryController,
+    controller_tolerances,
+    goal_tolerances,
+)
 from dynamo_util.node_main import run_node
 
 ROBOTS = {'xarm': XArmKitchenEnv, 'allegro': AllegroEnv}
+GOAL_RESULT_TIMEOUT_S = 10   # s an ended goal's result stays available (clients ask for it on acceptance)
 LOCKSTEP_TIMEOUT_S = 1.0  # default lockstep_timeout: far above a step of the nodes, short enough between episodes
 
 
@@ -120,6 +140,19 @@ class SimNode(Node):
         }[interfaces.COMMAND_TYPE[self.env.robot_type]]
         for topic in self._controllers:
             self.create_subscription(message_type, topic, lambda msg, t=topic: on_command(t, msg), 10)
+        self._trajectory_controllers: dict[str, TrajectoryController] = {}
+        self._goal_handles = {}                        # goal id -> ServerGoalHandle, until its result
+        self._goal_outcomes: dict[bytes, Future] = {}  # goal id -> its Outcome, set when it ends
+        for action, spec in interfaces.TRAJECTORY_ACTIONS[self.env.robot_type].items():
+            defaults = controller_tolerances(spec['joints'], spec['trajectory'], spec['goal'],
+                                             spec['stopped_velocity_tolerance'], spec['goal_time'])
+            self._trajectory_controllers[action] = TrajectoryController(action, spec['joints'], defaults, self.commands)
+            # Ended goals are kept result_timeout s for their result and listed on every status message:
+            # at a goal per step, older rclpy's default of 900 s grows those messages to thousands of goals.
+            ActionServer(self, FollowJointTrajectory, action, execute_callback=self._execute_goal,
+                         goal_callback=partial(self._on_goal, action),
+                         handle_accepted_callback=partial(self._on_goal_accepted, action),
+                         cancel_callback=partial(self._on_cancel, action), result_timeout=GOAL_RESULT_TIMEOUT_S)
         self.create_service(ResetEpisode, interfaces.RESET_SERVICE, self._on_reset)
         # pace on the steady clock: the node's own ROS clock may be the sim time it publishes
         steady = Clock(clock_type=ClockType.STEADY_TIME)
@@ -156,11 +189,8 @@ class SimNode(Node):
     def _on_trajectory(self, topic: str, msg: JointTrajectory) -> None:
         if self._answers_previous_episode(topic):
             return
-        points = [
-            (p.positions, p.time_from_start.sec + 1e-9 * p.time_from_start.nanosec) for p in msg.points
-        ]
         try:
-            self.commands.set_trajectory(msg.joint_names, points, self.sim_time, self._controllers[topic], topic)
+            self.commands.set_trajectory(msg.joint_names, _points(msg), self.sim_time, self._controllers[topic], topic)
         except CommandError as error:
             self.get_logger().error(f'ignored command: {error}', throttle_duration_sec=1.0)
             return
@@ -176,6 +206,79 @@ class SimNode(Node):
             return
         self._on_command(topic)
 
+    # --- FollowJointTrajectory ------------------------------------------------------------------
+    def _on_goal(self, action: str, goal) -> GoalResponse:
+        trajectory = goal.trajectory
+        reason = self._trajectory_controllers[action].rejection(
+            trajectory.joint_names, _points(trajectory), _seconds(trajectory.header.stamp), self.sim_time)
+        if reason:
+            self.get_logger().warning(f'{action}: rejected a goal: {reason}', throttle_duration_sec=1.0)
+            return GoalResponse.REJECT
+        return GoalResponse.ACCEPT
+
+    def _on_goal_accepted(self, action: str, goal_handle) -> None:
+        controller = self._trajectory_controllers[action]
+        goal, goal_id = goal_handle.request, bytes(goal_handle.goal_id.uuid)
+        tolerances, warning = goal_tolerances(
+            controller.defaults, controller.joints, _tolerances(goal.path_tolerance),
+            _tolerances(goal.goal_tolerance), _seconds(goal.goal_time_tolerance))
+        if warning:
+            self.get_logger().warning(f'{action}: {warning}', throttle_duration_sec=1.0)
+        self._goal_handles[goal_id] = goal_handle
+        self._goal_outcomes[goal_id] = Future()
+        trajectory = goal.trajectory
+        self._end_goal(controller.accept(goal_id, trajectory.joint_names, _points(trajectory),
+                                         tolerances, _seconds(trajectory.header.stamp), self.sim_time))
+        goal_handle.execute()
+        if not self._answers_previous_episode(action):
+            self._on_command(action)
+
+    def _on_cancel(self, action: str, goal_handle) -> CancelResponse:
+        goal_id = bytes(goal_handle.goal_id.uuid)
+        outcome = self._trajectory_controllers[action].cancel(goal_id, self.env.joint_positions())
+        if outcome is not None:
+            self._end_goal((goal_id, outcome))
+        return CancelResponse.ACCEPT
+
+    async def _execute_goal(self, goal_handle):
+        """Wait for the goal to end (the simulation steps decide), then report its result."""
+        goal_id = bytes(goal_handle.goal_id.uuid)
+        outcome: Outcome = await self._goal_outcomes[goal_id]
+        del self._goal_outcomes[goal_id], self._goal_handles[goal_id]
+        if outcome.status == 'succeeded':
+            goal_handle.succeed()
+        elif outcome.status == 'canceled' and goal_handle.is_cancel_requested:
+            goal_handle.canceled()
+        else:
+            goal_handle.abort()
+        return FollowJointTrajectory.Result(error_code=outcome.error_code, error_string=outcome.error_string)
+
+    def _end_goal(self, ended: tuple[bytes, Outcome] | None) -> None:
+        if ended is None:
+            return
+        goal_id, outcome = ended
+        if outcome.status == 'aborted' and outcome.error_string != PREEMPTED:   # preemption is the normal case
+            self.get_logger().warning(f'goal aborted (error_code {outcome.error_code}): {outcome.error_string}')
+        self._goal_outcomes[goal_id].set_result(outcome)
+
+    def _update_goals(self, stamp: Time) -> None:
+        """Check every active goal against the measured joints, publish its feedback, end it when due."""
+        positions, velocities = self.env.joint_positions(), self.env.joint_velocities()
+        for controller in self._trajectory_controllers.values():
+            goal = controller.active
+            feedback, ended = controller.update(self.sim_time, positions, velocities)
+            if feedback is not None:
+                msg = FollowJointTrajectory.Feedback(joint_names=list(feedback.joint_names))
+                msg.header.stamp = stamp
+                msg.desired = JointTrajectoryPoint(positions=feedback.desired.tolist(),
+                                                   velocities=feedback.desired_velocity.tolist())
+                msg.actual = JointTrajectoryPoint(positions=feedback.actual.tolist(),
+                                                  velocities=feedback.actual_velocity.tolist())
+                msg.error = JointTrajectoryPoint(positions=feedback.error.tolist(),
+                                                 velocities=feedback.error_velocity.tolist())
+                self._goal_handles[goal.goal_id].publish_feedback(msg)
+            self._end_goal(ended)
+
     # --- episodes -------------------------------------------------------------------------------
     def _on_reset(self, request, response):
         task = request.task or self.env.task
@@ -188,6 +291,8 @@ class SimNode(Node):
         self.episode_clock.on_reset(self.env.time)
         self.env.reset(seed=request.seed, task=task)
         self.commands.reset(self.env.joint_positions())
+        for controller in self._trajectory_controllers.values():
+            self._end_goal(controller.abort('the simulated episode was reset', self.env.joint_positions()))
         self._episode_over = False
         if self.lockstep:
             # Commands so far were for the old episode; the full timeout lets a controller enabled
@@ -221,8 +326,12 @@ class SimNode(Node):
         return True
 
     def _awaited_topics(self):
-        """Command topics with a publisher (counted lazily: only once every topic has a command)."""
-        return (topic for topic in self._controllers if self.count_publishers(topic))
+        """Command topics with a publisher and actions with a client (counted lazily: once all have a command)."""
+        topics = (topic for topic in self._controllers if self.count_publishers(topic))
+        # An action client subscribes to its action's feedback topic.
+        actions = (action for action in self._trajectory_controllers
+                   if self.count_subscribers(f'{action}/_action/feedback'))
+        return itertools.chain(topics, actions)
 
     def _on_command(self, topic: str) -> None:
         if self.episode_clock.on_command():
@@ -254,6 +363,7 @@ class SimNode(Node):
         if self.publish_clock:
             self.clock_pub.publish(ClockMsg(clock=stamp))
         self._publish_observation(stamp)
+        self._update_goals(stamp)
         if self.lockstep:  # the controller's time to answer starts with the observations
             self._timeout_timer.reset()
         if stepping and not self._episode_over:
@@ -292,6 +402,18 @@ class SimNode(Node):
         obj.layout.dim = [
             MultiArrayDimension(label=','.join(env.object_state_names), size=state.size, stride=state.size)]
         self.object_pub.publish(obj)
+
+
+def _seconds(stamp_or_duration) -> float:
+    return stamp_or_duration.sec + 1e-9 * stamp_or_duration.nanosec
+
+
+def _points(trajectory: JointTrajectory) -> list[tuple[list[float], float]]:
+    return [(list(point.positions), _seconds(point.time_from_start)) for point in trajectory.points]
+
+
+def _tolerances(entries) -> list[RequestedTolerance]:
+    return [RequestedTolerance(e.name, e.position, e.velocity, e.acceleration) for e in entries]
 
 
 def main(args=None) -> int:
