@@ -396,10 +396,17 @@ def main(argv=None) -> int:
     parser.add_argument('--results', type=Path, default=Path(__file__).resolve().parent / 'results')
     parser.add_argument('--jobs', type=int, default=2, help='steps run at once within a phase')
     parser.add_argument('--threads', type=int, default=1, help='torch threads per step')
+    parser.add_argument('--policies', nargs='+', metavar='POLICY',
+                        help="only these of the preset's policies (the table has their rows; rerun without to add the others)")
     parser.add_argument('--until', choices=PHASES, default=PHASES[-1],
                         help='stop after this phase (the table needs every phase)')
     args = parser.parse_args(argv)
     preset_path, preset = load_preset(args.preset)
+    if args.policies:
+        unknown = sorted(set(args.policies) - set(preset['policies']))
+        if unknown:
+            parser.error(f'--policies {" ".join(unknown)}: not among the preset\'s policies {preset["policies"]}')
+        preset['policies'] = [p for p in preset['policies'] if p in args.policies]
     work = args.work or Path('runs') / f'claim_{preset_path.stem}'
     logs = work / 'logs'
     logs.mkdir(parents=True, exist_ok=True)
