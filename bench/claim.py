@@ -397,7 +397,8 @@ def main(argv=None) -> int:
     parser.add_argument('--jobs', type=int, default=2, help='steps run at once within a phase')
     parser.add_argument('--threads', type=int, default=1, help='torch threads per step')
     parser.add_argument('--policies', nargs='+', metavar='POLICY',
-                        help="only these of the preset's policies (the table has their rows; rerun without to add the others)")
+                        help="only these of the preset's policies (the table has their rows; "
+                             'rerun without it to add the others)')
     parser.add_argument('--until', choices=PHASES, default=PHASES[-1],
                         help='stop after this phase (the table needs every phase)')
     args = parser.parse_args(argv)
