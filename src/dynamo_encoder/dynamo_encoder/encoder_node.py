@@ -27,6 +27,7 @@ import traceback
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.exceptions import ParameterException
@@ -36,8 +37,10 @@ from rclpy.time import Time
 from sensor_msgs.msg import CompressedImage, Image
 
 from dynamo_data.image_codec import ImageDecodeError, ImageTooLargeError, decode_compressed_image, decode_image
+from dynamo_encoder.artifact import ArtifactError, EncoderArtifact
 from dynamo_encoder.frame_sync import FrameSynchronizer, FutureStampError, StampError, SyncedFrames
 from dynamo_encoder.latest_slot import LatestSlot
+from dynamo_encoder.onnx_encoder import OnnxEncoder
 from dynamo_encoder.stream_stats import StreamStatistics
 from dynamo_msgs.msg import Embedding
 from dynamo_util.node_main import run_node
@@ -235,9 +238,6 @@ class EncoderNode(LifecycleNode):
             diagnostics_period=value['diagnostics_period'])
 
     def _load_encoder(self, settings: Settings):
-        from dynamo_encoder.artifact import ArtifactError, EncoderArtifact
-        from dynamo_encoder.onnx_encoder import OnnxEncoder
-
         try:
             if settings.backend == 'onnxruntime':
                 encoder = OnnxEncoder.load(settings.checkpoint, threads=self.get_parameter('threads').value)
@@ -254,8 +254,6 @@ class EncoderNode(LifecycleNode):
         return encoder
 
     def _torch_device(self, device: str) -> str:
-        import torch
-
         if device == 'auto':
             device = 'cuda' if torch.cuda.is_available() else 'cpu'
             if device == 'cpu':
@@ -449,7 +447,6 @@ def _start(node: EncoderNode) -> None:
     """Apply the torch thread count (process-wide, so the entry point's job), then autostart."""
     threads = node.get_parameter('threads').value
     if threads > 0:   # configure refuses a negative value
-        import torch
         torch.set_num_threads(threads)
     if not node.get_parameter('autostart').value:
         return

@@ -294,12 +294,19 @@ class PolicyNode(Node):
             return
         cancels, reaction.cancel = reaction.cancel, []
         self._act(reaction)
-        for future in self._cancel_goals(cancels):   # the controllers must hold before the node goes
-            spin_until_future_complete(self, future, timeout_sec=STOP_ACK_TIMEOUT_S)
-            if not future.done():
-                self.get_logger().warning(f'a goal cancel was not answered within {STOP_ACK_TIMEOUT_S} s')
-        for publisher in self.command_pubs:   # the hold must reach the controllers before the node goes
-            if not publisher.wait_for_all_acked(RclpyDuration(seconds=STOP_ACK_TIMEOUT_S)):
+        # The controllers must hold before the node goes, but all of them share one deadline: under
+        # ros2 launch a Ctrl-C stops the controllers' side too, and waiting for each in turn took
+        # longer than the 2 s a node may take to exit.
+        deadline = time.monotonic() + STOP_ACK_TIMEOUT_S
+        cancel_futures = self._cancel_goals(cancels)
+        for future in cancel_futures:
+            spin_until_future_complete(self, future, timeout_sec=max(0.0, deadline - time.monotonic()))
+        unanswered = sum(not future.done() for future in cancel_futures)
+        if unanswered:
+            self.get_logger().warning(f'{unanswered} goal cancel(s) not answered within {STOP_ACK_TIMEOUT_S} s')
+        for publisher in self.command_pubs:
+            remaining = max(0.0, deadline - time.monotonic())
+            if not publisher.wait_for_all_acked(RclpyDuration(seconds=remaining)):
                 self.get_logger().warning(f'the stop command on {publisher.topic_name} was not acknowledged '
                                           f'within {STOP_ACK_TIMEOUT_S} s')
 
@@ -400,9 +407,16 @@ class PolicyNode(Node):
         self.controller.goal_feedback(goal_id, target, message.feedback.error.positions)
 
     def _cancel_goals(self, goals) -> list:
-        """Request the cancel of each (goal id, target) still running; return the requests' futures."""
-        handles = [self._goal_handles.get(goal) for goal in goals]
-        return [handle.cancel_goal_async() for handle in handles if handle is not None]
+        """Request the cancel of each (goal id, target) still running; return the requests' futures.
+
+        Goals whose action server is gone are skipped: it stopped, and its goals with it.
+        """
+        futures = []
+        for goal_id, target in goals:
+            handle = self._goal_handles.get((goal_id, target))
+            if handle is not None and self.action_clients[target].server_is_ready():
+                futures.append(handle.cancel_goal_async())
+        return futures
 
     def _publish_diagnostics(self) -> None:
         values = self.stats.snapshot()

@@ -33,6 +33,9 @@ def interrupt_spin_on_signals(node: Node) -> None:
 
     def forward_wakeups() -> None:
         while os.read(read_fd, 1):
-            wake.trigger()
+            try:
+                wake.trigger()
+            except Exception:   # rclpy's InvalidHandle (private type): the node is destroyed, nothing to wake
+                return
 
     threading.Thread(target=forward_wakeups, name='signal-wakeup', daemon=True).start()

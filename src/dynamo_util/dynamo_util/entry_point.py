@@ -14,31 +14,33 @@ This module imports neither rclpy nor anything heavy, so the console script gets
 from __future__ import annotations
 
 import importlib
+import os
 import signal
 from typing import Callable
 
 EXIT_INTERRUPTED = 0   # as run_node exits after a Ctrl-C
 
 
+def _exit_quietly(signum, frame) -> None:
+    # Nothing to clean up before main() runs. Raising KeyboardInterrupt instead would surface as a
+    # traceback wherever it lands: a C extension's initialisation turns it into an ImportError.
+    os._exit(EXIT_INTERRUPTED)
+
+
 def main_of(module: str) -> Callable[[], int]:
     """Return an entry point that imports `module` and returns its main()'s exit code.
 
-    Called where the console script imports its entry point, it notes a Ctrl-C from then until the
-    entry point runs (the script's lines in between cannot catch one), and the entry point then
-    exits at once. A Ctrl-C while `module` imports ends the process too. Both exit with code 0 and
-    no output; from main() on, a Ctrl-C is main()'s to handle.
+    Called where the console script imports its entry point, it makes a Ctrl-C end the process at
+    once, with exit code 0 and no output, until `module` is imported: through the script's own
+    lines and the module's imports. From main() on, a Ctrl-C is main()'s to handle.
     """
-    interrupted = []
-    signal.signal(signal.SIGINT, lambda signum, frame: interrupted.append(signum))
+    signal.signal(signal.SIGINT, _exit_quietly)
 
     def main() -> int:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        if interrupted:
-            return EXIT_INTERRUPTED
         try:
             module_main = importlib.import_module(module).main
-        except KeyboardInterrupt:
-            return EXIT_INTERRUPTED
+        finally:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
         return module_main()
 
     main.__doc__ = f'Run {module}.main(); a Ctrl-C before it runs exits quietly with code 0.'

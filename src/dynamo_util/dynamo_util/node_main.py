@@ -76,9 +76,10 @@ def run_node(make_node: Callable[[], NodeT], name: str, args: list[str] | None =
         rclpy.try_shutdown()
     # The node is gone; what is left is the interpreter's exit. Its final garbage collection over
     # torch's objects took 1-2 s here (ros2 launch escalates to SIGTERM after 5 s); frozen objects
-    # are skipped (0.25 s). A second Ctrl-C meanwhile ends the process at once instead of printing
-    # a KeyboardInterrupt traceback from an atexit callback.
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    # are skipped (0.25 s). A second Ctrl-C meanwhile (a double Ctrl-C in a terminal; ros2 launch
+    # without a tty forwards its own SIGINT on top of the group's) is ignored: raising would print
+    # a KeyboardInterrupt traceback from an atexit callback, dying of it would report exit code -2.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     gc.freeze()
     return exit_code
 
