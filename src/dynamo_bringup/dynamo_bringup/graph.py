@@ -131,6 +131,35 @@ ARGUMENT_DESCRIPTIONS = {
 }
 
 
+# Per node, its artifact parameter and the launch argument that sets it.
+ARTIFACT_ARGUMENTS = {'encoder_node': ('checkpoint', 'encoder'), 'policy_node': ('policy', 'policy')}
+
+
+class MissingArtifacts(ValueError):
+    """A graph would start nodes without their artifacts; the message names the launch arguments to give."""
+
+    def __init__(self, arguments: list[str]):
+        self.arguments = arguments
+        super().__init__('give the artifacts as launch arguments: '
+                         + ' '.join(f'{argument}:=/path/{argument}.pt' for argument in arguments)
+                         + ' (encoder.pt from `pretrain`, policy.pt from `train_policy`)')
+
+
+def missing_artifact_arguments(nodes: list[NodeSpec]) -> list[str]:
+    """Return the launch arguments of the artifacts that neither the arguments nor the config file give.
+
+    Launch refuses such a graph: its encoder and policy would exit at start, naming their parameters
+    (--ros-args), not the launch arguments that set them.
+    """
+    missing = []
+    for node in nodes:
+        if node.name in ARTIFACT_ARGUMENTS:
+            parameter, argument = ARTIFACT_ARGUMENTS[node.name]
+            if not node.parameters.get(parameter):
+                missing.append(argument)
+    return missing
+
+
 def config_dir() -> Path:
     """dynamo_bringup's config/ through the ament index (share/dynamo_bringup/config)."""
     from ament_index_python.packages import get_package_share_directory

@@ -10,7 +10,13 @@ from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
-from dynamo_bringup.graph import ARGUMENT_DESCRIPTIONS, BringupArguments, node_graph
+from dynamo_bringup.graph import (
+    ARGUMENT_DESCRIPTIONS,
+    BringupArguments,
+    MissingArtifacts,
+    missing_artifact_arguments,
+    node_graph,
+)
 
 
 def declare_bringup_arguments() -> list[DeclareLaunchArgument]:
@@ -24,10 +30,14 @@ def graph_nodes(robot: str) -> OpaqueFunction:
 
     def nodes(context):
         values = {name: LaunchConfiguration(name).perform(context) for name in ARGUMENT_DESCRIPTIONS}
+        specs = node_graph(robot, BringupArguments.from_strings(values))
+        missing = missing_artifact_arguments(specs)
+        if missing:
+            raise MissingArtifacts(missing)
         return [
             Node(package=spec.package, executable=spec.executable, name=spec.name, parameters=[spec.parameters],
                  remappings=list(spec.remappings), additional_env=spec.environment, output='screen')
-            for spec in node_graph(robot, BringupArguments.from_strings(values))
+            for spec in specs
         ]
 
     return OpaqueFunction(function=nodes)

@@ -1,6 +1,10 @@
 """The bring-up graph: what the launch files, the evaluator and the demo start."""
 
 import importlib.util
+import json
+import os
+import subprocess
+import sys
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
@@ -11,9 +15,11 @@ from dynamo_bringup.graph import (
     ARGUMENT_DESCRIPTIONS,
     FASTDDS_PROFILE_VARIABLE,
     BringupArguments,
+    MissingArtifacts,
     NodeSpec,
     config_dir,
     load_robot_config,
+    missing_artifact_arguments,
     node_graph,
 )
 from dynamo_bringup.steps import converter_config
@@ -164,6 +170,57 @@ def test_the_fastdds_profile_is_installed_in_the_share_directory():
         pytest.skip('config/fastdds_profile.xml is not in the sources yet')
     assert profile.is_file(), f'{profile} is not installed: rerun `make setup`'
     assert ElementTree.parse(profile).getroot().tag.endswith('dds')
+
+
+@pytest.mark.parametrize('sim', [True, False])
+def test_a_graph_without_artifacts_names_both_launch_arguments(sim):
+    missing = missing_artifact_arguments(node_graph('xarm', BringupArguments(sim=sim)))
+    assert missing == ['encoder', 'policy']
+    message = str(MissingArtifacts(missing))
+    assert 'encoder:=/path/encoder.pt' in message and 'policy:=/path/policy.pt' in message
+
+
+def test_a_graph_with_one_artifact_names_the_other():
+    assert missing_artifact_arguments(node_graph('xarm', BringupArguments(encoder='/e.pt'))) == ['policy']
+    assert missing_artifact_arguments(node_graph('xarm', BringupArguments(policy='/p.pt'))) == ['encoder']
+    assert missing_artifact_arguments(node_graph('xarm', BringupArguments(encoder='/e.pt', policy='/p.pt'))) == []
+
+
+def test_artifacts_set_in_the_config_file_need_no_launch_arguments(tmp_path, monkeypatch):
+    """An install whose config file names the artifacts launches without encoder:= and policy:=."""
+    share = tmp_path / 'share'
+    (share / 'ament_index' / 'resource_index' / 'packages').mkdir(parents=True)
+    (share / 'ament_index' / 'resource_index' / 'packages' / 'dynamo_bringup').touch()
+    (share / 'dynamo_bringup' / 'config').mkdir(parents=True)
+    config = yaml.safe_load((config_dir() / 'xarm_kitchen.yaml').read_text())
+    config['encoder_node']['ros__parameters']['checkpoint'] = '/opt/artifacts/encoder.pt'
+    config['policy_node']['ros__parameters']['policy'] = '/opt/artifacts/policy.pt'
+    (share / 'dynamo_bringup' / 'config' / 'xarm_kitchen.yaml').write_text(yaml.safe_dump(config))
+    monkeypatch.setenv('AMENT_PREFIX_PATH', f'{tmp_path}{os.pathsep}{os.environ["AMENT_PREFIX_PATH"]}')
+    assert config_dir() == share / 'dynamo_bringup' / 'config'
+    assert missing_artifact_arguments(node_graph('xarm', BringupArguments())) == []
+
+
+SIMULATOR_MODULES = ('mujoco', 'dynamo_sim.models')
+
+
+def _simulator_modules_loaded_by(code):
+    """Run `code` in a fresh interpreter, so that modules imported by other tests of this session do not count."""
+    probe = f'{code}\nimport json, sys\nprint(json.dumps([m for m in {SIMULATOR_MODULES!r} if m in sys.modules]))'
+    done = subprocess.run([sys.executable, '-c', probe], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize('module', ['dynamo_bringup.graph', 'dynamo_sim.interfaces'])
+def test_the_launch_files_modules_load_no_simulator(module):
+    """A real-robot host launches without MuJoCo: the graph and the interface names need no simulator."""
+    assert _simulator_modules_loaded_by(f'import {module}') == []
+
+
+def test_the_probe_sees_the_simulator_when_the_models_are_imported():
+    """MuJoCo is installed here, so an import of it from the graph or the interfaces would be caught above."""
+    assert _simulator_modules_loaded_by('import dynamo_sim.models') == list(SIMULATOR_MODULES)
 
 
 @pytest.mark.skipif(importlib.util.find_spec('launch_ros') is None, reason='launch_ros is not installed here')

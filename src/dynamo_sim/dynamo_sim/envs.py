@@ -21,7 +21,7 @@ from __future__ import annotations
 import mujoco
 import numpy as np
 
-from dynamo_sim import models
+from dynamo_sim import interfaces, models
 
 TASKS = {
     'open_door': 'xarm7',
@@ -223,8 +223,8 @@ class XArmKitchenEnv(SimEnv):
     robot_type = 'xarm7'
     tasks = ('open_door', 'push_bottle', 'bottle_to_shelf')
     max_episode_steps_by_task = {'open_door': 90, 'push_bottle': 90, 'bottle_to_shelf': 100}
-    arm_joint_names = list(models.XARM_JOINTS)
-    gripper_joint_names = [models.XARM_GRIPPER_JOINT]
+    arm_joint_names = list(interfaces.XARM_JOINTS)
+    gripper_joint_names = [interfaces.XARM_GRIPPER_JOINT]
     joint_names = arm_joint_names + gripper_joint_names
     object_state_names = [
         'bottle_x', 'bottle_y', 'bottle_z', 'bottle_qw', 'bottle_qx', 'bottle_qy', 'bottle_qz',
@@ -237,7 +237,7 @@ class XArmKitchenEnv(SimEnv):
         return models.xarm_kitchen_xml(image_size)
 
     def _limits(self):
-        return {**models.XARM_LIMITS, models.XARM_GRIPPER_JOINT: models.XARM_GRIPPER_RANGE}
+        return {**models.XARM_LIMITS, interfaces.XARM_GRIPPER_JOINT: models.XARM_GRIPPER_RANGE}
 
     def __init__(self, *args, **kwargs):
         self._ik_data = None
@@ -270,7 +270,7 @@ class XArmKitchenEnv(SimEnv):
 
     def _model_joint(self, name):
         # drive_joint reads the left finger slide's address; joint_positions() rescales it.
-        return 'left_finger_joint' if name == models.XARM_GRIPPER_JOINT else name
+        return 'left_finger_joint' if name == interfaces.XARM_GRIPPER_JOINT else name
 
     def _apply_targets(self, targets):
         self.data.ctrl[:7] = targets[:7]
@@ -378,8 +378,8 @@ class AllegroEnv(SimEnv):
     robot_type = 'allegro_hand'
     tasks = ('lift_object', 'open_hinged_door')
     max_episode_steps_by_task = {'lift_object': 70, 'open_hinged_door': 80}
-    hand_joint_names = list(models.ALLEGRO_JOINTS)
-    mount_joint_names = list(models.ALLEGRO_MOUNT_JOINTS)
+    hand_joint_names = list(interfaces.ALLEGRO_JOINTS)
+    mount_joint_names = list(interfaces.ALLEGRO_MOUNT_JOINTS)
     joint_names = hand_joint_names + mount_joint_names
     object_state_names = [
         'object_x', 'object_y', 'object_z', 'object_qw', 'object_qx', 'object_qy', 'object_qz',

@@ -190,7 +190,7 @@ def _allegro_lift_object(env: AllegroEnv, rng) -> list[Segment]:
     grasp_fingers = np.array([0.0, 1.05, 0.9, 0.7])
     pre_thumb = np.array([1.396, 0.0, 0.2, 0.2])
     grasp_thumb = np.array([1.396, 0.0, 0.7, 0.7])
-    # hand targets in models.ALLEGRO_JOINTS order: thumb, index, middle, ring
+    # hand targets in interfaces.ALLEGRO_JOINTS order: thumb, index, middle, ring
     pre = np.concatenate([pre_thumb, pre_fingers, pre_fingers, pre_fingers])
     grasp = np.concatenate([grasp_thumb, grasp_fingers, grasp_fingers, pre_fingers])
     # object centre 0.057 m ahead of the palm centre and 0.025 m towards the thumb
@@ -214,7 +214,7 @@ def _allegro_open_hinged_door(env: AllegroEnv, rng) -> list[Segment]:
     gap_x = 0.5 * (door_face + models.CABINET_HANDLE_STANDOFF - 0.006)
     radius = 0.125 + rng.uniform(-0.008, 0.008)
     tip_z = models.CABINET_HANDLE_HEIGHT - 0.022 + rng.uniform(-0.005, 0.005)
-    # thumb, index, middle, ring (models.ALLEGRO_JOINTS order): the middle finger hooks, the others tuck away
+    # thumb, index, middle, ring (interfaces.ALLEGRO_JOINTS order): the middle finger hooks, the others tuck away
     hook = np.concatenate([[0.263, 0.0, 0.0, 0.0], ALLEGRO_TUCKED, ALLEGRO_HOOK, ALLEGRO_TUCKED])
 
     def mount_for_tip(tip_xy, z):

@@ -11,10 +11,26 @@ simulated Cartesian mount), commands on
 /allegro_hand_position_controller/commands (std_msgs/Float64MultiArray, 16 values); the mount
 takes /allegro_mount_controller/commands (Float64MultiArray: mount_x, mount_y, mount_z) in the
 sim, standing in for the arm that carries the hand. Cameras are RealSense-style.
+
+Plain names only, no MuJoCo or numpy: the launch files read this module through
+dynamo_bringup.graph, and a real-robot host launches without the simulator's dependencies.
 """
 from __future__ import annotations
 
-from dynamo_sim import models
+# Joint names, as the real drivers publish them; dynamo_sim.models builds its scenes with these.
+XARM_JOINTS = [f'joint{i}' for i in range(1, 8)]
+XARM_GRIPPER_JOINT = 'drive_joint'
+# allegro_hand_ros2 (v4): ah_joint<finger><joint> with the fingers numbered in this order.
+ALLEGRO_FINGERS = ('thumb', 'index', 'middle', 'ring')
+
+
+def allegro_joint(finger: str, joint: int) -> str:
+    """Return the driver's name of joint `joint` (0 = base .. 3 = distal) of `finger` (ALLEGRO_FINGERS)."""
+    return f'ah_joint{ALLEGRO_FINGERS.index(finger)}{joint}'
+
+
+ALLEGRO_JOINTS = [allegro_joint(finger, j) for finger in ALLEGRO_FINGERS for j in range(4)]
+ALLEGRO_MOUNT_JOINTS = ['mount_x', 'mount_y', 'mount_z']   # the simulated Cartesian mount's slides
 
 JOINT_STATES = '/joint_states'
 IMAGE = '/camera/color/image_raw'
@@ -24,6 +40,7 @@ TASK = '/task'
 OBJECT_STATE = '/sim/object_state'  # sim-only privileged state for probes; the real robot has none
 CLOCK = '/clock'
 RESET_SERVICE = '/sim/reset_episode'
+RESET_SERVICE_TYPE = 'dynamo_msgs/srv/ResetEpisode'   # empty task: keeps the current one
 EPISODE_RESULT = '/sim/episode_result'
 
 XARM_ARM_COMMAND = '/xarm7_traj_controller/joint_trajectory'
@@ -47,12 +64,12 @@ TRAJECTORY_TYPE = 'trajectory_msgs/msg/JointTrajectory'
 # command_joints), for the simulated and the real robot alike.
 COMMAND_JOINTS = {
     'xarm7': {
-        XARM_ARM_COMMAND: tuple(models.XARM_JOINTS),
-        XARM_GRIPPER_COMMAND: (models.XARM_GRIPPER_JOINT,),
+        XARM_ARM_COMMAND: tuple(XARM_JOINTS),
+        XARM_GRIPPER_COMMAND: (XARM_GRIPPER_JOINT,),
     },
     'allegro_hand': {
-        ALLEGRO_HAND_COMMAND: tuple(models.ALLEGRO_JOINTS),
-        ALLEGRO_MOUNT_COMMAND: tuple(models.ALLEGRO_MOUNT_JOINTS),
+        ALLEGRO_HAND_COMMAND: tuple(ALLEGRO_JOINTS),
+        ALLEGRO_MOUNT_COMMAND: tuple(ALLEGRO_MOUNT_JOINTS),
     },
 }
 COMMAND_TYPE = {'xarm7': TRAJECTORY_TYPE, 'allegro_hand': FLOAT_ARRAY_TYPE}
@@ -91,14 +108,14 @@ def split_command(robot_type: str, targets) -> dict[str, tuple[list[str], list[f
 TRAJECTORY_ACTIONS = {
     'xarm7': {
         XARM_ARM_ACTION: {
-            'joints': tuple(models.XARM_JOINTS),
-            'trajectory': dict.fromkeys(models.XARM_JOINTS[:6], 1.0),
-            'goal': dict.fromkeys(models.XARM_JOINTS[:6], 0.01),
+            'joints': tuple(XARM_JOINTS),
+            'trajectory': dict.fromkeys(XARM_JOINTS[:6], 1.0),
+            'goal': dict.fromkeys(XARM_JOINTS[:6], 0.01),
             'stopped_velocity_tolerance': 0.0,
             'goal_time': 0.5,
         },
         XARM_GRIPPER_ACTION: {
-            'joints': (models.XARM_GRIPPER_JOINT,),
+            'joints': (XARM_GRIPPER_JOINT,),
             'trajectory': {},
             'goal': {},
             'stopped_velocity_tolerance': 0.01,

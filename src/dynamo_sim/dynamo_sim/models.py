@@ -10,7 +10,7 @@ drive_joint), so `drive_joint` is reported as the mean finger travel / 0.05.
 Wonik Allegro hand (right): four fingers x four joints, named and ordered as allegro_hand_ros2 (v4)
 names them (allegro_hand_hardwares/v4/hardware/readme.md, "Joint Name Definitions"):
 ah_joint<finger><joint>, finger 0 = thumb, 1 = index, 2 = middle, 3 = ring, joint 0 = base ..
-3 = distal; ALLEGRO_JOINTS is that order, the order of its position controller's 16 values. Link
+3 = distal; interfaces.ALLEGRO_JOINTS is that order, the order of its position controller's 16 values. Link
 lengths 16.4/54/38.4/26.7(+15.7 tip) mm for the fingers, 17.7/51.4/42.3 mm for the thumb, joint
 limits of its URDF (allegro_hand_hardwares/v4/description/urdf). Frames are
 ours: the palm faces down (-z), fingers point along +x and flex towards -z; the thumb opposes
@@ -35,8 +35,8 @@ from pathlib import Path
 import mujoco
 import numpy as np
 
-XARM_JOINTS = [f'joint{i}' for i in range(1, 8)]
-XARM_GRIPPER_JOINT = 'drive_joint'
+from dynamo_sim.interfaces import ALLEGRO_FINGERS, ALLEGRO_JOINTS, ALLEGRO_MOUNT_JOINTS, XARM_JOINTS, allegro_joint
+
 XARM_GRIPPER_RANGE = (0.0, 0.85)
 XARM_FINGER_TRAVEL_PER_DRIVE = 0.05  # m of finger travel per unit of drive_joint
 XARM_LIMITS = {
@@ -48,17 +48,6 @@ XARM_LIMITS = {
     'joint6': (-1.69297, np.pi),
     'joint7': (-2 * np.pi, 2 * np.pi),
 }
-# allegro_hand_ros2 (v4): ah_joint<finger><joint> with the fingers numbered in this order.
-ALLEGRO_FINGERS = ('thumb', 'index', 'middle', 'ring')
-
-
-def allegro_joint(finger: str, joint: int) -> str:
-    """Return the driver's name of joint `joint` (0 = base .. 3 = distal) of `finger` (ALLEGRO_FINGERS)."""
-    return f'ah_joint{ALLEGRO_FINGERS.index(finger)}{joint}'
-
-
-ALLEGRO_JOINTS = [allegro_joint(finger, j) for finger in ALLEGRO_FINGERS for j in range(4)]
-ALLEGRO_MOUNT_JOINTS = ['mount_x', 'mount_y', 'mount_z']
 _FINGER_LIMITS = [(-0.47, 0.47), (-0.196, 1.61), (-0.174, 1.709), (-0.227, 1.618)]
 _THUMB_LIMITS = [(0.263, 1.396), (-0.105, 1.163), (-0.189, 1.644), (-0.162, 1.719)]
 ALLEGRO_LIMITS = {

@@ -314,8 +314,11 @@ class SimNode(Node):
         msg.header.stamp = self._stamp()
         self.result_pub.publish(msg)
         waits = f' ({self.lockstep_gate.timeout_steps} waited out lockstep_timeout)' if self.lockstep else ''
-        self.get_logger().info(
-            f'episode {reason}: {self.env.task} seed {self.env.seed} after {self.env.steps} steps{waits}')
+        line = f'episode {reason}: {self.env.task} seed {self.env.seed} after {self.env.steps} steps{waits}'
+        if reason != 'reset':   # nothing starts the next episode but a reset (a reset starts it itself)
+            line += (f'; start the next: ros2 service call {interfaces.RESET_SERVICE} {interfaces.RESET_SERVICE_TYPE}'
+                     f' "{{seed: {self.env.seed + 1}}}"')
+        self.get_logger().info(line)
 
     # --- lockstep -------------------------------------------------------------------------------
     def _answers_previous_episode(self, topic: str) -> bool:

@@ -91,9 +91,9 @@ def test_allegro_sim_node_commands_and_timeout(ros_processes, ros_node):
     latched = QoSProfile(depth=10, durability=DurabilityPolicy.TRANSIENT_LOCAL)
     results = ros_node.collect(EpisodeResult, '/sim/episode_result', latched)
     tasks = ros_node.collect(String, '/task', latched)
-    ros_processes.start(['sim_node', '--ros-args', '-p', 'robot:=allegro', '-p', 'task:=open_hinged_door',
-                         '-p', 'seed:=3', '-p', 'image_size:=24', '-p', 'real_time_factor:=0.0',
-                         '-p', 'max_episode_steps:=30'], name='sim_node')
+    sim = ros_processes.start(['sim_node', '--ros-args', '-p', 'robot:=allegro', '-p', 'task:=open_hinged_door',
+                               '-p', 'seed:=3', '-p', 'image_size:=24', '-p', 'real_time_factor:=0.0',
+                               '-p', 'max_episode_steps:=30'], name='sim_node')
     ros_node.spin_until(lambda: len(states) > 2, 40, 'joint_states from sim_node')
     names = list(states[-1].name)
     assert names[:16] == [f'ah_joint{f}{j}' for f in range(4) for j in range(4)]
@@ -117,6 +117,9 @@ def test_allegro_sim_node_commands_and_timeout(ros_processes, ros_node):
     assert (results[0].task, results[0].seed, results[0].success, results[0].reason, results[0].steps) == \
         ('open_hinged_door', 3, False, 'timeout', 30)
     assert results[0].duration == pytest.approx(3.0)
+    # nothing starts the next episode but a reset: the episode's end says how to call it
+    sim.wait_for_output(r'episode timeout: open_hinged_door seed 3 after 30 steps; start the next: '
+                        r'ros2 service call /sim/reset_episode dynamo_msgs/srv/ResetEpisode "\{seed: 4\}"', 10)
     assert _reset_client(ros_node).call(ResetEpisode.Request(task='lift_object', seed=1), timeout_s=20).success
     ros_node.spin_until(lambda: len(results) > 1, 20, "the second episode's EpisodeResult")
     assert [(r.task, r.seed, r.reason) for r in results] == [
