@@ -8,11 +8,16 @@ The graph's node processes run on a DDS domain of their own (a leased ROS_DOMAIN
 discovery) with the graph's Fast DDS profile; this process joins that domain with an rclpy context
 of its own only inside the block, and leaves os.environ as it found it, also when called from
 Python. Leaving the block stops every process (SIGINT, then SIGTERM) and releases the domain.
+The nodes run in process groups of their own, so a SIGTERM to this process (`kill`, a job
+scheduler) would leave them running: inside the block it leaves the block instead, then exits
+with code 143 (128 + SIGTERM).
 """
 
 from __future__ import annotations
 
 import os
+import signal
+import threading
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -38,6 +43,8 @@ class GraphRun:
 
     def __enter__(self) -> GraphRun:
         with ExitStack() as stack:
+            if threading.current_thread() is threading.main_thread():   # signal handlers live there
+                stack.callback(signal.signal, signal.SIGTERM, signal.signal(signal.SIGTERM, _exit_on_sigterm))
             lease = DomainLease()
             stack.callback(lease.release)
             env = {**os.environ, **lease.environment(), 'PYTHONUNBUFFERED': '1'}
@@ -75,3 +82,7 @@ class GraphRun:
         stack.callback(executor.shutdown)
         executor.add_node(node)
         return node, executor
+
+
+def _exit_on_sigterm(signum, frame) -> None:
+    raise SystemExit(128 + signum)   # unwinds the block, which stops the node processes
