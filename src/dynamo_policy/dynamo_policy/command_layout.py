@@ -14,7 +14,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 COMMAND_TYPES = ('joint_trajectory', 'float64_multi_array', 'twist_stamped', 'follow_joint_trajectory')
+TOLERANCE_PARAMETERS = ('trajectory_path_tolerance', 'trajectory_goal_tolerance', 'trajectory_goal_time_tolerance')
 TWIST_ACTION_NAMES = ('linear.x', 'linear.y', 'linear.z', 'angular.x', 'angular.y', 'angular.z')
 
 
@@ -70,3 +73,23 @@ def make_command_layout(command_type: str, topics: list[str], joint_groups: list
         raise ParameterError('command_type', f'twist_stamped needs the policy actions {list(TWIST_ACTION_NAMES)}, '
                              f'the command uses {used}')
     return targets
+
+
+def trajectory_tolerances(trajectory_goals: bool, action_dim: int, path, goal, goal_time: float):
+    """Validate policy_node's trajectory_* parameters; return (path, goal) per action (None: unset) and goal_time.
+
+    They apply only to follow_joint_trajectory; tolerances are 1 or action_dim values > 0, goal_time >= 0.
+    """
+    given = [name for name, is_set in zip(TOLERANCE_PARAMETERS, (len(path) > 0, len(goal) > 0, goal_time != 0))
+             if is_set]
+    if given and not trajectory_goals:
+        raise ParameterError(given[0], 'applies only to command_type follow_joint_trajectory')
+    per_action = []
+    for name, values in zip(TOLERANCE_PARAMETERS, (path, goal)):
+        values = np.asarray(values, np.float64)
+        if values.size and (values.size not in (1, action_dim) or not np.all(values > 0)):
+            raise ParameterError(name, f'needs 1 or {action_dim} values > 0, got {values.tolist()}')
+        per_action.append(np.broadcast_to(values, (action_dim,)) if values.size else None)
+    if not goal_time >= 0:
+        raise ParameterError('trajectory_goal_time_tolerance', f'must be >= 0, got {goal_time}')
+    return per_action[0], per_action[1], goal_time

@@ -48,7 +48,7 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from dynamo_encoder.stream_stats import StreamStatistics
 from dynamo_msgs.msg import ActionChunk, Embedding
-from dynamo_policy.command_layout import CommandTarget, ParameterError, make_command_layout
+from dynamo_policy.command_layout import CommandTarget, ParameterError, make_command_layout, trajectory_tolerances
 from dynamo_policy.controller import ControlConfig, PolicyController, Reaction
 from dynamo_policy.inference_worker import InferenceResult, InferenceWorker
 from dynamo_policy.policies import PolicyArtifactError, load_policy
@@ -61,7 +61,6 @@ INFERENCE_STOP_TIMEOUT_S = 5.0   # on shutdown, how long a prediction in progres
 STOP_ACK_TIMEOUT_S = 1.0         # on shutdown, how long subscribers may take to acknowledge the stop command
 COMMAND_MESSAGE = {'joint_trajectory': JointTrajectory, 'float64_multi_array': Float64MultiArray,
                    'twist_stamped': TwistStamped}
-TOLERANCE_PARAMETERS = ('trajectory_path_tolerance', 'trajectory_goal_tolerance', 'trajectory_goal_time_tolerance')
 LIMIT_PARAMETERS = {'lower': 'joint_lower_limits', 'upper': 'joint_upper_limits', 'max_velocity': 'max_velocity',
                     'max_acceleration': 'max_acceleration'}
 DIAGNOSTIC_LEVELS = {'OK': DiagnosticStatus.OK, 'WARN': DiagnosticStatus.WARN, 'ERROR': DiagnosticStatus.ERROR}
@@ -153,7 +152,7 @@ class PolicyNode(Node):
             command_type, list(command_topics), list(command_joints), metadata.action_names)
         velocity_commands = command_type == 'twist_stamped'
         trajectory_goals = command_type == 'follow_joint_trajectory'
-        self._goal_tolerances = self._trajectory_tolerances(
+        self._goal_tolerances = trajectory_tolerances(
             trajectory_goals, metadata.action_dim, path_tolerance, goal_tolerance, goal_time_tolerance)
         try:
             # A goal's points are step_period apart: each may move as far as the limits allow in that time.
@@ -210,22 +209,6 @@ class PolicyNode(Node):
             return []  # an array parameter left empty
         except (ParameterException, TypeError, ValueError) as error:
             raise ParameterError(name, str(error)) from None
-
-    def _trajectory_tolerances(self, trajectory_goals: bool, action_dim: int, path, goal, goal_time):
-        """Validate the trajectory_* parameters; return (path, goal) per action (None: unset) and goal_time."""
-        given = [name for name, is_set in zip(TOLERANCE_PARAMETERS, (len(path) > 0, len(goal) > 0, goal_time != 0))
-                 if is_set]
-        if given and not trajectory_goals:
-            raise ParameterError(given[0], 'applies only to command_type follow_joint_trajectory')
-        per_action = []
-        for name, values in zip(TOLERANCE_PARAMETERS, (path, goal)):
-            values = np.asarray(values, np.float64)
-            if values.size and (values.size not in (1, action_dim) or not np.all(values > 0)):
-                raise ParameterError(name, f'needs 1 or {action_dim} values > 0, got {values.tolist()}')
-            per_action.append(np.broadcast_to(values, (action_dim,)) if values.size else None)
-        if not goal_time >= 0:
-            raise ParameterError('trajectory_goal_time_tolerance', f'must be >= 0, got {goal_time}')
-        return per_action[0], per_action[1], goal_time
 
     def _now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9

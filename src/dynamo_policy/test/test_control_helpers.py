@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from dynamo_policy.command_layout import ParameterError, make_command_layout
+from dynamo_policy.command_layout import ParameterError, make_command_layout, trajectory_tolerances
 from dynamo_policy.ensembling import ChunkEnsembler
 from dynamo_policy.observation_window import ObservationWindow
 from dynamo_policy.safety import CommandState, SafetyFilter, SafetyLimitError, UnsafeActionError, make_safety_filter
@@ -262,3 +262,16 @@ def test_bad_command_layout_names_the_parameter(command_type, topics, joints, ac
         make_command_layout(command_type, topics, joints, actions)
     assert error.value.parameter == parameter
     assert parameter in str(error.value)
+
+
+def test_trajectory_tolerances_broadcast_per_action_and_refuse_what_does_not_fit():
+    path, goal, goal_time = trajectory_tolerances(True, 3, [0.5], [], 0.2)
+    assert path.tolist() == [0.5, 0.5, 0.5] and goal is None and goal_time == 0.2
+    with pytest.raises(ParameterError, match="'trajectory_goal_tolerance': needs 1 or 3 values > 0"):
+        trajectory_tolerances(True, 3, [], [0.1, 0.2], 0.0)
+    with pytest.raises(ParameterError, match="'trajectory_path_tolerance': needs 1 or 3 values > 0"):
+        trajectory_tolerances(True, 3, [0.0], [], 0.0)
+    with pytest.raises(ParameterError, match="'trajectory_goal_time_tolerance': must be >= 0"):
+        trajectory_tolerances(True, 3, [], [], -1.0)
+    with pytest.raises(ParameterError, match="'trajectory_path_tolerance': applies only to command_type"):
+        trajectory_tolerances(False, 3, [0.5], [], 0.0)
