@@ -44,6 +44,8 @@ from pathlib import Path
 
 import numpy as np
 
+from dynamo_data.atomic import atomic_open
+
 GOAL_RATIO = 1.10   # e2e p50 / (forward p50 + floor p50)
 GOAL_TAIL = 1.5
 FASTDDS_PROFILE = Path(__file__).resolve().parents[1] / 'src/dynamo_bringup/config/fastdds_profile.xml'
@@ -234,9 +236,8 @@ def plot(path: Path, sent, latencies_ms, floor_sent, floor_ms, forward_ms, title
     ax_hist.legend()
     fig.suptitle(title)
     fig.tight_layout()
-    tmp = path.with_name(f'.{path.name}.tmp.png')
-    fig.savefig(tmp, dpi=100)
-    os.replace(tmp, path)
+    with atomic_open(path, 'wb') as file:
+        fig.savefig(file, format='png', dpi=100)
     plt.close(fig)
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import signal
 import sys
 import time
 from pathlib import Path
@@ -88,7 +89,13 @@ def main(argv=None) -> int:
             step.run(announce=lambda command: print(f'{banner}: {" ".join(command)}', flush=True))
         except StepFailed as failure:
             print(f'demo: {failure}; fix the cause and rerun `make demo` to continue from this step', file=sys.stderr)
-            return failure.returncode
+            # A step stopped by the Ctrl-C that reached its process group is an interruption; any other
+            # failure of a step is the demo's runtime failure (a step's usage error is not the user's).
+            return 130 if failure.returncode in (130, -signal.SIGINT) else 1
+        except KeyboardInterrupt:   # the step's command got the Ctrl-C too and has stopped
+            print(f'demo: interrupted during "{step.name}"; rerun `make demo` to continue from this step',
+                  file=sys.stderr)
+            return 130
         timings[step.name] = time.monotonic() - start
     _print_results(args, steps, timings)
     return 0

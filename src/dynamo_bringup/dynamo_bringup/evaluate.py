@@ -75,9 +75,21 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    if args.open_loop:
-        from dynamo_bringup.open_loop_replay import run_open_loop
-        return run_open_loop(args)
+    try:
+        if args.open_loop:
+            from dynamo_bringup.open_loop_replay import run_open_loop
+            return run_open_loop(args)
+        return _closed_loop(args)
+    except OSError as error:   # e.g. OUTPUT not writable, the disk full
+        reason = str(error).partition('\n')[0]
+        print(f'evaluate: failed: {type(error).__name__}: {reason}', file=sys.stderr, flush=True)
+        return 1
+    except KeyboardInterrupt:   # the graph's nodes are stopped by then
+        print('evaluate: interrupted', file=sys.stderr, flush=True)
+        return 130
+
+
+def _closed_loop(args) -> int:
     specs = node_graph(args.robot, BringupArguments(
         sim=True, encoder=str(args.encoder.resolve()), policy=str(args.policy.resolve()), autostart=False,
         task=args.task[0], seed=args.first_seed, real_time_factor=args.real_time_factor, lockstep=args.lockstep))
