@@ -16,8 +16,8 @@ message, cycling through the classes:
                 "jpeg" message, an unsupported format, a raw image with an unknown encoding, a
                 truncated raw image
   policy_node:  an embedding of another encoder (checksum), stamped an hour ahead, stamped 5 s
-                back, with NaN values, of the wrong size; a joint state with NaN positions, one
-                missing joints, one with more names than positions
+                back, with a negative stamp, with NaN values, of the wrong size; a joint state with
+                NaN positions, one missing joints, one with more names than positions
 Bounded: it stops after --minutes (and so after minutes x 60 x rate ticks), then stops both nodes
 with SIGINT. Prints per node: alive at the end, outputs for good inputs (embeddings whose stamp is
 a good camera pair's, action chunks whose stamp is a good embedding's, commands), commands outside
@@ -154,7 +154,8 @@ class Feed:
         self.hostile = [self._future_frame, self._stale_frame, self._negative_stamp_frame, self._png_bomb,
                         self._jpeg_bomb, self._gif_as_jpeg, self._png_as_jpeg, self._unsupported_format,
                         self._unknown_encoding, self._truncated_frame,
-                        self._other_encoder, self._future_embedding, self._stale_embedding, self._nan_embedding,
+                        self._other_encoder, self._future_embedding, self._stale_embedding,
+                        self._negative_stamp_embedding, self._nan_embedding,
                         self._wrong_size_embedding, self._nan_joint_state, self._missing_joints,
                         self._names_without_positions]
 
@@ -231,13 +232,16 @@ class Feed:
         self._raw(stamp_ns, data=bytes(self.front.data[:1000]))
 
     # -- hostile policy inputs -----------------------------------------------------------------
-    def _bad_embedding(self, stamp_ns, **fields):
+    def _embedding_copy(self, **fields):
         msg = Embedding(encoder_name=self.embedding.encoder_name, encoder_checksum=self.embedding.encoder_checksum,
-                             camera_names=list(self.embedding.camera_names),
-                             camera_dims=list(self.embedding.camera_dims), data=list(self.embedding.data))
+                        camera_names=list(self.embedding.camera_names),
+                        camera_dims=list(self.embedding.camera_dims), data=list(self.embedding.data))
         for key, value in fields.items():
             setattr(msg, key, value)
-        self.embedding_pub.publish(self._stamp(msg, stamp_ns))
+        return msg
+
+    def _bad_embedding(self, stamp_ns, **fields):
+        self.embedding_pub.publish(self._stamp(self._embedding_copy(**fields), stamp_ns))
 
     def _other_encoder(self, stamp_ns):
         self._bad_embedding(stamp_ns, encoder_checksum='0123456789abcdef')
@@ -247,6 +251,11 @@ class Feed:
 
     def _stale_embedding(self, stamp_ns):
         self._bad_embedding(stamp_ns - 5 * 10**9)
+
+    def _negative_stamp_embedding(self, stamp_ns):
+        msg = self._embedding_copy()
+        msg.header.stamp.sec = -5   # rclpy's Time.from_msg raises on it: it once ended policy_node
+        self.embedding_pub.publish(msg)
 
     def _nan_embedding(self, stamp_ns):
         self._bad_embedding(stamp_ns, data=[math.nan] * self.meta.embedding_dim)

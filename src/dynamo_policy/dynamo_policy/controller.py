@@ -28,7 +28,9 @@ Rules:
   every predicted action is in the past, on an unsafe (non-finite) action, on disable, on
   shutdown, and when this node's clock jumps back.
 - Embeddings stamped further ahead of this node's clock than observation_timeout are ignored
-  (counted): one bad stamp must not make every later good one look out of order.
+  (counted): one bad stamp must not make every later good one look out of order. Embeddings with
+  non-finite values are skipped (logged): they never enter the context window.
+- A hold never leaves [lower, upper]: a measured position outside them is held at the limit.
 - Trajectory goals (config.goal_actions, command_type follow_joint_trajectory): each new prediction
   is one goal, every row of the newest chunk due after now ensembled as above, each point passed
   through the SafetyFilter at its due time (= the point's time), starting from the previous
@@ -194,6 +196,12 @@ class PolicyController:
             self.future_stamps.add(now)
             reaction.note('warning', 'future_stamp', f"ignoring embedding stamped {ahead:.3f} s ahead of this node's "
                           f'clock (more than observation_timeout {self.watchdog.timeout} s): the clocks disagree')
+            return reaction
+        embedding = np.asarray(embedding, np.float32)
+        if not np.all(np.isfinite(embedding)):
+            # Skipped, not predicted from: its non-finite actions would stop the robot, and it would
+            # stay in the context window for context_length observations.
+            reaction.note('warning', 'bad_embedding', 'skipping embedding with non-finite values')
             return reaction
         try:
             self.window.add_embedding(stamp, embedding)
@@ -471,7 +479,8 @@ class PolicyController:
             hold = np.zeros(len(self.config.action_names))
         else:
             # Commanding implies a last (finite) command: the fallback when a joint is unmeasured.
-            hold = hold_position(self.last.value, self._measured_action())
+            # A measured position outside the limits is held at the nearest limit.
+            hold = self.safety.clamp(hold_position(self.last.value, self._measured_action()))
         self.last = CommandState(hold, now, np.zeros_like(hold))
         reaction.command, reaction.duration, reaction.stop = hold, self.config.control_period, True
         reaction.note('warning', 'stopped', f'stopped the robot: {reason}', throttled=False)

@@ -40,7 +40,6 @@ from rclpy.exceptions import ParameterException, ParameterUninitializedException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import qos_profile_sensor_data
-from rclpy.time import Time
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import SetBool
@@ -67,7 +66,9 @@ DIAGNOSTIC_LEVELS = {'OK': DiagnosticStatus.OK, 'WARN': DiagnosticStatus.WARN, '
 
 
 def _seconds(stamp) -> float:
-    return Time.from_msg(stamp).nanoseconds * 1e-9
+    # Not rclpy's Time.from_msg: it raises on a negative stamp, which would end the node; the
+    # controller treats such a stamp as an old observation.
+    return (stamp.sec * 1_000_000_000 + stamp.nanosec) * 1e-9
 
 
 def _duration(seconds: float) -> Duration:

@@ -96,6 +96,10 @@ class SafetyFilter:
         """Return the fields of POSITION_LIMIT_FIELDS without a finite limit for every dimension."""
         return [field for field in POSITION_LIMIT_FIELDS if not np.all(np.isfinite(getattr(self, field)))]
 
+    def clamp(self, value) -> np.ndarray:
+        """Return `value` within [lower, upper]: a stop's hold position must not leave the limits either."""
+        return np.clip(np.asarray(value, np.float64), self.lower, self.upper)
+
     def apply(self, action, previous: CommandState, now: float) -> CommandState:
         """Return the safe command for `action` at time `now`, sent after `previous`."""
         action = np.asarray(action, np.float64)

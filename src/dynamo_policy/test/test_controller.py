@@ -144,6 +144,15 @@ def test_non_finite_joint_positions_count_as_unknown_and_never_reach_a_command()
     # Every command was finite (Rig asserts it on each one).
 
 
+def test_a_hold_never_leaves_the_joint_limits_whatever_the_measured_position():
+    rig = commanding_rig()
+    rig.joints(now=1.05, joint1=100.0, drive_joint=-0.5)   # a finite but impossible joint state, then a stop
+    rig.tick(1.7)                                            # the watchdog
+    _, hold, is_stop = rig.sent[-1]
+    assert is_stop
+    np.testing.assert_allclose(hold, [5.0, -0.5]), 'held at the upper limit, not at 100'
+
+
 def test_observations_taken_before_enable_are_ignored():
     rig = Rig(make_controller(autostart=False))
     rig.joints(joint1=0.0, drive_joint=0.0)
@@ -281,6 +290,23 @@ def test_a_stamp_far_ahead_is_ignored_and_the_next_good_one_commands():
     assert not rig.sent[-1][2] and rig.sent[-1][0] == 1.2, 'commanding went on with the next good stamp'
     status = rig.controller.status(1.2)
     assert status.level == 'WARN' and status.values['embeddings_stamped_ahead'] == '1'
+
+
+def test_a_non_finite_embedding_is_skipped_without_stopping_the_robot():
+    config = ControlConfig(action_names=ACTIONS, state_names=(), context_length=2, embedding_dim=2,
+                           encoder_checksum=CHECKSUM, step_period=PERIOD, control_period=PERIOD,
+                           observation_timeout=TIMEOUT, ensemble_m=0.0, velocity_commands=False, autostart=True)
+    controller = PolicyController(config, SafetyFilter(2, lower=[-5.0], upper=[5.0], max_velocity=[1.0],
+                                                       max_interval=PERIOD))
+    rig = Rig(controller)
+    rig.joints(joint1=0.0, drive_joint=0.0)
+    rig.observe(1.0, ramp(1.0))
+    bad = controller.observation(1.1, [math.nan, 0.0], 1.1, CHECKSUM, 'enc')
+    assert bad.predict is None and [note.key for note in bad.notes] == ['bad_embedding']
+    assert 'non-finite' in bad.notes[0].text
+    rig.observe(1.2, ramp(1.2))   # the next good one: a window of finite embeddings, commanding goes on
+    assert [stop for _, _, stop in rig.sent] == [False, False]
+    assert controller.commanding
 
 
 def test_a_clock_jumping_back_stops_and_starts_over_on_the_new_timeline():

@@ -278,8 +278,14 @@ def test_refusals_and_stamps_ahead_are_reported_while_recent_and_commanding_reco
     ros_node.spin_until(lambda: len(arm) >= 3, timeout=20, what='commands from the right encoder')
     stream.publish_once(ahead_s=3600.0)                  # one stamp an hour ahead among good ones
     wait_for_log(ros_node, proc, 'ahead of this node', timeout=10)
+    negative = stream.sent[-1]
+    negative.header.stamp.sec = -5                       # rclpy's Time refuses it: it once ended the node
+    stream.publisher.publish(negative)
     after_it = len(arm)
-    ros_node.spin_until(lambda: len(arm) >= after_it + 5, timeout=10, what='commands after the stamp ahead')
+    ros_node.spin_until(lambda: len(arm) >= after_it + 5 or proc.returncode is not None, timeout=10,
+                        what='commands after the stamps ahead and negative')
+    assert proc.returncode is None, proc.output()
+    assert len(arm) >= after_it + 5
 
     def recovered():
         status = diagnostics[-1].status[0] if diagnostics else None
