@@ -106,7 +106,11 @@ def task_policies(preset: dict, task: str) -> list[str]:
 
 def plan(preset: dict, work: Path, threads: int) -> dict[str, list[Step]]:
     """Return the steps, in phases: each phase needs only the outputs of earlier phases."""
-    record, convert, pretrain, probe, train, evaluate = [], [], [], [], [], []
+    record, convert, pretrain, probe = [], [], [], []
+    # Per policy, so that the preset's first policy's steps run first: its table is complete while a
+    # slower head still runs.
+    train = {policy: [] for policy in preset['policies']}
+    evaluate = {policy: [] for policy in preset['policies']}
     seeds = preset['seeds']
     for robot, spec in preset['robots'].items():
         tasks = spec['tasks']
@@ -139,21 +143,21 @@ def plan(preset: dict, work: Path, threads: int) -> dict[str, list[Step]]:
                                           '--threads', str(threads)]))
                     for policy in task_policies(preset, task):
                         policy_dir = work / 'policies' / task / variant / f'seed{seed}' / policy
-                        train.append(Step(f'train {policy} {variant} seed {seed} on {task}', policy_dir / 'policy.pt', [
+                        train[policy].append(Step(
+                            f'train {policy} {variant} seed {seed} on {task}', policy_dir / 'policy.pt', [
                             'train_policy', '--dataset', str(dataset), '--encoder', str(encoder), '--policy', policy,
                             '--output', str(policy_dir), '--threads', str(threads), '--quiet']
                             + policy_settings(preset, policy, seed)))
                         eval_dir = work / 'evaluations' / task / variant / f'seed{seed}' / policy
-                        evaluate.append(Step(
+                        evaluate[policy].append(Step(
                             f'evaluate {policy} {variant} seed {seed} on {task}', eval_dir / 'summary.json', [
                                 'evaluate', '--robot', robot, '--task', task, '--encoder', str(encoder),
                                 '--policy', str(policy_dir / 'policy.pt'),
                                 '--episodes', str(preset['eval_episodes']), '--output', str(eval_dir),
                                 '--lockstep', '--real-time-factor', '0', '--rollout-sheets', '0']))
-    # The preset's first policy first: the first policy's table is complete while a slower head still runs.
-    for steps in (train, evaluate):
-        steps.sort(key=lambda step: next(i for i, p in enumerate(preset['policies']) if f' {p} ' in step.name))
-    return dict(zip(PHASES, [record, convert, pretrain, probe, train, evaluate]))
+    return dict(zip(PHASES, [record, convert, pretrain, probe,
+                             [step for steps in train.values() for step in steps],
+                             [step for steps in evaluate.values() for step in steps]]))
 
 
 def _random_init(preset: dict, robot_dataset: Path, encoder: Path, seed: int) -> Callable[[], None]:
