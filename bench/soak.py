@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Soak: encoder_node and policy_node fed good and hostile messages at camera rate for minutes.
 
-    python bench/soak.py [--minutes 10] [--rate 30] [--bad-every 3] [--image-size 640x480]
+    python bench/soak.py [--minutes 10] [--rate 30] [--bad-every 3 | --good-only] [--image-size 640x480]
                          [--arch resnet18 --input-size 224] [--fastdds-profile XML | --no-fastdds-profile]
+                         [--logs DIR] [--domain-id ID]
 
 Starts a real encoder_node (two cameras: front raw rgb8, wrist jpeg) and a real policy_node (an MLP
 fitted on random embeddings, as bench/policy_latency.py fits it, with xArm7 joint limits) over DDS,
@@ -27,11 +28,20 @@ second half for runs under two minutes), thread count at start and end, the node
 from /diagnostics, and how it exited after SIGINT.
 Latencies: encoder, camera stamp (= publish time) -> embedding received; policy, embedding stamp
 (= publish time) -> its action chunk received. Numbers measured on a loaded machine are noisy.
+
+Evidence, in --logs beside the node logs: resources.csv (per node, every second: RSS and its anonymous,
+file-backed and shared-memory parts from /proc/PID/status, and the thread count), latency.csv (per
+node and minute of the soak, by input publish time: outputs, latency p50/p99) and rss.png (RSS over
+time per node, with the least-squares line the summary's growth comes from). RSS counts the pages of
+every peer's Fast DDS shared-memory segment a node has read (RssShmem): they are touched step by step
+for minutes, up to the segment size per peer (16 MiB with the profile), and are no leak; a leak
+shows in RssAnon.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import io
 import math
 import os
@@ -70,7 +80,10 @@ def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--minutes', type=float, default=10.0, help='soak length in minutes (default 10)')
     parser.add_argument('--rate', type=float, default=30.0, help='good inputs per second (default 30)')
-    parser.add_argument('--bad-every', type=int, default=3, help='one hostile message every N ticks (default 3)')
+    hostile = parser.add_mutually_exclusive_group()
+    hostile.add_argument('--bad-every', type=int, default=3, help='one hostile message every N ticks (default 3)')
+    hostile.add_argument('--good-only', action='store_true',
+                         help='no hostile messages: only the good inputs, to compare with a hostile soak')
     parser.add_argument('--image-size', default='640x480', help='camera images WIDTHxHEIGHT (default 640x480)')
     parser.add_argument('--arch', default='resnet18',
                         help='encoder architecture, randomly initialised (default resnet18)')
@@ -81,7 +94,10 @@ def parse_args():
     profile.add_argument('--no-fastdds-profile', dest='fastdds_profile', action='store_const', const=None,
                          help="use Fast DDS's default transports")
     parser.add_argument('--logs', type=Path, default=Path('runs/bench/soak'),
-                        help='where the node logs go (default runs/bench/soak)')
+                        help='where the node logs, resources.csv, latency.csv and rss.png go '
+                             '(default runs/bench/soak)')
+    parser.add_argument('--domain-id', type=int, default=None,
+                        help='ROS_DOMAIN_ID for this run (default: a free one leased from 1-101)')
     args = parser.parse_args()
     try:
         width, height = (int(v) for v in args.image_size.lower().split('x'))
@@ -89,28 +105,50 @@ def parse_args():
         parser.error(f'--image-size must be WIDTHxHEIGHT, got {args.image_size!r}')
     if args.minutes <= 0 or args.rate <= 0 or args.bad_every < 1:
         parser.error('--minutes and --rate must be > 0, --bad-every >= 1')
+    if args.domain_id is not None and not 0 <= args.domain_id <= 232:
+        parser.error(f'--domain-id must be in 0-232, got {args.domain_id}')
     if args.fastdds_profile is not None and not args.fastdds_profile.is_file():
         parser.error(f'--fastdds-profile {args.fastdds_profile}: no such file')
     args.image_shape = (height, width, 3)
     return args
 
 
-def proc_status(pid: int) -> tuple[float, int] | None:
-    """Resident memory (MB) and thread count of a process, from /proc; None once it is gone."""
+RESOURCE_COLUMNS = ('seconds', 'rss_mb', 'threads', 'rss_anon_mb', 'rss_file_mb', 'rss_shmem_mb')
+
+
+def proc_status(pid: int) -> tuple[float, int, float, float, float] | None:
+    """Resident memory (MB), threads, and the RSS's anonymous, file-backed and shared parts (MB); None once gone.
+
+    Read from /proc/PID/status (VmRSS, Threads, RssAnon, RssFile, RssShmem).
+    """
     try:
         fields = dict(line.split(':', 1) for line in Path(f'/proc/{pid}/status').read_text().splitlines())
     except (FileNotFoundError, ProcessLookupError):
         return None
-    return int(fields['VmRSS'].split()[0]) / 1024, int(fields['Threads'])
+
+    def mb(key):
+        return int(fields[key].split()[0]) / 1024
+
+    return mb('VmRSS'), int(fields['Threads']), mb('RssAnon'), mb('RssFile'), mb('RssShmem')
 
 
-def rss_slope_mb_per_min(samples: list[tuple[float, float, int]]) -> float:
-    """Least-squares slope of RSS over time after the first 20 % of the run (start-up allocations)."""
+def rss_fit(samples: list[tuple], column: int = 1) -> tuple[float, float]:
+    """Least-squares slope (MB/min) and intercept (MB) of RSS over time after the first 20 % of the run.
+
+    The first 20 % is start-up allocations; `column` picks the samples' memory figure (1: RSS,
+    3: its anonymous part). Both are NaN for fewer than 3 samples.
+    """
     kept = samples[len(samples) // 5:]
     if len(kept) < 3:
-        return float('nan')
-    times, rss = np.array([s[0] for s in kept]), np.array([s[1] for s in kept])
-    return float(np.polyfit(times / 60.0, rss, 1)[0])
+        return float('nan'), float('nan')
+    times, rss = np.array([s[0] for s in kept]), np.array([s[column] for s in kept])
+    slope, intercept = np.polyfit(times / 60.0, rss, 1)
+    return float(slope), float(intercept)
+
+
+def rss_slope_mb_per_min(samples: list[tuple], column: int = 1) -> float:
+    """Least-squares slope of RSS (or its anonymous part) after the first 20 % of the run (start-up allocations)."""
+    return rss_fit(samples, column)[0]
 
 
 def percentiles(values) -> str:
@@ -125,7 +163,7 @@ class Feed:
     """The soak's messages: good ones every tick, one hostile one of the next class every --bad-every ticks."""
 
     def __init__(self, args, node, policy, clock):
-        self.bad_every = args.bad_every
+        self.bad_every = None if args.good_only else args.bad_every
         self.clock, self.meta = clock, policy.metadata
         rng = np.random.default_rng(0)
         height, width, _ = args.image_shape
@@ -177,7 +215,7 @@ class Feed:
         self.embedding_pub.publish(self._stamp(self.embedding, stamp_ns))
         self.embedding_sent[stamp_ns] = sent
         self.joint_pub.publish(self.joint_state)
-        if self.ticks % self.bad_every == self.bad_every - 1:
+        if self.bad_every is not None and self.ticks % self.bad_every == self.bad_every - 1:
             hostile = self.hostile[(self.ticks // self.bad_every) % len(self.hostile)]
             self.bad_sent[hostile.__name__.lstrip('_')] += 1
             hostile(stamp_ns)
@@ -328,7 +366,7 @@ def run(args, work: Path) -> None:
         np.array([p.positions for p in msg.points], dtype=float).reshape(-1)), 100)
     bench.create_subscription(DiagnosticArray, '/diagnostics', diagnostics.append, 100)
     feed = Feed(args, bench, policy, bench.get_clock())
-    resources = {name: [] for name in nodes}   # (seconds into the soak, RSS MB, threads)
+    resources = {name: [] for name in nodes}   # RESOURCE_COLUMNS: (seconds into the soak, RSS MB, threads, ...)
     exits = {}
     try:
         deadline = time.monotonic() + 180
@@ -342,10 +380,11 @@ def run(args, work: Path) -> None:
                 raise SystemExit('the nodes did not come up within 180 s; logs in ' + str(args.logs))
             executor.spin_once(timeout_sec=0.1)
         seconds = args.minutes * 60.0
+        hostile = ('no hostile messages' if args.good_only
+                   else f'one hostile message every {args.bad_every} ticks ({len(feed.hostile)} classes)')
         print(f'soaking encoder_node ({args.arch} {args.input_size} px, {args.image_shape[1]}x{args.image_shape[0]} '
               f'front rgb8 + wrist jpeg) and policy_node ({policy.name}) for {seconds:g} s: {args.rate:g} Hz good '
-              f'inputs, one hostile message every {args.bad_every} ticks ({len(feed.hostile)} classes); Fast DDS '
-              f'profile: {args.fastdds_profile or "none"}', flush=True)
+              f'inputs, {hostile}; Fast DDS profile: {args.fastdds_profile or "none"}', flush=True)
         bench.create_timer(1.0 / args.rate, feed.tick)
         soak_start = time.perf_counter()
         start = time.monotonic()
@@ -375,6 +414,11 @@ def run(args, work: Path) -> None:
         rclpy.try_shutdown()
 
     report(args, feed, nodes, alive, resources, exits, embeddings, chunks, commands, diagnostics, soak_start)
+    outputs = {'encoder_node': (embeddings, feed.camera_sent), 'policy_node': (chunks, feed.embedding_sent)}
+    try:
+        write_evidence(args, resources, outputs, soak_start)
+    except OSError as exc:
+        raise SystemExit(f'cannot write the soak evidence to {args.logs}: {exc}') from None
 
 
 def report(args, feed, nodes, alive, resources, exits, embeddings, chunks, commands, diagnostics, soak_start):
@@ -416,7 +460,8 @@ def report(args, feed, nodes, alive, resources, exits, embeddings, chunks, comma
         print(f'  latency first {label}: {percentiles(first)}; last {label}: {percentiles(last)}')
         if samples:
             print(f'  RSS {samples[0][1]:.0f} -> {samples[-1][1]:.0f} MB, growth {rss_slope_mb_per_min(samples):+.2f} '
-                  f'MB/min (least squares after the first 20 %); threads {samples[0][2]} -> {samples[-1][2]} '
+                  f'MB/min (least squares after the first 20 %), of which anonymous (a leak shows here) '
+                  f'{rss_slope_mb_per_min(samples, 3):+.2f} MB/min; threads {samples[0][2]} -> {samples[-1][2]} '
                   f'(max {max(s[2] for s in samples)})')
         counters = [key for key in ('frames_received', 'outputs_published', 'frames_dropped_stale', 'frames_malformed',
                                     'frames_future_stamped', 'frames_oversized', 'clock_jumps_back', 'encode_failures',
@@ -433,11 +478,65 @@ def report(args, feed, nodes, alive, resources, exits, embeddings, chunks, comma
           f'of another size: {malformed} (all must be 0)')
 
 
+def minute_latencies(received, sent, soak_start: float) -> dict[int, list[float]]:
+    """Latencies (ms) of outputs for good inputs, by the minute of the soak their input was published in."""
+    minutes: dict[int, list[float]] = defaultdict(list)
+    for stamp, receive_time in received:
+        if stamp in sent:
+            minutes[int((sent[stamp] - soak_start) // 60)].append((receive_time - sent[stamp]) * 1e3)
+    return minutes
+
+
+def write_evidence(args, resources, outputs, soak_start: float) -> None:
+    """resources.csv, latency.csv and rss.png in --logs (see the module docstring), each written atomically."""
+    from matplotlib.figure import Figure
+
+    from dynamo_data.atomic import atomic_open
+
+    with atomic_open(args.logs / 'resources.csv', 'w', newline='') as file:
+        writer = csv.writer(file)
+        writer.writerow(('node', *RESOURCE_COLUMNS))
+        for name, samples in resources.items():
+            for sample in samples:
+                writer.writerow((name, f'{sample[0]:.2f}', *(f'{v:.2f}' if isinstance(v, float) else v
+                                                            for v in sample[1:])))
+    with atomic_open(args.logs / 'latency.csv', 'w', newline='') as file:
+        writer = csv.writer(file)
+        writer.writerow(('node', 'minute', 'outputs', 'latency_p50_ms', 'latency_p99_ms'))
+        for name, (received, sent) in outputs.items():
+            for minute, values in sorted(minute_latencies(received, sent, soak_start).items()):
+                p50, p99 = np.percentile(values, [50, 99])
+                writer.writerow((name, minute, len(values), f'{p50:.2f}', f'{p99:.2f}'))
+    fig = Figure(figsize=(10, 4.5))
+    ax = fig.add_subplot()
+    for name, samples in resources.items():
+        if not samples:
+            continue
+        times = np.array([s[0] for s in samples]) / 60.0
+        line, = ax.plot(times, [s[1] for s in samples], label=f'{name} RSS')
+        ax.plot(times, [s[3] for s in samples], color=line.get_color(), linestyle=':', label=f'{name} anonymous')
+        slope, intercept = rss_fit(samples)
+        if math.isfinite(slope):
+            fitted = times[len(samples) // 5:]
+            ax.plot(fitted, intercept + slope * fitted, color=line.get_color(), linestyle='--', linewidth=1,
+                    label=f'{name} fit after 20 %: {slope:+.2f} MB/min')
+    ax.set_xlabel('minutes into the soak')
+    ax.set_ylabel('resident memory (MB)')
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize='small')
+    hostile = 'good inputs only' if args.good_only else f'one hostile message every {args.bad_every} ticks'
+    ax.set_title(f'soak: {args.rate:g} Hz, {hostile}, {args.minutes:g} min')
+    fig.tight_layout()
+    with atomic_open(args.logs / 'rss.png', 'wb') as file:
+        fig.savefig(file, format='png', dpi=100)
+
+
 def main() -> None:
     args = parse_args()
-    lease = DomainLease()
+    lease = DomainLease() if args.domain_id is None else None
     # Before rclpy.init, and inherited by the node processes: this run's own domain, loopback only, the profile.
-    os.environ.update(lease.environment())
+    os.environ.update(lease.environment() if lease is not None
+                      else {'ROS_DOMAIN_ID': str(args.domain_id), 'ROS_AUTOMATIC_DISCOVERY_RANGE': 'LOCALHOST'})
     os.environ.pop('FASTRTPS_DEFAULT_PROFILES_FILE', None)   # Fast DDS 2's name; Kilted warns about it
     if args.fastdds_profile is None:
         os.environ.pop('FASTDDS_DEFAULT_PROFILES_FILE', None)
@@ -449,7 +548,8 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix='soak_') as work:
             run(args, Path(work))
     finally:
-        lease.release()
+        if lease is not None:
+            lease.release()
 
 
 if __name__ == '__main__':
