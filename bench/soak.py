@@ -132,11 +132,14 @@ def proc_status(pid: int) -> tuple[float, int, float, float, float] | None:
     return mb('VmRSS'), int(fields['Threads']), mb('RssAnon'), mb('RssFile'), mb('RssShmem')
 
 
-def rss_fit(samples: list[tuple], column: int = 1) -> tuple[float, float]:
-    """Least-squares slope (MB/min) and intercept (MB) of RSS over time after the first 20 % of the run.
+RSS, RSS_ANON = RESOURCE_COLUMNS.index('rss_mb'), RESOURCE_COLUMNS.index('rss_anon_mb')
 
-    The first 20 % is start-up allocations; `column` picks the samples' memory figure (1: RSS,
-    3: its anonymous part). Both are NaN for fewer than 3 samples.
+
+def rss_fit(samples: list[tuple], column: int = RSS) -> tuple[float, float]:
+    """Least-squares slope (MB/min) and intercept (MB) of a memory column over time after the first 20 % of the run.
+
+    The first 20 % is start-up allocations; `column` is RSS or RSS_ANON. Both are NaN for fewer
+    than 3 samples.
     """
     kept = samples[len(samples) // 5:]
     if len(kept) < 3:
@@ -144,11 +147,6 @@ def rss_fit(samples: list[tuple], column: int = 1) -> tuple[float, float]:
     times, rss = np.array([s[0] for s in kept]), np.array([s[column] for s in kept])
     slope, intercept = np.polyfit(times / 60.0, rss, 1)
     return float(slope), float(intercept)
-
-
-def rss_slope_mb_per_min(samples: list[tuple], column: int = 1) -> float:
-    """Least-squares slope of RSS (or its anonymous part) after the first 20 % of the run (start-up allocations)."""
-    return rss_fit(samples, column)[0]
 
 
 def percentiles(values) -> str:
@@ -459,9 +457,9 @@ def report(args, feed, nodes, alive, resources, exits, embeddings, chunks, comma
         label = 'minute' if window_s == 60.0 else f'{window_s:g} s'
         print(f'  latency first {label}: {percentiles(first)}; last {label}: {percentiles(last)}')
         if samples:
-            print(f'  RSS {samples[0][1]:.0f} -> {samples[-1][1]:.0f} MB, growth {rss_slope_mb_per_min(samples):+.2f} '
+            print(f'  RSS {samples[0][1]:.0f} -> {samples[-1][1]:.0f} MB, growth {rss_fit(samples)[0]:+.2f} '
                   f'MB/min (least squares after the first 20 %), of which anonymous (a leak shows here) '
-                  f'{rss_slope_mb_per_min(samples, 3):+.2f} MB/min; threads {samples[0][2]} -> {samples[-1][2]} '
+                  f'{rss_fit(samples, RSS_ANON)[0]:+.2f} MB/min; threads {samples[0][2]} -> {samples[-1][2]} '
                   f'(max {max(s[2] for s in samples)})')
         counters = [key for key in ('frames_received', 'outputs_published', 'frames_dropped_stale', 'frames_malformed',
                                     'frames_future_stamped', 'frames_oversized', 'clock_jumps_back', 'encode_failures',
@@ -513,8 +511,8 @@ def write_evidence(args, resources, outputs, soak_start: float) -> None:
         if not samples:
             continue
         times = np.array([s[0] for s in samples]) / 60.0
-        line, = ax.plot(times, [s[1] for s in samples], label=f'{name} RSS')
-        ax.plot(times, [s[3] for s in samples], color=line.get_color(), linestyle=':', label=f'{name} anonymous')
+        line, = ax.plot(times, [s[RSS] for s in samples], label=f'{name} RSS')
+        ax.plot(times, [s[RSS_ANON] for s in samples], color=line.get_color(), linestyle=':', label=f'{name} anonymous')
         slope, intercept = rss_fit(samples)
         if math.isfinite(slope):
             fitted = times[len(samples) // 5:]
